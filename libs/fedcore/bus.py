@@ -1,0 +1,226 @@
+"""This party's Kafka behind a small interface: publish envelopes, consume them with explicit commits.
+
+Records are keyed by job id so one job's records stay in order. An envelope larger than
+``max_record_bytes`` is split into chunk records (headers ``id`` and ``chunk = i/n``) that the
+consumer reassembles; a consumer never commits past the first chunk of a message it has not yet
+handed out, so a restart re-reads an incomplete message instead of losing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Self
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from fedcore import topics
+from fedcore.envelope import Envelope
+
+MAX_RECORD_BYTES = 900_000
+PARTITIONS = 3
+
+
+def header(record: ConsumerRecord, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value.decode()
+    return None
+
+
+class Bus:
+    """A producer on this party's Kafka, plus factories for consumers of the same cluster."""
+
+    def __init__(
+        self, bootstrap: str, client_id: str, *, max_record_bytes: int = MAX_RECORD_BYTES
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self.max_record_bytes = max_record_bytes
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        await ensure_topics(self.bootstrap)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=self.max_record_bytes + 64_000,
+            linger_ms=2,
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise RuntimeError("Bus.start() has not been awaited")
+        return self._producer
+
+    async def publish(self, topic: str, env: Envelope) -> None:
+        """Write one envelope to a topic and wait until the broker has it."""
+        data = env.to_bytes()
+        key = env.job_id.encode()
+        hdrs = env.headers()
+        step = self.max_record_bytes
+        if len(data) <= step:
+            await self.producer.send_and_wait(topic, data, key=key, headers=hdrs)
+            return
+        count = (len(data) + step - 1) // step
+        futures = [
+            await self.producer.send(
+                topic,
+                data[i * step : (i + 1) * step],
+                key=key,
+                headers=[*hdrs, ("chunk", f"{i}/{count}".encode())],
+            )
+            for i in range(count)
+        ]
+        await asyncio.gather(*futures)
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Write a record exactly as received (the bridge mirrors records without decoding them)."""
+        await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    def subscribe(
+        self,
+        topic_names: Iterable[str],
+        *,
+        group_id: str | None,
+        start_time_ms: int | None = None,
+    ) -> Subscription:
+        """Envelopes from ``topic_names``: as a consumer group, or (no group) from a point in time."""
+        return Subscription(self.bootstrap, list(topic_names), group_id, start_time_ms)
+
+
+async def ensure_topics(bootstrap: str, names: Iterable[str] = topics.ALL) -> None:
+    """Create Tessera's topics if they are missing (idempotent)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=PARTITIONS, replication_factor=1)
+            for name in names
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another service created them between our list and create
+    finally:
+        await admin.close()
+
+
+@dataclass
+class _Partial:
+    first_offset: int
+    count: int
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+class Subscription:
+    """Consume envelopes; call :meth:`commit` once each handed-out envelope has been handled."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic_names: list[str],
+        group_id: str | None,
+        start_time_ms: int | None,
+    ) -> None:
+        self._topics = topic_names
+        self._group_id = group_id
+        self._start_time_ms = start_time_ms
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self._partials: dict[tuple[TopicPartition, str], _Partial] = {}
+        self._next: dict[TopicPartition, int] = {}
+
+    async def __aenter__(self) -> Self:
+        await self._consumer.start()
+        if self._group_id is not None:
+            self._consumer.subscribe(self._topics)
+        else:
+            await self._assign_from_time()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def _assign_from_time(self) -> None:
+        await self._consumer.topics()  # refresh metadata
+        tps = [
+            TopicPartition(t, p)
+            for t in self._topics
+            for p in sorted(self._consumer.partitions_for_topic(t) or ())
+        ]
+        self._consumer.assign(tps)
+        if self._start_time_ms is None:
+            await self._consumer.seek_to_beginning(*tps)
+            return
+        found = await self._consumer.offsets_for_times(dict.fromkeys(tps, self._start_time_ms))
+        for tp in tps:
+            hit = found.get(tp)
+            if hit is None:
+                await self._consumer.seek_to_end(tp)
+            else:
+                self._consumer.seek(tp, hit.offset)
+
+    def __aiter__(self) -> AsyncIterator[Envelope]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Envelope]:
+        async for record in self._consumer:
+            env = self._assemble(record)
+            if env is not None:
+                yield env
+
+    def _assemble(self, record: ConsumerRecord) -> Envelope | None:
+        tp = TopicPartition(record.topic, record.partition)
+        self._next[tp] = record.offset + 1
+        chunk = header(record, "chunk")
+        if chunk is None:
+            return Envelope.from_bytes(record.value)
+        index, count = (int(x) for x in chunk.split("/"))
+        key = (tp, header(record, "id") or "")
+        partial = self._partials.setdefault(key, _Partial(record.offset, count))
+        partial.parts[index] = record.value
+        if len(partial.parts) < partial.count:
+            return None
+        del self._partials[key]
+        return Envelope.from_bytes(b"".join(partial.parts[i] for i in range(partial.count)))
+
+    async def commit(self) -> None:
+        """Commit everything handed out so far (never past an incomplete chunked message)."""
+        if self._group_id is None:
+            return
+        offsets = dict(self._next)
+        for (tp, _), partial in self._partials.items():
+            offsets[tp] = min(offsets.get(tp, partial.first_offset), partial.first_offset)
+        if offsets:
+            await self._consumer.commit(offsets)

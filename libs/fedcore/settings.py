@@ -1,0 +1,119 @@
+"""A party's settings, read from its env file and the environment (the PowerFL variable names).
+
+Settings are built by each service's app factory, never at import time. The environment wins over
+the env file, so one variable can be overridden for one run without editing the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, Field, field_validator
+
+_PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
+_PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
+
+
+class SettingsError(ValueError):
+    """An env file or variable is missing or malformed; the message names it."""
+
+
+def read_env_file(path: str | Path) -> dict[str, str]:
+    """Parse a shell-style env file: ``KEY=value`` lines, optional ``export``, quotes, comments."""
+    values: dict[str, str] = {}
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if text.startswith("export "):
+            text = text[len("export ") :].lstrip()
+        key, sep, raw = text.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise SettingsError(f"{path}:{lineno}: expected KEY=value, got {line!r}")
+        parts = shlex.split(raw, comments=True) if raw.strip() else [""]
+        values[key] = " ".join(parts)
+    return values
+
+
+class PartySettings(BaseModel):
+    """Everything a Tessera service needs to know about its party and its peers."""
+
+    party_id: str = Field(pattern=r"^\d+$")
+    domain: str = "localhost"
+    bind_host: str = "127.0.0.1"
+    kafka_bootstrap: str
+    flow_server_port: int = 9380
+    bridge_port: int = 9370
+    dashboard_port: int = 8080
+    task_engine_port: int = 9360
+    database_url: str | None = None
+    state_dir: Path = Path(".run/state")
+    # peer party id -> its bridge's base URL
+    peers: dict[str, str] = Field(default_factory=dict)
+    # party id -> path of its Ed25519 public key (PEM); this party's private key below
+    public_keys: dict[str, Path] = Field(default_factory=dict)
+    private_key_file: Path | None = None
+    task_timeout_s: float = 3600.0
+    worker_concurrency: int = 2
+
+    @field_validator("peers")
+    @classmethod
+    def _urls(cls, peers: dict[str, str]) -> dict[str, str]:
+        for pid, url in peers.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"PARTY_MQ_HTTP_URL_{pid} must be an http(s) URL, got {url!r}")
+        return {pid: url.rstrip("/") for pid, url in peers.items()}
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / 'flow_server.db'}"
+
+    @classmethod
+    def from_env(
+        cls, env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> Self:
+        """Build settings from an env file (optional) overlaid with the process environment."""
+        env: dict[str, str] = {}
+        path = env_file or os.environ.get("TESSERA_ENV_FILE")
+        if path:
+            env.update(read_env_file(path))
+        env.update(os.environ if environ is None else environ)
+        if "PARTY_ID" not in env:
+            raise SettingsError("PARTY_ID is not set (pass --env-file or export it)")
+        others = [p for p in re.split(r"[,\s]+", env.get("OTHER_PARTIES", "")) if p]
+        peers = {m[1]: v for k, v in env.items() if (m := _PEER_URL.match(k))}
+        missing = [p for p in others if p not in peers]
+        if missing:
+            raise SettingsError(f"OTHER_PARTIES names {missing} but PARTY_MQ_HTTP_URL_<id> is unset")
+        keys = {m[1]: Path(v) for k, v in env.items() if (m := _PEER_KEY.match(k))}
+        host = env.get("INTERNAL_MQ_HOST", "127.0.0.1")
+        port = env.get("INTERNAL_MQ_TCP_PORT", "9092")
+        fields: dict[str, object] = {
+            "party_id": env["PARTY_ID"],
+            "kafka_bootstrap": env.get("KAFKA_BOOTSTRAP", f"{host}:{port}"),
+            "peers": {p: peers[p] for p in others},
+            "public_keys": keys,
+        }
+        optional = {
+            "domain": "DOMAIN",
+            "bind_host": "BIND_HOST",
+            "flow_server_port": "FLOW_SERVER_PORT",
+            "bridge_port": "EXPOSE_MQ_HTTP_PORT",
+            "dashboard_port": "DASHBOARD_PORT",
+            "task_engine_port": "TASK_ENGINE_PORT",
+            "database_url": "DATABASE_URL",
+            "state_dir": "STATE_DIR",
+            "private_key_file": "PARTY_PRIVATE_KEY",
+            "task_timeout_s": "TASK_TIMEOUT_S",
+            "worker_concurrency": "WORKER_CONCURRENCY",
+        }
+        fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
+        try:
+            return cls.model_validate(fields)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc

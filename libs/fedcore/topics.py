@@ -1,0 +1,18 @@
+"""Topic names on each party's own Kafka (see docs/architecture.md for who produces and consumes)."""
+
+from typing import Final
+
+TASKS: Final = "fl.tasks"
+CONTROL: Final = "fl.control"
+STATUS: Final = "fl.status"
+RESULTS: Final = "fl.results"
+LOGS: Final = "fl.logs"
+OUT_CTL: Final = "fl.out.ctl"
+IN_CTL: Final = "fl.in.ctl"
+OUT_FED: Final = "fl.out.fed"
+IN_FED: Final = "fl.in.fed"
+
+ALL: Final = (TASKS, CONTROL, STATUS, RESULTS, LOGS, OUT_CTL, IN_CTL, OUT_FED, IN_FED)
+
+# The bridge mirrors each outbound topic into the peer's matching inbound topic.
+OUTBOUND_TO_INBOUND: Final = {OUT_CTL: IN_CTL, OUT_FED: IN_FED}
