@@ -130,6 +130,17 @@ async def ensure_topics(bootstrap: str, names: Iterable[str] = topics.ALL) -> No
         await admin.close()
 
 
+async def partitions(bootstrap: str, names: Iterable[str]) -> dict[str, list[int]]:
+    """The partition ids of each named topic, as the cluster has them now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(names))
+    finally:
+        await admin.close()
+    return {t["topic"]: sorted(p["partition"] for p in t["partitions"]) for t in described}
+
+
 @dataclass
 class _Partial:
     first_offset: int
@@ -147,6 +158,7 @@ class Subscription:
         group_id: str | None,
         start_time_ms: int | None,
     ) -> None:
+        self._bootstrap = bootstrap
         self._topics = topic_names
         self._group_id = group_id
         self._start_time_ms = start_time_ms
@@ -173,11 +185,10 @@ class Subscription:
         await self._consumer.stop()
 
     async def _assign_from_time(self) -> None:
-        await self._consumer.topics()  # refresh metadata
         tps = [
             TopicPartition(t, p)
-            for t in self._topics
-            for p in sorted(self._consumer.partitions_for_topic(t) or ())
+            for t, parts in (await partitions(self._bootstrap, self._topics)).items()
+            for p in parts
         ]
         self._consumer.assign(tps)
         if self._start_time_ms is None:

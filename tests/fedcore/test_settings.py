@@ -1,0 +1,60 @@
+"""Settings come from a PowerFL-style env file overlaid with the environment, with clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from fedcore.settings import PartySettings, SettingsError, read_env_file
+
+ENV = """\
+# party 10000
+export PARTY_ID=10000
+DOMAIN=guest.example
+INTERNAL_MQ_HOST=127.0.0.1
+INTERNAL_MQ_TCP_PORT=9092
+OTHER_PARTIES="20000,30000"
+PARTY_MQ_HTTP_URL_20000=http://127.0.0.1:9371/
+PARTY_MQ_HTTP_URL_30000=https://bridge.c.example  # trailing comment
+EXPOSE_MQ_HTTP_PORT=9370
+"""
+
+
+def test_env_file_gives_party_kafka_and_peers(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV)
+    s = PartySettings.from_env(path, environ={})
+    assert s.party_id == "10000"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.peers == {"20000": "http://127.0.0.1:9371", "30000": "https://bridge.c.example"}
+    assert s.bridge_port == 9370
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV)
+    s = PartySettings.from_env(path, environ={"INTERNAL_MQ_TCP_PORT": "19092"})
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("DOMAIN=x\n", "PARTY_ID"),
+        ("PARTY_ID=1\nOTHER_PARTIES=2\n", "PARTY_MQ_HTTP_URL_<id>"),
+        ("PARTY_ID=1\nOTHER_PARTIES=2\nPARTY_MQ_HTTP_URL_2=ftp://x\n", "PARTY_MQ_HTTP_URL_2"),
+        ("PARTY_ID=abc\n", "party_id"),
+        ("PARTY_ID=1\nFLOW_SERVER_PORT=lots\n", "flow_server_port"),
+    ],
+)
+def test_bad_settings_name_the_variable(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=needle.replace("<", ".").replace(">", ".")):
+        PartySettings.from_env(path, environ={})
+
+
+def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text("PARTY_ID=1\nthis is not an assignment\n")
+    with pytest.raises(SettingsError, match=r"p\.env:2"):
+        read_env_file(path)
