@@ -194,13 +194,13 @@ class Subscription:
         if self._start_time_ms is None:
             await self._consumer.seek_to_beginning(*tps)
             return
+        # The end is read before the time lookup: a record produced between the two is then
+        # still ahead of the position instead of skipped by a later seek_to_end.
+        ends = await self._consumer.end_offsets(tps)
         found = await self._consumer.offsets_for_times(dict.fromkeys(tps, self._start_time_ms))
         for tp in tps:
             hit = found.get(tp)
-            if hit is None:
-                await self._consumer.seek_to_end(tp)
-            else:
-                self._consumer.seek(tp, hit.offset)
+            self._consumer.seek(tp, ends[tp] if hit is None else hit.offset)
 
     def __aiter__(self) -> AsyncIterator[Envelope]:
         return self._iterate()
