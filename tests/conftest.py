@@ -1,34 +1,18 @@
-"""Session-wide fixtures: two real Apache Kafka brokers (one per party), started once per session."""
+"""Session fixtures: two real Apache Kafka brokers (one per party), started once per session."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from brokers import Broker, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 SHARED_DATA = ROOT.parent / "shared" / "data"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class Broker:
-    port: int
-    data_dir: Path
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
 
 def _start_broker(data_dir: Path) -> Broker:

@@ -1,4 +1,4 @@
-"""What Tessera's services share: settings, the envelope, topic names, the wire codec, the Kafka bus."""
+"""What the services share: settings, the envelope, topic names, the wire codec, the Kafka bus."""
 
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings

@@ -1,4 +1,4 @@
-"""This party's Kafka behind a small interface: publish envelopes, consume them with explicit commits.
+"""This party's Kafka behind a small interface: publish envelopes, consume them, commit.
 
 Records are keyed by job id so one job's records stay in order. An envelope larger than
 ``max_record_bytes`` is split into chunk records (headers ``id`` and ``chunk = i/n``) that the
@@ -106,7 +106,7 @@ class Bus:
         group_id: str | None,
         start_time_ms: int | None = None,
     ) -> Subscription:
-        """Envelopes from ``topic_names``: as a consumer group, or (no group) from a point in time."""
+        """Envelopes from ``topic_names``: as a consumer group, or groupless from a time."""
         return Subscription(self.bootstrap, list(topic_names), group_id, start_time_ms)
 
 

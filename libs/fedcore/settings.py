@@ -89,7 +89,9 @@ class PartySettings(BaseModel):
         peers = {m[1]: v for k, v in env.items() if (m := _PEER_URL.match(k))}
         missing = [p for p in others if p not in peers]
         if missing:
-            raise SettingsError(f"OTHER_PARTIES names {missing} but PARTY_MQ_HTTP_URL_<id> is unset")
+            raise SettingsError(
+                f"OTHER_PARTIES names {missing} but PARTY_MQ_HTTP_URL_<id> is unset"
+            )
         keys = {m[1]: Path(v) for k, v in env.items() if (m := _PEER_KEY.match(k))}
         host = env.get("INTERNAL_MQ_HOST", "127.0.0.1")
         port = env.get("INTERNAL_MQ_TCP_PORT", "9092")

@@ -1,4 +1,4 @@
-"""Topic names on each party's own Kafka (see docs/architecture.md for who produces and consumes)."""
+"""Topic names on each party's own Kafka (docs/architecture.md says who produces and consumes)."""
 
 from typing import Final
 
@@ -12,7 +12,10 @@ IN_CTL: Final = "fl.in.ctl"
 OUT_FED: Final = "fl.out.fed"
 IN_FED: Final = "fl.in.fed"
 
-ALL: Final = (TASKS, CONTROL, STATUS, RESULTS, LOGS, OUT_CTL, IN_CTL, OUT_FED, IN_FED)
+# Outbound records the bridge cannot route (unknown destination, no id), kept for an operator.
+BRIDGE_DEAD: Final = "fl.bridge.dead"
+
+ALL: Final = (TASKS, CONTROL, STATUS, RESULTS, LOGS, OUT_CTL, IN_CTL, OUT_FED, IN_FED, BRIDGE_DEAD)
 
 # The bridge mirrors each outbound topic into the peer's matching inbound topic.
 OUTBOUND_TO_INBOUND: Final = {OUT_CTL: IN_CTL, OUT_FED: IN_FED}

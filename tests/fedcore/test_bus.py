@@ -6,7 +6,7 @@ import uuid
 
 import numpy as np
 
-from conftest import Broker
+from brokers import Broker
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 
@@ -61,6 +61,7 @@ async def test_groupless_subscription_replays_from_a_point_in_time(kafka: Broker
         await bus.publish(topic, Envelope(type="fed", job_id=job, src="1", body={"i": 1}))
         seen: list[int] = []
         async with bus.subscribe([topic], group_id=None, start_time_ms=since_ms) as sub:
+
             async def first_mine() -> None:
                 async for env in sub:
                     if env.job_id == job:

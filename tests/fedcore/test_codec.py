@@ -15,7 +15,9 @@ def test_big_integers_round_trip(values: list[int]) -> None:
     assert codec.unpackb(codec.packb(values)) == values
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32", "int64", "int8", "uint16", "bool", "complex128"])
+@pytest.mark.parametrize(
+    "dtype", ["float64", "float32", "int64", "int8", "uint16", "bool", "complex128"]
+)
 def test_numeric_arrays_round_trip_with_dtype_and_shape(dtype: str) -> None:
     arr = (np.arange(24).reshape(2, 3, 4) % 3).astype(dtype)
     out = codec.unpackb(codec.packb({"a": arr}))["a"]

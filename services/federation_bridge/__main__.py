@@ -1,0 +1,51 @@
+"""``python -m federation_bridge [--env-file FILE]`` serves the bridge;
+``python -m federation_bridge keygen --out DIR`` writes an Ed25519 key pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from fedcore.settings import PartySettings, SettingsError
+from federation_bridge.app import create_app
+from federation_bridge.signing import KeyFileError, generate_keypair
+
+log = logging.getLogger("federation_bridge")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m federation_bridge", description=__doc__)
+    parser.add_argument("--env-file", help="the party's env file (else TESSERA_ENV_FILE / env)")
+    sub = parser.add_subparsers(dest="command")
+    keygen = sub.add_parser("keygen", help="write DIR/private.pem (0600) and DIR/public.pem")
+    keygen.add_argument("--out", required=True, type=Path, help="directory for the key pair")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per batch; failures are ours
+
+    if args.command == "keygen":
+        try:
+            private, public = generate_keypair(args.out)
+        except FileExistsError:
+            log.error("%s already holds a private key; refusing to overwrite it", args.out)
+            return 1
+        log.info("wrote %s and %s", private, public)
+        return 0
+
+    try:
+        settings = PartySettings.from_env(args.env_file)
+        app = create_app(settings, env_file=args.env_file)
+    except (SettingsError, KeyFileError) as exc:
+        log.error("%s", exc)
+        return 2
+    uvicorn.run(app, host=settings.bind_host, port=settings.bridge_port, log_config=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

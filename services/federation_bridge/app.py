@@ -1,0 +1,152 @@
+"""The bridge's FastAPI app: ``POST /v1/records`` (receiver), ``GET /health``, and the sender
+running in the lifespan.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+from aiokafka.errors import KafkaError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from fedcore.bus import Bus
+from fedcore.settings import PartySettings, SettingsError
+from federation_bridge import signing
+from federation_bridge.dedup import DedupStore
+from federation_bridge.deps import BridgeState, StateDep
+from federation_bridge.options import BridgeOptions
+from federation_bridge.receiver import Receiver, Rejected
+from federation_bridge.sender import Sender
+from federation_bridge.wire import PARTY_HEADER, PATH, SIGNATURE_HEADER
+
+log = logging.getLogger(__name__)
+
+DEDUP_FILE = "bridge-dedup.sqlite"
+
+
+def create_app(
+    settings: PartySettings | None = None,
+    options: BridgeOptions | None = None,
+    *,
+    env_file: str | Path | None = None,
+) -> FastAPI:
+    """The bridge app; settings and keys are read here (not at import), so errors surface early."""
+    settings = settings or PartySettings.from_env(env_file)
+    options = options or BridgeOptions.from_env(env_file)
+    private_key, public_keys = _load_keys(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        party = settings.party_id
+        dedup = DedupStore(settings.state_dir / DEDUP_FILE, retention_s=options.dedup_retention_s)
+        bus = Bus(settings.kafka_bootstrap, client_id=f"bridge-{party}")
+        timeout = httpx.Timeout(options.http_timeout_s, connect=min(options.http_timeout_s, 5.0))
+        async with dedup, bus, httpx.AsyncClient(timeout=timeout) as client:
+            receiver = Receiver(
+                party_id=party,
+                public_keys=public_keys,
+                publisher=bus,
+                dedup=dedup,
+                max_age_s=options.dedup_retention_s,
+            )
+            sender = Sender(
+                settings=settings, options=options, bus=bus, client=client, private_key=private_key
+            )
+            await sender.start()
+            app.state.bridge = BridgeState(settings, options, receiver, sender)
+            log.info("bridge of party %s up; peers %s", party, settings.peers)
+            try:
+                yield
+            finally:
+                await sender.stop()
+
+    app = FastAPI(title=f"Tessera federation bridge ({settings.party_id})", lifespan=lifespan)
+
+    @app.post(PATH)
+    async def post_records(request: Request, state: StateDep) -> JSONResponse:
+        """A peer's signed batch: produce its new records into this party's inbound topics."""
+        body = await _read_body(request, state.options.max_body_bytes)
+        if body is None:
+            state.receiver.stats.rejected["too_large"] += 1
+            limit = state.options.max_body_bytes
+            return _error(413, "too_large", f"the body exceeds {limit} bytes")
+        try:
+            accepted = await state.receiver.receive(
+                request.headers.get(PARTY_HEADER), request.headers.get(SIGNATURE_HEADER), body
+            )
+        except Rejected as exc:
+            return _error(exc.status, exc.code, exc.reason)
+        except KafkaError as exc:
+            log.warning("cannot produce a batch into Kafka: %r", exc)
+            state.receiver.stats.rejected["kafka_unavailable"] += 1
+            return _error(503, "kafka_unavailable", f"this party's Kafka refused: {exc!r}")
+        return JSONResponse(
+            {
+                "batch_id": accepted.batch_id,
+                "produced": accepted.produced,
+                "duplicates": accepted.duplicates,
+            }
+        )
+
+    @app.get("/health")
+    async def health(state: StateDep) -> JSONResponse:
+        """200 while the sender runs, 503 once it died; counters of both halves."""
+        stats = state.receiver.stats
+        sender = state.sender.stats()
+        return JSONResponse(
+            {
+                "party": state.settings.party_id,
+                "peers": state.settings.peers,
+                "receiver": {
+                    "batches": stats.batches,
+                    "produced": stats.produced,
+                    "duplicates": stats.duplicates,
+                    "rejected": dict(stats.rejected),
+                },
+                "sender": sender,
+            },
+            status_code=503 if state.sender.failure else 200,
+        )
+
+    return app
+
+
+def _load_keys(settings: PartySettings) -> tuple[Ed25519PrivateKey, dict[str, Ed25519PublicKey]]:
+    if settings.private_key_file is None:
+        raise SettingsError("PARTY_PRIVATE_KEY is not set: the bridge must sign what it sends")
+    private_key = signing.load_private_key(settings.private_key_file)
+    public_keys: dict[str, Ed25519PublicKey] = {}
+    for peer in settings.peers:
+        path = settings.public_keys.get(peer)
+        if path is None:
+            # still start: this party can send to the peer, only its batches are refused
+            log.error("PARTY_PUBLIC_KEY_%s is not set: batches from party %s will be refused",
+                      peer, peer)  # fmt: skip
+            continue
+        public_keys[peer] = signing.load_public_key(path)
+    return private_key, public_keys
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it exceeds ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _error(status: int, code: str, reason: str) -> JSONResponse:
+    return JSONResponse({"error": code, "reason": reason}, status_code=status)

@@ -1,0 +1,107 @@
+"""One peer's link: POST signed batches to its bridge, retrying until it answers 2xx.
+
+A batch is never skipped: transport errors, 5xx and 4xx alike are retried with capped exponential
+backoff (with jitter). A 4xx means the two parties' configurations disagree (keys, party ids) and
+is logged as an error on every attempt, because only an operator can fix it; meanwhile the records
+wait in Kafka behind the bounded buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from federation_bridge import signing
+from federation_bridge.options import BridgeOptions
+from federation_bridge.wire import (
+    CONTENT_TYPE,
+    PARTY_HEADER,
+    PATH,
+    SIGNATURE_HEADER,
+    Batch,
+    WireRecord,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkStats:
+    batches: int = 0
+    records: int = 0
+    failed_attempts: int = 0
+    last_error: str | None = None
+
+
+class PeerLink:
+    def __init__(
+        self,
+        *,
+        party_id: str,
+        peer_id: str,
+        url: str,
+        client: httpx.AsyncClient,
+        private_key: Ed25519PrivateKey,
+        options: BridgeOptions,
+    ) -> None:
+        self.party_id = party_id
+        self.peer_id = peer_id
+        self.url = url + PATH
+        self._client = client
+        self._key = private_key
+        self._options = options
+        self.stats = LinkStats()
+
+    def encode(self, batch_id: str, records: list[WireRecord]) -> tuple[bytes, dict[str, str]]:
+        """The signed body and HTTP headers of one attempt (``sent_ms`` is the attempt's time)."""
+        batch = Batch(
+            src=self.party_id,
+            dst=self.peer_id,
+            batch_id=batch_id,
+            sent_ms=int(time.time() * 1000),
+            records=records,
+        )
+        body = batch.encode()
+        headers = {
+            "Content-Type": CONTENT_TYPE,
+            PARTY_HEADER: self.party_id,
+            SIGNATURE_HEADER: signing.sign(self._key, body),
+        }
+        return body, headers
+
+    async def deliver(self, records: list[WireRecord]) -> None:
+        """Send ``records`` as one batch; return only once the peer answered 2xx."""
+        batch_id = uuid.uuid4().hex
+        delay_s = self._options.retry_initial_s
+        while True:
+            body, headers = self.encode(batch_id, records)
+            level = logging.WARNING
+            try:
+                resp = await self._client.post(self.url, content=body, headers=headers)
+            except httpx.RequestError as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.is_success:
+                    self.stats.batches += 1
+                    self.stats.records += len(records)
+                    self.stats.last_error = None
+                    return
+                problem = f"HTTP {resp.status_code}: {resp.text[:500]}"
+                if resp.is_client_error:
+                    level = logging.ERROR
+            self.stats.failed_attempts += 1
+            self.stats.last_error = problem
+            log.log(
+                level,
+                "batch %s (%d records) to party %s at %s failed, retrying in %.1f s: %s",
+                batch_id, len(records), self.peer_id, self.url, delay_s, problem,
+            )  # fmt: skip
+            await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+            delay_s = min(delay_s * 2, self._options.retry_max_s)

@@ -1,0 +1,29 @@
+"""What the routes need, as typed FastAPI dependencies over the state the lifespan opened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from fedcore.settings import PartySettings
+from federation_bridge.options import BridgeOptions
+from federation_bridge.receiver import Receiver
+from federation_bridge.sender import Sender
+
+
+@dataclass(frozen=True)
+class BridgeState:
+    settings: PartySettings
+    options: BridgeOptions
+    receiver: Receiver
+    sender: Sender
+
+
+def get_state(request: Request) -> BridgeState:
+    state: BridgeState = request.app.state.bridge
+    return state
+
+
+StateDep = Annotated[BridgeState, Depends(get_state)]

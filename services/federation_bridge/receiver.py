@@ -1,0 +1,156 @@
+"""The receiving half: verify a peer's batch, drop records already produced, produce the rest.
+
+Checks, in order (the first failure rejects the whole batch, so nothing of it is produced):
+the party is a configured peer with a public key (401), the signature verifies over the exact
+body (401), the body is a valid batch (400), the batch names the authenticated party as ``src``
+and this party as ``dst`` and is younger than the de-duplication window (403), and every record
+targets an inbound topic, carries ``src`` = the authenticated party, ``dst`` = this party (403)
+and an ``id`` header (400).
+
+New records are produced in batch order, each awaited; a record's key is remembered only after
+the broker acknowledged it, and the answer (200) is sent only after all were produced and
+remembered. A crash between the two can produce a record twice; never zero times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from fedcore import topics
+from federation_bridge import signing
+from federation_bridge.dedup import DedupStore, RecordKey
+from federation_bridge.wire import Batch, WireError, WireRecord
+
+log = logging.getLogger(__name__)
+
+INBOUND_TOPICS = frozenset(topics.OUTBOUND_TO_INBOUND.values())
+
+
+class Publisher(Protocol):
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None: ...
+
+
+class Rejected(Exception):
+    """A batch refused as a whole; ``status`` is the HTTP status, ``reason`` says why."""
+
+    def __init__(self, status: int, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Accepted:
+    batch_id: str
+    produced: int
+    duplicates: int
+
+
+@dataclass
+class ReceiverStats:
+    batches: int = 0
+    produced: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class Receiver:
+    def __init__(
+        self,
+        *,
+        party_id: str,
+        public_keys: dict[str, Ed25519PublicKey],
+        publisher: Publisher,
+        dedup: DedupStore,
+        max_age_s: float,
+    ) -> None:
+        self.party_id = party_id
+        self._keys = public_keys
+        self._publisher = publisher
+        self._dedup = dedup
+        self._max_age_s = max_age_s
+        # one batch per sending party at a time, so a retry racing its own original is produced once
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.stats = ReceiverStats()
+
+    async def receive(self, party: str | None, signature: str | None, body: bytes) -> Accepted:
+        try:
+            batch = self._authenticate(party, signature, body)
+            self._authorise(batch)
+        except Rejected as exc:
+            self.stats.rejected[exc.code] += 1
+            log.warning("rejected a batch from %r: %s", party, exc.reason)
+            raise
+        async with self._locks.setdefault(batch.src, asyncio.Lock()):
+            result = await self._produce(batch)
+        self.stats.batches += 1
+        self.stats.produced += result.produced
+        self.stats.duplicates += result.duplicates
+        return result
+
+    def _authenticate(self, party: str | None, signature: str | None, body: bytes) -> Batch:
+        if not party or not signature:
+            raise Rejected(401, "unsigned", "X-Tessera-Party and X-Tessera-Signature are required")
+        key = self._keys.get(party)
+        if key is None:
+            raise Rejected(401, "unknown_party", f"party {party!r} is not a known peer")
+        if not signing.verify(key, body, signature):
+            raise Rejected(401, "bad_signature", f"the signature does not verify for {party!r}")
+        try:
+            batch = Batch.decode(body)
+        except WireError as exc:
+            raise Rejected(400, "malformed", str(exc)) from exc
+        if batch.src != party:
+            raise Rejected(403, "src_mismatch", f"batch src {batch.src!r} is not signer {party!r}")
+        return batch
+
+    def _authorise(self, batch: Batch) -> None:
+        if batch.dst != self.party_id:
+            raise Rejected(403, "dst_mismatch", f"batch is for {batch.dst!r}, not {self.party_id}")
+        age_s = time.time() - batch.sent_ms / 1000
+        if age_s > self._max_age_s:
+            raise Rejected(403, "stale", f"batch is {age_s:.0f} s old, older than the dedup window")
+        for i, record in enumerate(batch.records):
+            if record.topic not in INBOUND_TOPICS:
+                raise Rejected(403, "topic", f"record {i}: {record.topic!r} is not inbound")
+            src, dst = record.header("src"), record.header("dst")
+            if src != batch.src:
+                raise Rejected(403, "src_mismatch", f"record {i}: src header {src!r} is not signer")
+            if dst != self.party_id:
+                raise Rejected(403, "dst_mismatch", f"record {i}: dst header {dst!r} is not us")
+            if not record.header("id"):
+                raise Rejected(400, "no_id", f"record {i} has no id header")
+
+    async def _produce(self, batch: Batch) -> Accepted:
+        keys = [_record_key(batch.src, r) for r in batch.records]
+        already = await self._dedup.seen(keys)
+        produced: list[RecordKey] = []
+        duplicates = 0
+        try:
+            for key, record in zip(keys, batch.records, strict=True):
+                if key in already:
+                    duplicates += 1
+                    continue
+                await self._publisher.publish_raw(
+                    record.topic, record.key, record.value, list(record.headers)
+                )
+                already.add(key)  # a batch that repeats a record produces it once
+                produced.append(key)
+        finally:
+            # remember what reached Kafka even if a later record failed: the retry skips it
+            await self._dedup.mark(produced)
+        return Accepted(batch.batch_id, len(produced), duplicates)
+
+
+def _record_key(src: str, record: WireRecord) -> RecordKey:
+    return (src, record.header("id") or "", record.header("chunk") or "")

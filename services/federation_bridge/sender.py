@@ -1,0 +1,333 @@
+"""The sending half: mirror this party's ``fl.out.*`` records to the destination peers' bridges.
+
+One consumer (group ``bridge-<party_id>``, manual commits) reads both outbound topics as raw
+records and routes each by its ``dst`` header into that peer's bounded buffer; one task per peer
+takes batches from its buffer and delivers them (:mod:`federation_bridge.delivery`). An offset is
+committed only once every record before it in its partition has been delivered (2xx) or
+dead-lettered, so a crash re-sends rather than loses (the receiver de-duplicates).
+
+A record the bridge can never deliver — no or unknown ``dst``, ``dst`` = this party, a ``src``
+header other than this party, no ``id`` header — is a configuration error. It is written to the
+dead-letter topic :data:`DEAD_LETTER_TOPIC` (untouched, plus ``dead_*`` headers) and logged as an
+error, then committed past. Holding it instead would stall every job that shares its partition
+until a restart with a new configuration; the dead-letter topic keeps it for an operator to
+inspect and replay without blocking the others.
+
+Backpressure: when a peer's buffer is full the consumer pauses its partitions (still polling, so
+it keeps its group membership) until that peer drains; records wait in Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from fedcore import topics
+from fedcore.bus import Bus
+from fedcore.settings import PartySettings
+from federation_bridge.buffer import PeerBuffer
+from federation_bridge.delivery import PeerLink
+from federation_bridge.offsets import OffsetTracker, Ticket
+from federation_bridge.options import BridgeOptions
+from federation_bridge.wire import WireRecord, find_header
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_TOPIC = topics.BRIDGE_DEAD
+_POLL_MS = 500
+_KAFKA_RETRY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    record: WireRecord
+    ticket: Ticket
+
+    def __len__(self) -> int:
+        r = self.record
+        return len(r.value) + len(r.key or b"") + sum(len(k) + len(v) for k, v in r.headers)
+
+
+@dataclass(frozen=True)
+class _Dead:
+    reason: str
+
+
+class Sender:
+    """Consume ``fl.out.*``, deliver to peers, commit behind deliveries. ``start`` / ``stop``."""
+
+    def __init__(
+        self,
+        *,
+        settings: PartySettings,
+        options: BridgeOptions,
+        bus: Bus,
+        client: httpx.AsyncClient,
+        private_key: Ed25519PrivateKey,
+    ) -> None:
+        self._settings = settings
+        self._options = options
+        self._bus = bus
+        self.links = {
+            peer: PeerLink(
+                party_id=settings.party_id,
+                peer_id=peer,
+                url=url,
+                client=client,
+                private_key=private_key,
+                options=options,
+            )
+            for peer, url in settings.peers.items()
+        }
+        self._buffers: dict[str, PeerBuffer[Outgoing]] = {}
+        self._tracker = OffsetTracker()
+        self._held: deque[ConsumerRecord] = deque()
+        self._commit_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._consume_task: asyncio.Task[None] | None = None
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._idle: dict[str, bool] = {}
+        self._closing = False
+        self.dead_lettered = 0
+        self.failure: str | None = None
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("Sender.start() has not been awaited")
+        return self._consumer
+
+    async def start(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            group_id=f"bridge-{self._settings.party_id}",
+            client_id=f"bridge-{self._settings.party_id}",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self._consumer.start()
+        self._consumer.subscribe(list(topics.OUTBOUND_TO_INBOUND), listener=_Rebalance(self))
+        opts = self._options
+        for peer in self.links:
+            self._buffers[peer] = PeerBuffer(
+                max_records=opts.buffer_max_records, max_bytes=opts.buffer_max_bytes
+            )
+            self._workers[peer] = self._spawn(self._run_peer(peer), f"bridge-send-{peer}")
+        self._consume_task = self._spawn(self._consume(), "bridge-consume")
+
+    async def stop(self) -> None:
+        """Stop reading, let deliveries in flight finish (bounded), commit, close. Idempotent."""
+        if self._consumer is None:
+            return
+        self._closing = True
+        if self._consume_task is not None:
+            await _cancel(self._consume_task)
+        busy = [t for peer, t in self._workers.items() if not self._idle.get(peer, True)]
+        if busy:
+            await asyncio.wait(busy, timeout=self._options.shutdown_grace_s)
+        for task in self._workers.values():
+            await _cancel(task)
+        await self._commit()
+        consumer, self._consumer = self._consumer, None
+        await consumer.stop()
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "running": self.failure is None and not self._closing,
+            "failure": self.failure,
+            "dead_lettered": self.dead_lettered,
+            "in_flight": self._tracker.in_flight(),
+            "peers": {
+                peer: {
+                    "buffered": len(self._buffers[peer]) if peer in self._buffers else 0,
+                    "batches": link.stats.batches,
+                    "records": link.stats.records,
+                    "failed_attempts": link.stats.failed_attempts,
+                    "last_error": link.stats.last_error,
+                }
+                for peer, link in self.links.items()
+            },
+        }
+
+    # -- consuming and routing ------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        consumer = self.consumer
+        while True:
+            blocked = await self._place_held()
+            if blocked is not None:
+                await self._wait_for(*blocked)
+                continue
+            fetched = await consumer.getmany(
+                timeout_ms=_POLL_MS, max_records=self._options.batch_max_records
+            )
+            for records in fetched.values():
+                self._held.extend(records)
+
+    async def _place_held(self) -> tuple[str, int] | None:
+        """Route held records in order; the full peer buffer that stopped us (and the size of
+        the record that did not fit), or None."""
+        while self._held:
+            record = self._held[0]
+            route = self._route(record)
+            tp = TopicPartition(record.topic, record.partition)
+            if isinstance(route, _Dead):
+                await self._dead_letter(record, route.reason)
+                if not (self._held and self._held[0] is record):
+                    continue  # a rebalance during the await took the partition away
+                self._tracker.done(self._tracker.track(tp, record.offset))
+            else:
+                # tracking a record again after a failed put is harmless: same offset, pending
+                item = Outgoing(_to_wire(record), self._tracker.track(tp, record.offset))
+                if not self._buffers[route].try_put(item):
+                    return route, len(item)
+            self._held.popleft()
+        return None
+
+    async def _wait_for(self, peer: str, size: int) -> None:
+        """Pause reading until ``peer``'s buffer has room; keep polling to stay in the group."""
+        consumer = self.consumer
+        consumer.pause(*consumer.assignment())
+        log.info("buffer for party %s is full; pausing reads from Kafka", peer)
+        space = asyncio.ensure_future(self._buffers[peer].wait_until_fits(size))
+        try:
+            while not space.done():
+                await asyncio.wait({space}, timeout=_POLL_MS / 1000)
+                # a rebalance may hand us new, unpaused partitions: keep what they yield in order
+                for records in (await consumer.getmany(timeout_ms=0)).values():
+                    self._held.extend(records)
+                consumer.pause(*consumer.assignment())
+        finally:
+            space.cancel()
+            consumer.resume(*consumer.paused())
+
+    def _route(self, record: ConsumerRecord) -> str | _Dead:
+        headers = record.headers or ()
+        dst = find_header(headers, "dst")
+        own = self._settings.party_id
+        if dst is None:
+            return _Dead("the record has no dst header")
+        if dst == own:
+            return _Dead(f"dst {dst} is this party; outbound records are for other parties")
+        if dst not in self.links:
+            return _Dead(f"dst {dst!r} is not a configured peer (OTHER_PARTIES)")
+        src = find_header(headers, "src")
+        if src != own:
+            return _Dead(f"src header {src!r} is not this party ({own}); the peer would refuse it")
+        if not find_header(headers, "id"):
+            return _Dead("the record has no id header, so the peer could not de-duplicate it")
+        return dst
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        where = f"{record.topic}/{record.partition}/{record.offset}"
+        log.error("dead-lettering %s to %s: %s", where, DEAD_LETTER_TOPIC, reason)
+        headers = [
+            *(record.headers or ()),
+            ("dead_reason", reason.encode()),
+            ("dead_source", where.encode()),
+        ]
+        while True:
+            try:
+                await self._bus.publish_raw(DEAD_LETTER_TOPIC, record.key, record.value, headers)
+            except KafkaError as exc:
+                log.warning("cannot write to %s (%s), retrying", DEAD_LETTER_TOPIC, exc)
+                await asyncio.sleep(_KAFKA_RETRY_S)
+                continue
+            self.dead_lettered += 1
+            return
+
+    # -- delivering and committing --------------------------------------------------------------
+
+    async def _run_peer(self, peer: str) -> None:
+        buffer, link = self._buffers[peer], self.links[peer]
+        opts = self._options
+        while not self._closing:
+            self._idle[peer] = True
+            items = await buffer.take(
+                max_records=opts.batch_max_records, max_bytes=opts.batch_max_bytes
+            )
+            self._idle[peer] = False
+            await link.deliver([item.record for item in items])
+            for item in items:
+                self._tracker.done(item.ticket)
+            await self._commit()
+        self._idle[peer] = True
+
+    async def _commit(self, tps: set[TopicPartition] | None = None) -> None:
+        async with self._commit_lock:
+            await self._commit_unlocked(tps)
+
+    async def _commit_unlocked(self, tps: set[TopicPartition] | None = None) -> None:
+        if self._consumer is None:
+            return
+        assigned = self._consumer.assignment()
+        offsets = {tp: off for tp, off in self._tracker.to_commit(tps).items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as exc:
+            # not a loss: the records are delivered; at worst they are re-sent and de-duplicated
+            log.warning("offset commit failed, the next commit will cover it: %r", exc)
+            return
+        self._tracker.committed(offsets)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._on_task_done)
+        return task
+
+    def _on_task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None and self._closing:
+            return
+        self.failure = f"{task.get_name()} stopped: {exc!r}"
+        log.critical("the sender's task %s died; nothing more is sent", task.get_name(),
+                     exc_info=exc)  # fmt: skip
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Commit what is delivered before another member takes over, without the commit lock:
+        # a commit holding it may itself be waiting for this rebalance to finish.
+        await self._commit_unlocked(revoked)
+        self._tracker.forget(revoked)
+        kept = [r for r in self._held if TopicPartition(r.topic, r.partition) not in revoked]
+        self._held.clear()
+        self._held.extend(kept)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._sender._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("bridge consumer assigned %s", sorted(assigned))
+
+
+def _to_wire(record: ConsumerRecord) -> WireRecord:
+    return WireRecord(
+        topic=topics.OUTBOUND_TO_INBOUND[record.topic],
+        key=record.key,
+        value=record.value,
+        headers=list(record.headers or ()),
+    )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it; its own failure, if any, was reported by its callback."""
+    task.cancel()
+    await asyncio.wait({task})

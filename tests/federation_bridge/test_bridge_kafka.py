@@ -1,0 +1,455 @@
+"""Two bridges as real processes (``python -m federation_bridge``) on the two real brokers.
+
+Party 10000's bridge runs on broker A, party 20000's on broker B; keys come from ``keygen``.
+Records are checked on B's topics by tailing them from before each test's first publish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+import numpy as np
+import pytest
+import pytest_asyncio
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from fedcore import topics
+from fedcore.bus import Bus, ensure_topics
+from fedcore.envelope import Envelope
+from federation_bridge import signing
+from federation_bridge.sender import DEAD_LETTER_TOPIC
+from federation_bridge.wire import PARTY_HEADER, PATH, SIGNATURE_HEADER, Batch, WireRecord
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+A, B = "10000", "20000"
+_SCRUB = (
+    "PARTY_",
+    "OTHER_PARTIES",
+    "INTERNAL_MQ_",
+    "EXPOSE_MQ_",
+    "STATE_DIR",
+    "BRIDGE_",
+    "KAFKA_BOOTSTRAP",
+    "TESSERA_ENV_FILE",
+    "BIND_HOST",
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BridgeProcess:
+    """One party's bridge, started with an env file like production, stopped with SIGTERM."""
+
+    def __init__(
+        self,
+        root: Path,
+        party: str,
+        bootstrap: str,
+        port: int,
+        peers: dict[str, int],
+        keys: Path,
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        self.party, self.port = party, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = root / f"bridge-{party}.log"
+        host, kafka_port = bootstrap.split(":")
+        lines = {
+            "PARTY_ID": party,
+            "INTERNAL_MQ_HOST": host,
+            "INTERNAL_MQ_TCP_PORT": kafka_port,
+            "EXPOSE_MQ_HTTP_PORT": str(port),
+            "OTHER_PARTIES": ",".join(peers),
+            "STATE_DIR": str(root / f"state-{party}"),
+            "PARTY_PRIVATE_KEY": str(keys / party / "private.pem"),
+            "BRIDGE_RETRY_INITIAL_S": "0.1",
+            "BRIDGE_RETRY_MAX_S": "0.5",
+            "BRIDGE_SHUTDOWN_GRACE_S": "1",
+        }
+        lines.update(extra or {})
+        for peer, peer_port in peers.items():
+            lines[f"PARTY_MQ_HTTP_URL_{peer}"] = f"http://127.0.0.1:{peer_port}"
+            lines[f"PARTY_PUBLIC_KEY_{peer}"] = str(keys / peer / "public.pem")
+        self.env_file = root / f"party-{party}.env"
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "federation_bridge", "--env-file", str(self.env_file)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"bridge {self.party} exited:\n{self.tail()}"
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"bridge {self.party} did not come up:\n{self.tail()}")
+
+    def stop(self) -> bool:
+        """SIGTERM; whether it shut down cleanly (uvicorn re-raises the signal once it has)."""
+        if self.proc is None:
+            return True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.proc = None
+
+    async def health(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            resp = await client.get(f"{self.url}/health")
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+class Tail:
+    """Records appended to some topics of one broker after the tail was opened."""
+
+    def __init__(self, bootstrap: str, *names: str) -> None:
+        self._bootstrap, self._names = bootstrap, list(names)
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+
+    async def __aenter__(self) -> Self:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(self._names)
+        finally:
+            await admin.close()
+        tps = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        await self._consumer.start()
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self._consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def collect(
+        self,
+        match: Callable[[ConsumerRecord], bool],
+        *,
+        count: int,
+        settle_s: float = 1.5,
+        timeout_s: float = 30,
+    ) -> list[ConsumerRecord]:
+        """Matching records: once ``count`` arrived, wait ``settle_s`` more to catch duplicates."""
+        found: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until: float | None = None
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                found.extend(r for r in records if match(r))
+            now = time.monotonic()
+            if len(found) >= count and settle_until is None:
+                settle_until = now + settle_s
+            if (settle_until is not None and now >= settle_until) or now >= deadline:
+                return found
+
+
+def has_id(env_id: str) -> Callable[[ConsumerRecord], bool]:
+    return lambda r: ("id", env_id.encode()) in (r.headers or ())
+
+
+def fed(src: str, dst: str, **body: Any) -> Envelope:
+    return Envelope(
+        type="fed",
+        job_id=f"job-{uuid.uuid4().hex[:8]}",
+        task="train",
+        src=src,
+        dst=dst,
+        body={"tag": "t", "attempt": 0, **body},
+    )
+
+
+# -- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Key pairs of 10000, 20000, 11000, 21000 written by ``python -m federation_bridge keygen``."""
+    root = tmp_path_factory.mktemp("keys")
+    for party in (A, B, "11000", "21000"):
+        subprocess.run(
+            [PYTHON, "-m", "federation_bridge", "keygen", "--out", str(root / party)],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+    return root
+
+
+@pytest.fixture(scope="module")
+def bridges(
+    kafka_pair: Any, keys: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[BridgeProcess, BridgeProcess]]:
+    broker_a, broker_b = kafka_pair
+    root = tmp_path_factory.mktemp("bridges")
+    port_a, port_b = free_port(), free_port()
+    a = BridgeProcess(root, A, broker_a.bootstrap, port_a, {B: port_b}, keys)
+    b = BridgeProcess(root, B, broker_b.bootstrap, port_b, {A: port_a}, keys)
+    b.start()
+    a.start()
+    try:
+        yield a, b
+    finally:
+        clean = (a.stop(), b.stop())
+        assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def bus_a(kafka_pair: Any) -> AsyncIterator[Bus]:
+    async with Bus(kafka_pair[0].bootstrap, client_id="test-bridge-a") as bus:
+        yield bus
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def bus_b(kafka_pair: Any) -> AsyncIterator[Bus]:
+    async with Bus(kafka_pair[1].bootstrap, client_id="test-bridge-b") as bus:
+        yield bus
+
+
+# -- the bridge end to end ------------------------------------------------------------------------
+
+
+def test_keygen_writes_a_private_pem_only_its_owner_reads(keys: Path) -> None:
+    private, public = keys / A / "private.pem", keys / A / "public.pem"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert private.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert public.read_text().startswith("-----BEGIN PUBLIC KEY-----")
+    signing.load_private_key(private)
+
+
+@pytest.mark.parametrize(
+    ("out", "inbound"), [(topics.OUT_FED, topics.IN_FED), (topics.OUT_CTL, topics.IN_CTL)]
+)
+async def test_a_record_crosses_once_with_identical_bytes_and_headers(
+    bridges: Any, bus_a: Bus, kafka_pair: Any, out: str, inbound: str
+) -> None:
+    env = fed(A, B, value=[1, 2, 3])
+    async with Tail(kafka_pair[1].bootstrap, inbound) as tail:
+        await bus_a.publish(out, env)
+        got = await tail.collect(has_id(env.id), count=1)
+    assert len(got) == 1
+    assert got[0].value == env.to_bytes()
+    assert got[0].key == env.job_id.encode()
+    assert list(got[0].headers) == env.headers()
+
+
+async def test_a_chunked_envelope_is_reassembled_on_the_peer(
+    bridges: Any, bus_a: Bus, bus_b: Bus, kafka_pair: Any
+) -> None:
+    payload = np.arange(300_000, dtype=np.float64)  # 2.4 MB: three chunk records
+    env = fed(A, B, value=payload)
+    since_ms = int(time.time() * 1000) - 1000
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        await bus_a.publish(topics.OUT_FED, env)
+        chunks = await tail.collect(has_id(env.id), count=3)
+    assert sorted(dict(r.headers)["chunk"] for r in chunks) == [b"0/3", b"1/3", b"2/3"]
+    async with bus_b.subscribe([topics.IN_FED], group_id=None, start_time_ms=since_ms) as sub:
+        async for got in sub:
+            if got.id == env.id:
+                break
+    np.testing.assert_array_equal(got.body["value"], payload)
+    assert got.model_dump(exclude={"body"}) == env.model_dump(exclude={"body"})
+
+
+async def test_an_unroutable_record_is_dead_lettered_and_does_not_block(
+    bridges: Any, bus_a: Bus, kafka_pair: Any
+) -> None:
+    lost, after = fed(A, "99999"), fed(A, B)
+    async with (
+        Tail(kafka_pair[0].bootstrap, DEAD_LETTER_TOPIC) as dead,
+        Tail(kafka_pair[1].bootstrap, topics.IN_FED) as inbound,
+    ):
+        await bus_a.publish(topics.OUT_FED, lost)
+        await bus_a.publish(topics.OUT_FED, after)
+        assert len(await inbound.collect(has_id(after.id), count=1, settle_s=0)) == 1
+        [record] = await dead.collect(has_id(lost.id), count=1, settle_s=0)
+    assert record.value == lost.to_bytes()
+    assert b"not a configured peer" in dict(record.headers)["dead_reason"]
+
+
+# -- the receiver's checks, posting directly -------------------------------------------------------
+
+
+async def signed_post(
+    url: str, party: str | None, key_file: Path, batch: Batch, *, tamper: bool = False
+) -> httpx.Response:
+    body = batch.encode()
+    sig = signing.sign(signing.load_private_key(key_file), body)
+    if tamper:
+        body = body.replace(batch.batch_id.encode(), b"x" * len(batch.batch_id))
+    headers = {PARTY_HEADER: party, SIGNATURE_HEADER: sig} if party else {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await client.post(url + PATH, content=body, headers=headers)
+
+
+def batch_of(
+    env: Envelope,
+    *,
+    src: str = A,
+    dst: str = B,
+    topic: str = topics.IN_FED,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> Batch:
+    record = WireRecord(
+        topic=topic,
+        key=env.job_id.encode(),
+        value=env.to_bytes(),
+        headers=env.headers() if headers is None else headers,
+    )
+    return Batch(
+        src=src,
+        dst=dst,
+        batch_id=uuid.uuid4().hex,
+        sent_ms=int(time.time() * 1000),
+        records=[record],
+    )
+
+
+async def test_the_receiver_refuses_forged_unknown_and_misattributed_batches(
+    bridges: Any, keys: Path, kafka_pair: Any, tmp_path: Path
+) -> None:
+    _, b = bridges
+    stranger_key, _ = signing.generate_keypair(tmp_path / "stranger")
+    envs = [fed(A, B) for _ in range(6)]
+    foreign = fed("30000", B)
+    key_a = keys / A / "private.pem"
+    cases = [
+        # a signature by a key that is not 10000's
+        (await signed_post(b.url, A, stranger_key, batch_of(envs[0])), 401, "bad_signature"),
+        # the body changed after signing
+        (await signed_post(b.url, A, key_a, batch_of(envs[1]), tamper=True), 401, "bad_signature"),
+        # a party this bridge does not know
+        (
+            await signed_post(b.url, "30000", stranger_key, batch_of(foreign, src="30000")),
+            401,
+            "unknown_party",
+        ),
+        # 10000 signs a record whose src header says 30000
+        (await signed_post(b.url, A, key_a, batch_of(foreign)), 403, "src_mismatch"),
+        # 10000 signs a batch that claims to come from 11000
+        (await signed_post(b.url, A, key_a, batch_of(envs[2], src="11000")), 403, "src_mismatch"),
+        # a record for another party
+        (await signed_post(b.url, A, key_a, batch_of(fed(A, "21000"))), 403, "dst_mismatch"),
+        # a topic that is not inbound
+        (await signed_post(b.url, A, key_a, batch_of(envs[3], topic=topics.TASKS)), 403, "topic"),
+        # a batch older than the receiver's de-duplication window (7 days)
+        (
+            await signed_post(
+                b.url, A, key_a, batch_of(envs[5]).model_copy(update={"sent_ms": 86_400_000})
+            ),
+            403,
+            "stale",
+        ),
+        # no signature headers at all
+        (await signed_post(b.url, None, key_a, batch_of(envs[4])), 401, "unsigned"),
+    ]
+    for resp, status, code in cases:
+        assert (resp.status_code, resp.json()["error"]) == (status, code), resp.text
+        assert resp.json()["reason"]
+    ids = {e.id.encode() for e in [*envs, foreign]}
+    async with Tail(kafka_pair[1].bootstrap, *topics.ALL) as tail:
+        leaked = await tail.collect(lambda r: dict(r.headers or ()).get("id") in ids, count=0)
+    assert leaked == []
+    rejected = (await b.health())["receiver"]["rejected"]
+    assert rejected["bad_signature"] >= 2 and rejected["src_mismatch"] >= 2
+
+
+async def test_a_replayed_batch_is_produced_once(bridges: Any, keys: Path, kafka_pair: Any) -> None:
+    _, b = bridges
+    env = fed(A, B)
+    batch = batch_of(env)
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        first = await signed_post(b.url, A, keys / A / "private.pem", batch)
+        again = await signed_post(b.url, A, keys / A / "private.pem", batch)
+        # the same record in a new batch, as a sender retrying after a lost answer would send it
+        anew = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
+        got = await tail.collect(has_id(env.id), count=1)
+    assert first.json() == {"batch_id": batch.batch_id, "produced": 1, "duplicates": 0}
+    assert again.json() == {"batch_id": batch.batch_id, "produced": 0, "duplicates": 1}
+    assert anew.status_code == 200 and anew.json()["duplicates"] == 1
+    assert len(got) == 1
+
+
+# -- a peer that is down at first ------------------------------------------------------------------
+
+
+async def test_records_wait_in_kafka_for_a_peer_that_is_down_and_arrive_once_in_order(
+    kafka_pair: Any, keys: Path, bus_a: Bus, tmp_path: Path
+) -> None:
+    broker_a, broker_b = kafka_pair
+    port_a, port_b = free_port(), free_port()
+    # tiny buffers and batches, so that most records must wait in Kafka (the consumer pauses)
+    small = {"BRIDGE_BUFFER_MAX_RECORDS": "2", "BRIDGE_BATCH_MAX_RECORDS": "2"}
+    a = BridgeProcess(tmp_path, "11000", broker_a.bootstrap, port_a, {"21000": port_b}, keys, small)
+    b = BridgeProcess(tmp_path, "21000", broker_b.bootstrap, port_b, {"11000": port_a}, keys)
+    await ensure_topics(broker_b.bootstrap)
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    envs = [
+        Envelope(type="fed", job_id=job, task="t", src="11000", dst="21000", body={"i": i})
+        for i in range(12)
+    ]
+    ids = {e.id.encode() for e in envs}
+    try:
+        await asyncio.to_thread(a.start)
+        async with Tail(broker_b.bootstrap, topics.IN_FED) as tail:
+            for env in envs:
+                await bus_a.publish(topics.OUT_FED, env)
+            deadline = time.monotonic() + 20
+            while (sender := (await a.health())["sender"])["peers"]["21000"]["failed_attempts"] < 3:
+                assert time.monotonic() < deadline, a.tail()
+                await asyncio.sleep(0.2)
+            # read ahead: one batch in delivery, a full buffer, one record waiting for room
+            assert sender["in_flight"] <= 2 + 2 + 1
+            await asyncio.to_thread(b.start)
+            got = await tail.collect(lambda r: dict(r.headers or ()).get("id") in ids, count=12)
+        assert [r.value for r in got] == [e.to_bytes() for e in envs]
+        assert (await a.health())["sender"]["in_flight"] == 0
+    finally:
+        clean = (a.stop(), b.stop())
+    assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"

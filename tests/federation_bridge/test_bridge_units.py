@@ -1,0 +1,109 @@
+"""The bridge's pure parts without Kafka: offsets, buffering, signing, the wire format, dedup."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+
+from federation_bridge import signing
+from federation_bridge.buffer import PeerBuffer
+from federation_bridge.dedup import DedupStore
+from federation_bridge.offsets import OffsetTracker
+from federation_bridge.wire import Batch, WireError, WireRecord
+
+TP = TopicPartition("fl.out.fed", 0)
+
+
+def test_commit_never_passes_an_undelivered_offset() -> None:
+    tracker = OffsetTracker()
+    tickets = [tracker.track(TP, offset) for offset in (5, 6, 7)]
+    tracker.done(tickets[1])  # delivered out of order (another peer)
+    assert tracker.to_commit() == {TP: 5}
+    tracker.committed({TP: 5})
+    tracker.done(tickets[0])
+    assert tracker.to_commit() == {TP: 7}
+    tracker.done(tickets[2])
+    assert tracker.to_commit() == {TP: 8}
+    tracker.committed({TP: 8})
+    assert tracker.to_commit() == {}
+
+
+def test_tickets_of_a_forgotten_partition_are_ignored() -> None:
+    tracker = OffsetTracker()
+    old = tracker.track(TP, 3)
+    tracker.forget({TP})
+    tracker.track(TP, 3)
+    tracker.done(old)
+    assert tracker.to_commit() == {TP: 3}
+
+
+class _Item(bytes):
+    pass
+
+
+async def test_buffer_is_bounded_and_batches_by_count_and_bytes() -> None:
+    buf: PeerBuffer[_Item] = PeerBuffer(max_records=3, max_bytes=100)
+    assert buf.try_put(_Item(b"x" * 200))  # an empty buffer takes any one record
+    assert not buf.try_put(_Item(b"y"))
+    assert await buf.take(max_records=10, max_bytes=10) == [b"x" * 200]
+    for _ in range(3):
+        assert buf.try_put(_Item(b"z" * 10))
+    assert not buf.try_put(_Item(b"z"))
+    assert len(await buf.take(max_records=2, max_bytes=1000)) == 2
+    assert len(await buf.take(max_records=2, max_bytes=1000)) == 1
+
+
+async def test_waiting_for_room_cannot_miss_a_take_that_happened_first() -> None:
+    buf: PeerBuffer[_Item] = PeerBuffer(max_records=1, max_bytes=100)
+    assert buf.try_put(_Item(b"a"))
+    assert not buf.try_put(_Item(b"b"))
+    await buf.take(max_records=1, max_bytes=100)  # the sender took before we began to wait
+    await asyncio.wait_for(buf.wait_until_fits(1), timeout=1)
+    assert buf.try_put(_Item(b"b"))
+
+
+def test_keygen_signs_and_verifies(tmp_path: Path) -> None:
+    private, public = signing.generate_keypair(tmp_path / "k")
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    key, pub = signing.load_private_key(private), signing.load_public_key(public)
+    sig = signing.sign(key, b"body")
+    assert signing.verify(pub, b"body", sig)
+    assert not signing.verify(pub, b"body!", sig)
+    assert not signing.verify(pub, b"body", "not base64 at all ***")
+    with pytest.raises(FileExistsError):
+        signing.generate_keypair(tmp_path / "k")
+    with pytest.raises(signing.KeyFileError):
+        signing.load_public_key(private)
+
+
+def test_batch_round_trips_bytes_and_header_order() -> None:
+    record = WireRecord(
+        topic="fl.in.fed",
+        key=None,
+        value=b"\x00\xff",
+        headers=[("id", b"1"), ("chunk", b"0/2"), ("id", b"dup")],
+    )
+    batch = Batch(src="1", dst="2", batch_id="b", sent_ms=1, records=[record])
+    assert Batch.decode(batch.encode()) == batch
+    with pytest.raises(WireError):
+        Batch.decode(b"\xc1")
+    with pytest.raises(WireError):
+        Batch.decode(Batch.model_validate({**batch.model_dump(), "src": "1"}).encode()[:-3])
+
+
+async def test_dedup_remembers_across_reopen_and_forgets_after_retention(tmp_path: Path) -> None:
+    path = tmp_path / "dedup.sqlite"
+    keys = [("10000", "a", ""), ("10000", "a", "0/2"), ("10000", "b", "")]
+    async with DedupStore(path, retention_s=3600) as store:
+        assert await store.seen(keys) == set()
+        await store.mark(keys[:2])
+    async with DedupStore(path, retention_s=3600) as store:
+        assert await store.seen(keys) == set(keys[:2])
+    async with DedupStore(path, retention_s=0.05) as store:
+        await asyncio.sleep(0.1)
+        assert await store.seen(keys) == set()
+        assert await store.prune() == 2
