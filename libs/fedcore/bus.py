@@ -9,6 +9,7 @@ handed out, so a restart re-reads an incomplete message instead of losing it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Self
@@ -16,9 +17,13 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import ValidationError
 
 from fedcore import topics
+from fedcore.codec import CodecError
 from fedcore.envelope import Envelope
+
+_log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 900_000
 PARTITIONS = 3
@@ -171,6 +176,7 @@ class Subscription:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._partials: dict[tuple[TopicPartition, str], _Partial] = {}
+        self.skipped = 0  # undecodable records passed over
         self._next: dict[TopicPartition, int] = {}
 
     async def __aenter__(self) -> Self:
@@ -214,12 +220,25 @@ class Subscription:
     def _assemble(self, record: ConsumerRecord) -> Envelope | None:
         tp = TopicPartition(record.topic, record.partition)
         self._next[tp] = record.offset + 1
+        try:
+            return self._decode(tp, record)
+        except (CodecError, ValidationError, ValueError) as exc:
+            # Re-reading cannot make a malformed record valid: skip it (its offset is committed
+            # with the next one) rather than stall every later record of the partition.
+            self.skipped += 1
+            _log.error("skipping undecodable record %s[%d]@%d: %s", *tp, record.offset, exc)
+            return None
+
+    def _decode(self, tp: TopicPartition, record: ConsumerRecord) -> Envelope | None:
         chunk = header(record, "chunk")
         if chunk is None:
             return Envelope.from_bytes(record.value)
         index, count = (int(x) for x in chunk.split("/"))
         key = (tp, header(record, "id") or "")
         partial = self._partials.setdefault(key, _Partial(record.offset, count))
+        if not (0 <= index < count == partial.count):
+            del self._partials[key]
+            raise ValueError(f"chunk header {chunk!r} does not fit its message")
         partial.parts[index] = record.value
         if len(partial.parts) < partial.count:
             return None

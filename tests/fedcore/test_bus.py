@@ -7,7 +7,7 @@ import uuid
 import numpy as np
 
 from brokers import Broker
-from fedcore.bus import Bus
+from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 
 
@@ -22,8 +22,15 @@ async def _collect(bus: Bus, topic: str, group: str, n: int) -> list[Envelope]:
     return out
 
 
+async def _fresh_topic(kafka: Broker) -> str:
+    """A topic of this test's own: the session brokers carry other tests' records."""
+    topic = f"test.bus.{uuid.uuid4().hex}"
+    await ensure_topics(kafka.bootstrap, [topic])
+    return topic
+
+
 async def test_large_envelopes_are_chunked_and_reassembled(kafka: Broker) -> None:
-    topic = "fl.results"
+    topic = await _fresh_topic(kafka)
     big = np.random.default_rng(0).random(60_000)  # ~480 kB, four chunks of 150 kB
     async with Bus(kafka.bootstrap, "t", max_record_bytes=150_000) as bus:
         job = uuid.uuid4().hex
@@ -37,7 +44,7 @@ async def test_large_envelopes_are_chunked_and_reassembled(kafka: Broker) -> Non
 
 
 async def test_committed_group_resumes_after_last_handled(kafka: Broker) -> None:
-    topic = "fl.logs"
+    topic = await _fresh_topic(kafka)
     job = uuid.uuid4().hex
     group = f"g-{uuid.uuid4().hex}"
     async with Bus(kafka.bootstrap, "t") as bus:
@@ -70,3 +77,23 @@ async def test_groupless_subscription_replays_from_a_point_in_time(kafka: Broker
 
             await asyncio.wait_for(first_mine(), 30)
     assert seen == [1]
+
+
+async def test_an_undecodable_record_is_skipped_and_later_ones_still_arrive(kafka: Broker) -> None:
+    topic = "fl.status"
+    job = uuid.uuid4().hex
+    async with Bus(kafka.bootstrap, "t") as bus:
+        await bus.publish_raw(topic, job.encode(), b"\xc1 not msgpack", [("id", b"x")])
+        await bus.publish(topic, Envelope(type="after", job_id=job, src="1"))
+        group = f"g-{uuid.uuid4().hex}"
+        async with bus.subscribe([topic], group_id=group) as sub:
+
+            async def first_mine() -> Envelope:
+                async for env in sub:
+                    if env.job_id == job:
+                        return env
+                raise AssertionError("subscription ended")
+
+            env = await asyncio.wait_for(first_mine(), 30)
+            assert env.type == "after"
+            assert sub.skipped >= 1

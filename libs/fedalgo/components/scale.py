@@ -1,0 +1,90 @@
+"""``scale``: standardise or min-max scale a party's own feature columns, locally.
+
+Arguments: ``method``, ``standard`` (default: zero mean, unit variance) or ``min-max`` (to [0, 1]).
+
+Threat model: nothing leaves the party; no messages are exchanged. The fitted parameters are
+written to the party's own ``model`` output (JSON) so the same transform can be applied later
+with :func:`apply_scaling`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from fedalgo.components.registry import component
+from fedalgo.context import Context
+from fedalgo.errors import DataError
+from fedalgo.tables import (
+    ID_COLUMN,
+    LABEL_COLUMN,
+    format_floats,
+    parse_numeric,
+    read_table,
+    write_table,
+)
+
+METHODS = ("standard", "min-max")
+_ALIASES = {"minmax": "min-max", "min_max": "min-max"}
+
+
+def fit_scaling(x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(offset, scale)`` such that ``(x - offset) / scale`` is the scaled data.
+
+    Constant columns get scale 1 (as scikit-learn does) so they map to 0 rather than NaN.
+    """
+    if x.shape[0] == 0:
+        raise DataError("cannot fit scaling on an empty data set")
+    if method == "standard":
+        offset, scale = x.mean(axis=0), x.std(axis=0)
+    elif method == "min-max":
+        offset, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
+    else:
+        raise ValueError(f"unknown scaling method {method!r}")
+    scale = np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
+    return offset, scale
+
+
+def apply_scaling(model: dict[str, Any], columns: list[str], x: np.ndarray) -> np.ndarray:
+    """Apply a saved ``scale`` model to ``x`` whose columns are named ``columns``."""
+    params = dict(
+        zip(model["columns"], zip(model["offset"], model["scale"], strict=True), strict=True)
+    )
+    missing = [c for c in columns if c not in params]
+    if missing:
+        raise DataError(f"the scaling model has no parameters for columns {missing}")
+    offset = np.array([params[c][0] for c in columns])
+    scale = np.array([params[c][1] for c in columns])
+    return (x - offset) / scale
+
+
+@component("scale", roles=("guest", "host"), inputs=("data",), outputs=("data", "model"))
+def scale(ctx: Context) -> None:
+    """Scale this party's feature columns (not ``id``, not the label ``y``); no communication."""
+    chosen = ctx.choice("method", (*METHODS, *_ALIASES), "standard")
+    method = _ALIASES.get(chosen, chosen)
+    path = ctx.input("data")
+    table = read_table(path)
+    table.column_index(ID_COLUMN, path)
+    cols = [i for i, h in enumerate(table.header) if h not in (ID_COLUMN, LABEL_COLUMN)]
+    names = [table.header[i] for i in cols]
+    x = parse_numeric(table, cols, path)
+    offset, factor = fit_scaling(x, method)
+    scaled = format_floats((x - offset) / factor)
+
+    rows = [list(r) for r in table.rows]
+    for row, new in zip(rows, scaled, strict=True):
+        for c, value in zip(cols, new, strict=True):
+            row[c] = value
+    write_table(ctx.output("data"), table.header, rows)
+    model = {
+        "component": "scale",
+        "method": method,
+        "columns": names,
+        "offset": offset.tolist(),
+        "scale": factor.tolist(),
+    }
+    ctx.output("model").write_text(json.dumps(model, indent=2))
+    ctx.logger.info("%s scaling of %d columns over %d rows", method, len(names), len(rows))
