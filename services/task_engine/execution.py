@@ -1,0 +1,405 @@
+"""One step on the worker side: its work dir, socket, process, relays and reported outcome.
+
+:meth:`StepExecution.start` prepares the work dir, opens the step socket and the step's inbound
+federation subscription, launches the process and publishes ``running``; :meth:`StepExecution.
+supervise` then relays frames until the process has ended, and publishes ``success`` or ``failed``
+exactly once. The relays:
+
+* step ``send``   → ``fed`` envelope on ``fl.out.fed`` (``task`` = step, body ``tag``, ``attempt``,
+  ``value``)
+* ``fl.in.fed``   → step ``fed`` frames, only envelopes for this job, step, attempt and party
+* step ``metric`` → ``metric`` envelope on ``fl.results``; step ``log`` → ``log`` on ``fl.logs``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fedcore import topics
+from fedcore.bus import Bus, Subscription
+from fedcore.envelope import Envelope
+from task_engine import frames
+from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime
+from task_engine.step import SOCKET_FILE, write_spec
+
+RUNNING: Final = "running"
+SUCCESS: Final = "success"
+FAILED: Final = "failed"
+
+# After the process has exited, how long to wait for the frames still in the socket buffer.
+DRAIN_TIMEOUT_S: Final = 5.0
+
+_log = logging.getLogger(__name__)
+
+
+class TaskError(ValueError):
+    """A ``task.run`` body that cannot be run (missing or malformed fields)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """A ``task.run`` envelope, validated."""
+
+    job_id: str
+    step: str
+    component: str
+    role: str
+    party_id: str
+    parties: dict[str, list[str]]
+    args: dict[str, Any]
+    inputs: dict[str, str]
+    output_dir: str
+    fed_since_ms: int
+    attempt: int
+
+    @classmethod
+    def from_envelope(cls, env: Envelope) -> Task:
+        body = env.body
+        if not env.task:
+            raise TaskError("task.run envelope has no task (step name)")
+        missing = [
+            key
+            for key in ("component", "role", "party_id", "parties", "output_dir", "fed_since_ms")
+            if body.get(key) is None
+        ]
+        if missing:
+            raise TaskError(f"task.run body is missing {missing}")
+        parties = body["parties"]
+        if not isinstance(parties, dict) or not all(isinstance(v, list) for v in parties.values()):
+            raise TaskError("task.run parties must be {role: [party ids]}")
+        try:
+            return cls(
+                job_id=env.job_id,
+                step=env.task,
+                component=str(body["component"]),
+                role=str(body["role"]),
+                party_id=str(body["party_id"]),
+                parties={str(r): [str(p) for p in ids] for r, ids in parties.items()},
+                args=dict(body.get("args") or {}),
+                inputs={str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
+                output_dir=str(body["output_dir"]),
+                fed_since_ms=int(body["fed_since_ms"]),
+                attempt=int(body.get("attempt") or 0),
+            )
+        except (TypeError, ValueError) as exc:
+            raise TaskError(f"malformed task.run body: {exc}") from exc
+
+    @property
+    def peers(self) -> set[str]:
+        return {p for ids in self.parties.values() for p in ids} - {self.party_id}
+
+    def spec(self, imports: tuple[str, ...]) -> dict[str, Any]:
+        """What the step process needs to know (see :mod:`task_engine.step`)."""
+        return {
+            "job_id": self.job_id,
+            "task": self.step,
+            "attempt": self.attempt,
+            "component": self.component,
+            "role": self.role,
+            "party_id": self.party_id,
+            "parties": self.parties,
+            "args": self.args,
+            "inputs": self.inputs,
+            "output_dir": self.output_dir,
+            "imports": list(imports),
+        }
+
+
+def status_envelope(
+    task: Task,
+    state: str,
+    *,
+    reason: str | None = None,
+    outputs: Mapping[str, str] | None = None,
+) -> Envelope:
+    return Envelope(
+        type="task.status",
+        job_id=task.job_id,
+        task=task.step,
+        src=task.party_id,
+        body={
+            "party": task.party_id,
+            "state": state,
+            "reason": reason,
+            "outputs": dict(outputs or {}),
+            "attempt": task.attempt,
+        },
+    )
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """A listening Unix socket at ``path``, however long the path (sun_path holds ~107 bytes)."""
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Bind through the directory's fd so that only the short last component counts.
+        sock.bind(f"/proc/self/fd/{dir_fd}/{path.name}")
+        os.chmod(path, 0o600)
+        sock.listen(1)
+    except OSError:
+        sock.close()
+        raise
+    finally:
+        os.close(dir_fd)
+    return sock
+
+
+def existing_files(outputs: Mapping[str, str]) -> dict[str, str]:
+    """The outputs whose file the step did write (a component may leave an output unwritten)."""
+    return {name: path for name, path in outputs.items() if Path(path).exists()}
+
+
+@dataclass
+class Outcome:
+    state: str
+    reason: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+
+
+class StepExecution:
+    """Runs one ``task.run`` to its reported end."""
+
+    def __init__(
+        self,
+        task: Task,
+        *,
+        bus: Bus,
+        runtime: StepRuntime,
+        state_dir: Path,
+        timeout_s: float,
+        imports: tuple[str, ...] = (),
+    ) -> None:
+        self.task = task
+        self._bus = bus
+        self._runtime = runtime
+        self._timeout_s = timeout_s
+        self._imports = imports
+        self.work_dir = state_dir / "work" / task.job_id / task.step / str(task.attempt)
+        self.started_at = time.time()
+        self._server: asyncio.Server | None = None
+        self._fed: Subscription | None = None
+        self._handle: StepHandle | None = None
+        self._connected = asyncio.Event()
+        self._frames_done = asyncio.Event()
+        self._relays: list[asyncio.Task[None]] = []
+        self._result: Outcome | None = None
+        self._protocol_error: str | None = None
+        self._stop_reason: str | None = None
+        self._seen_fed: set[str] = set()
+
+    def describe(self) -> dict[str, Any]:
+        t = self.task
+        return {
+            "job_id": t.job_id,
+            "task": t.step,
+            "attempt": t.attempt,
+            "component": t.component,
+            "role": t.role,
+            "started_at": self.started_at,
+        }
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Work dir, socket, inbound subscription, process; then ``running`` is published.
+
+        On an error (or cancellation) whatever was opened or started is closed or killed again
+        before the error propagates.
+        """
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            write_spec(self.work_dir, self.task.spec(self._imports))
+            sock_path = self.work_dir / SOCKET_FILE
+            sock_path.unlink(missing_ok=True)  # a previous worker's, for the same attempt
+            self._server = await asyncio.start_unix_server(
+                self._on_connect, sock=bind_unix(sock_path)
+            )
+            self._fed = self._bus.subscribe(
+                [topics.IN_FED], group_id=None, start_time_ms=self.task.fed_since_ms
+            )
+            await self._fed.__aenter__()
+            self._handle = await self._runtime.start(StepLaunch(self.work_dir))
+            await self._bus.publish(topics.STATUS, status_envelope(self.task, RUNNING))
+        except BaseException:
+            if self._handle is not None:
+                await self._handle.kill()
+            await self._close()
+            raise
+
+    async def supervise(self) -> Outcome:
+        """Relay until the step has ended; publish and return its outcome."""
+        assert self._handle is not None, "start() first"
+        try:
+            outcome = await self._await_end(self._handle)
+        finally:
+            await self._close()
+        await self._bus.publish(
+            topics.STATUS,
+            status_envelope(
+                self.task, outcome.state, reason=outcome.reason, outputs=outcome.outputs
+            ),
+        )
+        _log.info(
+            "step %s/%s attempt %d: %s%s",
+            self.task.job_id,
+            self.task.step,
+            self.task.attempt,
+            outcome.state,
+            f" ({outcome.reason})" if outcome.reason else "",
+        )
+        return outcome
+
+    async def stop(self, reason: str) -> None:
+        """Kill the step (worker shutdown, or a later stop command); supervise() reports it."""
+        self._stop_reason = reason
+        if self._handle is not None:
+            await self._handle.kill()
+
+    async def _await_end(self, handle: StepHandle) -> Outcome:
+        remaining = self._timeout_s - (time.time() - self.started_at)
+        try:
+            ended: StepExit = await asyncio.wait_for(handle.wait(), max(remaining, 0.0))
+        except TimeoutError:
+            await handle.kill()
+            return Outcome(FAILED, f"step timed out after {self._timeout_s:g} s and was killed")
+        with contextlib.suppress(TimeoutError):
+            # Frames the step wrote just before exiting may still be in the socket buffer.
+            if self._connected.is_set():
+                await asyncio.wait_for(self._frames_done.wait(), DRAIN_TIMEOUT_S)
+        if self._stop_reason is not None:
+            return Outcome(FAILED, self._stop_reason)
+        if self._protocol_error is not None:
+            return Outcome(FAILED, self._protocol_error)
+        if self._result is not None:
+            if self._result.state == SUCCESS:
+                return Outcome(SUCCESS, None, existing_files(self._result.outputs))
+            return self._result
+        return Outcome(FAILED, ended.describe())
+
+    async def _close(self) -> None:
+        for relay in self._relays:
+            relay.cancel()
+        for relay in self._relays:
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
+        self._relays.clear()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        if self._fed is not None:
+            await self._fed.__aexit__(None, None, None)
+            self._fed = None
+        (self.work_dir / SOCKET_FILE).unlink(missing_ok=True)
+
+    # -- relays ----------------------------------------------------------------------------
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._connected.is_set():
+            writer.close()  # one step, one connection
+            return
+        self._connected.set()
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._relays.append(handler)
+        inbound = asyncio.create_task(self._relay_inbound(writer), name="fed-inbound")
+        self._relays.append(inbound)
+        try:
+            await self._relay_outbound(reader)
+        finally:
+            self._frames_done.set()
+            inbound.cancel()
+            writer.close()
+
+    async def _relay_outbound(self, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
+                frame = await frames.read_frame(reader)
+            except frames.ChannelClosed:
+                return
+            except (frames.FrameError, OSError) as exc:
+                await self._fail_protocol(f"bad frame from the step process: {exc}")
+                return
+            if frame["kind"] not in frames.STEP_KINDS:
+                await self._fail_protocol(f"a step may not send {frame['kind']!r} frames")
+                return
+            await self._handle_frame(frame)
+
+    async def _handle_frame(self, frame: frames.Frame) -> None:
+        t = self.task
+        kind = frame["kind"]
+        if kind == frames.SEND:
+            dst = str(frame["dst"])
+            if dst not in t.peers:
+                await self._fail_protocol(f"step sent {frame['tag']!r} to {dst}, not a peer")
+                return
+            await self._bus.publish(
+                topics.OUT_FED,
+                Envelope(
+                    type="fed",
+                    job_id=t.job_id,
+                    task=t.step,
+                    src=t.party_id,
+                    dst=dst,
+                    body={"tag": frame["tag"], "attempt": t.attempt, "value": frame["value"]},
+                ),
+            )
+        elif kind == frames.METRIC:
+            body = {"party": t.party_id, "name": frame["name"], "value": frame["value"]}
+            body["step"] = frame["step"]
+            await self._bus.publish(
+                topics.RESULTS,
+                Envelope(type="metric", job_id=t.job_id, task=t.step, src=t.party_id, body=body),
+            )
+        elif kind == frames.LOG:
+            await self._bus.publish(
+                topics.LOGS,
+                Envelope(
+                    type="log",
+                    job_id=t.job_id,
+                    task=t.step,
+                    src=t.party_id,
+                    body={"party": t.party_id, "level": frame["level"], "line": frame["line"]},
+                ),
+            )
+        elif kind == frames.DONE:
+            outputs = {str(k): str(v) for k, v in dict(frame["outputs"]).items()}
+            self._result = Outcome(SUCCESS, None, outputs)
+        elif kind == frames.FAILED:
+            self._result = Outcome(FAILED, str(frame["reason"]))
+
+    async def _fail_protocol(self, reason: str) -> None:
+        self._protocol_error = reason
+        if self._handle is not None:
+            await self._handle.kill()
+
+    async def _relay_inbound(self, writer: asyncio.StreamWriter) -> None:
+        assert self._fed is not None
+        t = self.task
+        async for env in self._fed:
+            if (
+                env.type != "fed"
+                or env.job_id != t.job_id
+                or env.task != t.step
+                or env.dst != t.party_id
+                or env.body.get("attempt") != t.attempt
+                or env.id in self._seen_fed  # at-least-once delivery: drop a repeat
+            ):
+                continue
+            self._seen_fed.add(env.id)
+            frame = {"kind": frames.FED, "src": env.src, "tag": env.body["tag"]}
+            frame["value"] = env.body.get("value")
+            try:
+                await frames.write_frame(writer, frame)
+            except (ConnectionError, frames.FrameError) as exc:
+                await self._fail_protocol(f"could not hand a message to the step: {exc}")
+                return

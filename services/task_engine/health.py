@@ -1,0 +1,51 @@
+"""The worker's health endpoint: ``GET /health`` → 200 with the steps running now."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+def health_app(party_id: str, running: Callable[[], list[dict[str, Any]]]) -> Starlette:
+    async def health(request: Request) -> JSONResponse:
+        steps = running()
+        return JSONResponse({"status": "ok", "party": party_id, "running": steps})
+
+    return Starlette(routes=[Route("/health", health, methods=["GET"])])
+
+
+class HealthServer(uvicorn.Server):
+    """uvicorn inside the worker's own loop; the worker, not uvicorn, owns the process signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def health_server(app: Starlette, host: str, port: int) -> HealthServer:
+    config = uvicorn.Config(app, host=host, port=port, lifespan="off", log_config=None)
+    return HealthServer(config)
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """The health endpoint's listening socket, bound up front so that a busy port is a plain
+    ``OSError`` from ``Worker.run`` (uvicorn itself would ``sys.exit`` the whole process)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,148 @@
+"""Where a step process runs: the :class:`StepRuntime` interface and the plain-process runtime.
+
+A runtime starts ``python -m task_engine.step`` in a step's work dir and hands back a
+:class:`StepHandle` to wait for it or kill it. The plain-process runtime below runs it as a child
+in its own session (so its own process group), and kills the whole group, which takes any
+processes the component started with it. A bubblewrap sandbox or a Kubernetes Job runtime plugs in
+behind the same two protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+STDOUT_FILE: Final = "stdout.log"
+STDERR_FILE: Final = "stderr.log"
+STDERR_TAIL_BYTES: Final = 2000
+
+
+@dataclass(frozen=True)
+class StepLaunch:
+    """What to start: the step's work dir and any environment to add for it."""
+
+    work_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StepExit:
+    """How a step process ended."""
+
+    returncode: int | None
+    signal: int | None
+    stderr_tail: str
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            how = f"was killed by {signal.Signals(self.signal).name}"
+        else:
+            how = f"exited with code {self.returncode}"
+        tail = self.stderr_tail.strip()
+        return f"step process {how}" + (f"; stderr tail:\n{tail}" if tail else "")
+
+
+class StepHandle(Protocol):
+    """A started step."""
+
+    async def wait(self) -> StepExit:
+        """Until the step has ended (the whole of it, not only its first process)."""
+        ...
+
+    async def kill(self) -> None:
+        """Stop the step and everything it started; :meth:`wait` then returns."""
+        ...
+
+
+class StepRuntime(Protocol):
+    """Starts step processes."""
+
+    async def start(self, launch: StepLaunch) -> StepHandle: ...
+
+
+def tail(path: Path, limit: int = STDERR_TAIL_BYTES) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            return fh.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
+class ProcessHandle:
+    """A step running as a plain child process, leader of its own process group."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, work_dir: Path, kill_grace_s: float):
+        self._proc = proc
+        self._work_dir = work_dir
+        self._kill_grace_s = kill_grace_s
+        self.pid = proc.pid
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        # The group id is the leader's pid (start_new_session); members may outlive the leader.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def wait(self) -> StepExit:
+        code = await self._proc.wait()
+        # Whatever the component left behind in the step's group goes with it.
+        self._signal_group(signal.SIGKILL)
+        return StepExit(
+            returncode=code if code >= 0 else None,
+            signal=-code if code < 0 else None,
+            stderr_tail=tail(self._work_dir / STDERR_FILE),
+        )
+
+    async def kill(self) -> None:
+        if self._proc.returncode is not None:
+            self._signal_group(signal.SIGKILL)
+            return
+        self._signal_group(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._proc.wait()), self._kill_grace_s)
+        except TimeoutError:
+            pass  # it ignored SIGTERM for the whole grace period: SIGKILL below
+        self._signal_group(signal.SIGKILL)
+        await self._proc.wait()
+
+
+class ProcessRuntime:
+    """Runs each step as ``python -m task_engine.step``, a child in its own process group."""
+
+    def __init__(
+        self,
+        *,
+        python: str = sys.executable,
+        extra_env: Mapping[str, str] | None = None,
+        kill_grace_s: float = 3.0,
+    ) -> None:
+        self._python = python
+        self._extra_env = dict(extra_env or {})
+        self._kill_grace_s = kill_grace_s
+
+    async def start(self, launch: StepLaunch) -> ProcessHandle:
+        env = {**os.environ, **self._extra_env, **launch.env}
+        with (
+            (launch.work_dir / STDOUT_FILE).open("wb") as out,
+            (launch.work_dir / STDERR_FILE).open("wb") as err,
+        ):
+            proc = await asyncio.create_subprocess_exec(
+                self._python,
+                "-m",
+                "task_engine.step",
+                cwd=launch.work_dir,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        return ProcessHandle(proc, launch.work_dir, self._kill_grace_s)

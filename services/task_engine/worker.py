@@ -1,0 +1,253 @@
+"""The task-engine worker: takes ``task.run`` envelopes from ``fl.tasks`` and runs each step.
+
+Offsets and crashes. The worker reads ``fl.tasks`` in the group ``task_engine-<party_id>`` and
+commits a task's offset only once its step has *started*: work dir prepared, process launched and
+``running`` published. So:
+
+* a crash before that point (task taken and being set up) leaves the offset uncommitted, and the
+  task is delivered again to this worker or another one of the group; the retried start reuses
+  the same work dir (``<job>/<step>/<attempt>``). A worker takes a task only when it has a free
+  slot, so no task sits uncommitted behind running steps;
+* a crash after that point does not rerun the step: its process sees its socket close and exits
+  (:data:`task_engine.channel.EXIT_WORKER_GONE`), and the last word on ``fl.status`` is
+  ``running``. Detecting such a step (heartbeats) and retrying it with ``attempt + 1`` belongs to
+  the flow_server; :attr:`Worker.running` is the set of live steps a heartbeat would report.
+  (A crash in the instant between ``running`` and the commit runs the step twice under the same
+  attempt: the first copy exits with its worker, the second is fed the peers' messages from
+  ``fed_since_ms`` again.)
+
+Shutdown is bounded: consuming stops, every running step is killed with its process group and
+reported ``failed`` ("worker stopped"), then the health server and the bus are closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from pathlib import Path
+from typing import Any, Final
+
+from fedcore import topics
+from fedcore.bus import Bus
+from fedcore.envelope import Envelope
+from fedcore.settings import PartySettings
+from task_engine.execution import FAILED, StepExecution, Task, TaskError, status_envelope
+from task_engine.health import HealthServer, bind_tcp, health_app, health_server
+from task_engine.runtime import ProcessRuntime, StepRuntime
+
+SHUTDOWN_TIMEOUT_S: Final = 20.0
+
+_log = logging.getLogger(__name__)
+
+
+class Worker:
+    """Consumes ``fl.tasks`` and runs up to ``settings.worker_concurrency`` steps at once."""
+
+    def __init__(
+        self,
+        settings: PartySettings,
+        *,
+        runtime: StepRuntime | None = None,
+        component_modules: tuple[str, ...] = (),
+        shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
+        self._runtime: StepRuntime = runtime or ProcessRuntime()
+        self._component_modules = component_modules
+        self._shutdown_timeout_s = shutdown_timeout_s
+        self._bus = Bus(settings.kafka_bootstrap, f"task_engine-{settings.party_id}")
+        self._slots = asyncio.Semaphore(max(1, settings.worker_concurrency))
+        self._executions: dict[asyncio.Task[None], StepExecution] = {}
+        self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._started = asyncio.Event()
+        self._health: HealthServer | None = None
+        self._failure: Exception | None = None
+        self._entered = False
+
+    @property
+    def group_id(self) -> str:
+        return f"task_engine-{self.settings.party_id}"
+
+    @property
+    def running(self) -> list[dict[str, Any]]:
+        """The steps running now (the health endpoint's body; a future heartbeat's payload)."""
+        return [execution.describe() for execution in self._executions.values()]
+
+    async def wait_started(self) -> None:
+        """Until the worker consumes and its health endpoint answers."""
+        await self._started.wait()
+
+    async def run(self) -> None:
+        """Serve until :meth:`shutdown`; a fatal error (Kafka, health port) propagates."""
+        if self._stop.is_set():
+            raise RuntimeError("this worker has been shut down")
+        self._entered = True
+        listener: socket.socket | None = None
+        try:
+            listener = bind_tcp(self.settings.bind_host, self.settings.task_engine_port)
+            async with self._bus:
+                self._health = health_server(
+                    health_app(self.settings.party_id, lambda: self.running),
+                    self.settings.bind_host,
+                    self.settings.task_engine_port,
+                )
+                serving = asyncio.create_task(self._health.serve([listener]), name="health")
+                consuming = asyncio.create_task(self._consume(), name="consume")
+                stopping = asyncio.create_task(self._stop.wait(), name="stop")
+                try:
+                    await self._wait_health_started(serving)
+                    self._started.set()
+                    done, _ = await asyncio.wait(
+                        {serving, consuming, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in done - {stopping}:
+                        task.result()  # a service loop ended: re-raise its error
+                        raise RuntimeError(f"{task.get_name()} ended unexpectedly")
+                finally:
+                    stopping.cancel()
+                    consuming.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await consuming
+                    await self._stop_steps()
+                    self._health.should_exit = True
+                    await serving
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            if listener is not None:
+                listener.close()
+            self._stop.set()
+            self._stopped.set()
+
+    async def shutdown(self) -> None:
+        """Stop consuming, kill running steps and close everything; safe to call repeatedly."""
+        self._stop.set()
+        if not self._entered:
+            self._stopped.set()  # run() was never entered: nothing to wait for
+        try:
+            await asyncio.wait_for(self._stopped.wait(), self._shutdown_timeout_s)
+        except TimeoutError:
+            _log.warning("worker did not stop within %g s", self._shutdown_timeout_s)
+
+    async def _wait_health_started(self, serving: asyncio.Task[None]) -> None:
+        assert self._health is not None
+        while not self._health.started:
+            if serving.done():
+                serving.result()
+                raise RuntimeError(
+                    f"health endpoint could not start on "
+                    f"{self.settings.bind_host}:{self.settings.task_engine_port}"
+                )
+            await asyncio.sleep(0.02)
+
+    async def _consume(self) -> None:
+        async with self._bus.subscribe([topics.TASKS], group_id=self.group_id) as sub:
+            envelopes = aiter(sub)
+            while True:
+                # A free slot first, then the next task: no task waits uncommitted in a full
+                # worker. (A worker full for longer than max.poll.interval leaves the group and
+                # rejoins; it holds nothing meanwhile, so its partitions' tasks go elsewhere.)
+                await self._slots.acquire()
+                try:
+                    env = await anext(envelopes)
+                    started = await self._take(env)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                if not started:
+                    self._slots.release()
+                await sub.commit()
+
+    async def _take(self, env: Envelope) -> bool:
+        """Start the step of one ``fl.tasks`` envelope (True: the step owns the slot now) or skip
+        it (False); either way the envelope is committed afterwards."""
+        if env.type != "task.run":
+            _log.warning("skipping %s envelope on %s", env.type, topics.TASKS)
+            return False
+        try:
+            task = Task.from_envelope(env)
+        except TaskError as exc:
+            _log.error("rejecting task.run for job %s step %s: %s", env.job_id, env.task, exc)
+            if env.task:
+                await self._bus.publish(topics.STATUS, _rejected(env, str(exc), self.settings))
+            return False
+        if task.party_id != self.settings.party_id:
+            _log.warning(
+                "skipping task.run for party %s (this is %s)", task.party_id, self.settings.party_id
+            )
+            return False
+        if any(
+            (e.task.job_id, e.task.step, e.task.attempt) == (task.job_id, task.step, task.attempt)
+            for e in self._executions.values()
+        ):
+            _log.warning(
+                "step %s/%s attempt %d is already running here: skipping the repeat",
+                task.job_id,
+                task.step,
+                task.attempt,
+            )
+            return False
+        execution = StepExecution(
+            task,
+            bus=self._bus,
+            runtime=self._runtime,
+            state_dir=Path(self.settings.state_dir),
+            timeout_s=self.settings.task_timeout_s,
+            imports=self._component_modules,
+        )
+        try:
+            await execution.start()
+        except OSError as exc:
+            _log.error("could not start step %s/%s: %s", task.job_id, task.step, exc)
+            await self._bus.publish(
+                topics.STATUS,
+                status_envelope(task, FAILED, reason=f"could not start the step: {exc}"),
+            )
+            return False
+        supervisor = asyncio.create_task(self._supervise(execution), name=f"step-{task.step}")
+        self._executions[supervisor] = execution
+        return True
+
+    async def _supervise(self, execution: StepExecution) -> None:
+        try:
+            await execution.supervise()
+        except Exception as exc:  # e.g. Kafka refused the final status: fatal, run() re-raises
+            self._failure = exc
+            self._stop.set()
+        finally:
+            self._slots.release()
+            current = asyncio.current_task()
+            if current is not None:
+                self._executions.pop(current, None)
+
+    async def _stop_steps(self) -> None:
+        if not self._executions:
+            return
+        supervisors = list(self._executions)
+        await asyncio.gather(
+            *(execution.stop("worker stopped") for execution in self._executions.values())
+        )
+        # The supervisors report each step as failed; bounded, since Kafka may be gone.
+        _, pending = await asyncio.wait(supervisors, timeout=self._shutdown_timeout_s / 2)
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(supervisors)
+
+
+def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
+    return Envelope(
+        type="task.status",
+        job_id=env.job_id,
+        task=env.task,
+        src=settings.party_id,
+        body={
+            "party": settings.party_id,
+            "state": FAILED,
+            "reason": reason,
+            "outputs": {},
+            "attempt": env.body.get("attempt"),
+        },
+    )

@@ -1,0 +1,60 @@
+"""Tiny components for the task_engine tests, registered through fedalgo's own registry.
+
+The step process imports this module (the worker's ``component_modules``) before it looks the
+component up, exactly as it imports the real ``fedalgo.components``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from fedalgo.components import component
+from fedalgo.context import Context
+
+
+@component("te_ping", roles=("guest", "host"), outputs=("result", "never_written"))
+def te_ping(ctx: Context) -> None:
+    """Guest pings, host answers (after an unrelated message the guest reads last)."""
+    if ctx.role == "guest":
+        ctx.send("host", "ping", np.arange(3))
+        ctx.logger.info("guest sent ping")
+        pong = ctx.recv("host", "pong")
+        noise = ctx.recv("host", "noise")
+        ctx.metric("pong_sum", float(pong.sum()), step=1)
+        ctx.output("result").write_text(f"{pong.tolist()} {noise}")
+    else:
+        ping = ctx.recv("guest", "ping")
+        ctx.logger.warning("host got ping %s", ping.tolist())
+        ctx.send("guest", "noise", 2**100)
+        ctx.send("guest", "pong", ping + 1)
+        ctx.metric("host_seen", len(ping))
+        ctx.output("result").write_text("host done")
+
+
+@component("te_fail", roles=("guest",))
+def te_fail(ctx: Context) -> None:
+    """Fails the way a component with bad input does."""
+    ctx.logger.info("about to fail")
+    raise ValueError("the input has no id column")
+
+
+@component("te_exit", roles=("guest",))
+def te_exit(ctx: Context) -> None:
+    """Dies without reporting, after writing to stderr (like a crash in native code)."""
+    sys.stderr.write("native library exploded\n")
+    sys.stderr.flush()
+    os._exit(3)
+
+
+@component("te_sleep", roles=("guest",))
+def te_sleep(ctx: Context) -> None:
+    """Starts a child process, then never finishes; the worker must kill both."""
+    child = subprocess.Popen(["sleep", "300"])
+    with open(ctx.args["pid_file"], "w") as fh:
+        fh.write(f"{os.getpid()} {child.pid}")
+    time.sleep(300)
