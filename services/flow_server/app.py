@@ -1,0 +1,124 @@
+"""The app factory: settings in, a FastAPI app out, with every resource opened in its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fedcore.bus import Bus
+from fedcore.envelope import Envelope
+from fedcore.settings import PartySettings
+from flow_server import errors, protocol
+from flow_server.catalog import Catalog, component_catalog
+from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
+from flow_server.dsl import DslError
+from flow_server.events import EventConsumer
+from flow_server.outbox import OutboxPublisher
+from flow_server.routes import health, jobs, pipelines
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/flow-server"
+
+
+@dataclass
+class FlowServer:
+    """The running service's resources, handed to routes through ``deps``."""
+
+    settings: PartySettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    bus: Bus
+    party: protocol.PartyContext
+    outbox: OutboxPublisher
+    consumer: EventConsumer
+    # one flow_server per party: this lock orders REST job submissions and consumed events
+    lock: asyncio.Lock
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.party.catalog
+
+    def _apply_sync(self, env: Envelope) -> None:
+        try:
+            with self.sessions.begin() as session:
+                protocol.apply(session, self.party, env)
+        except (protocol.ProtocolError, DslError) as exc:
+            log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
+            with self.sessions.begin() as session:
+                session.merge(protocol.ProcessedMessage(id=env.id))
+
+    async def apply(self, env: Envelope) -> None:
+        """Apply one consumed envelope and publish what it produced."""
+        async with self.lock:
+            await asyncio.to_thread(self._apply_sync, env)
+            await self.outbox.flush()
+
+
+def create_app(
+    settings: PartySettings,
+    *,
+    catalog: Catalog | None = None,
+    shutdown_timeout_s: float = 10.0,
+) -> FastAPI:
+    """Build the flow_server for one party; nothing is opened until the lifespan starts."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.db_url)
+        try:
+            await asyncio.to_thread(upgrade_to_head, engine)
+            sessions = make_sessionmaker(engine)
+            bus = Bus(settings.kafka_bootstrap, client_id=f"flow_server-{settings.party_id}")
+            await bus.start()
+            try:
+                party = protocol.PartyContext(
+                    me=settings.party_id,
+                    peers=frozenset(settings.peers),
+                    catalog=catalog if catalog is not None else component_catalog(),
+                    default_output=settings.state_dir / "output",
+                )
+                server = FlowServer(
+                    settings=settings,
+                    engine=engine,
+                    sessions=sessions,
+                    bus=bus,
+                    party=party,
+                    outbox=OutboxPublisher(sessions, bus),
+                    consumer=EventConsumer(
+                        bus,
+                        group_id=f"flow_server-{settings.party_id}",
+                        apply=lambda env: server.apply(env),
+                    ),
+                    lock=asyncio.Lock(),
+                )
+                app.state.flow_server = server
+                await server.outbox.flush()  # whatever a previous run committed but did not send
+                server.consumer.start()
+                try:
+                    yield
+                finally:
+                    await server.consumer.stop(shutdown_timeout_s)
+            finally:
+                await asyncio.wait_for(bus.stop(), shutdown_timeout_s)
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="Tessera flow_server",
+        lifespan=lifespan,
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+    )
+    errors.install(app)
+    app.include_router(pipelines.router, prefix=PREFIX)
+    app.include_router(jobs.router, prefix=PREFIX)
+    app.include_router(health.router, prefix=PREFIX)
+    return app

@@ -1,0 +1,462 @@
+"""pipeline.yaml and job.yaml: parsing and validation, with errors that say what is wrong and where.
+
+A pipeline is a DAG of steps; each step runs a component of the algorithm catalog. Its inputs are
+``$<arg>`` (a path the party gives in its job args) or ``<step>.<output>`` (an earlier step's
+output on the same party). A job names its parties with roles and gives their arguments; unknown
+argument keys are kept and handed to the steps. A step's arguments are its ``args``, overridden by
+the job's ``common-args``, overridden by the party's own ``parties-args``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flow_server.catalog import Catalog
+
+ROLES = ("guest", "host", "arbiter")
+
+_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_ARG_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_.-]*)$")
+_OUT_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$")
+_PARTY_SPEC = re.compile(r"^\s*(\d+)\s*=\s*([a-z_]+)\s*$")
+
+
+class DslError(ValueError):
+    """A pipeline or job document is invalid: ``code`` says what, ``where`` says where."""
+
+    def __init__(self, code: str, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+
+# --- YAML ------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML without implicit timestamps: dates stay strings so every value can be sent."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _str_keys(value: Any) -> Any:
+    """YAML reads ``10000:`` as an int key; every key is a string from here on."""
+    if isinstance(value, dict):
+        return {str(k): _str_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_str_keys(v) for v in value]
+    return value
+
+
+def load_yaml(data: bytes | str, what: str) -> dict[str, Any]:
+    """Parse a YAML document that must be a mapping."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DslError(
+                "bad_encoding", f"the {what} is not UTF-8 text", f"byte {exc.start}"
+            ) from None
+    if not data.strip():
+        raise DslError("empty_file", f"the {what} is empty")
+    try:
+        doc = yaml.load(data, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else None
+        raise DslError(
+            "malformed_yaml", f"the {what} is not valid YAML: {exc.problem}", where
+        ) from None
+    except yaml.YAMLError as exc:
+        raise DslError("malformed_yaml", f"the {what} is not valid YAML: {exc}") from None
+    if doc is None:
+        raise DslError("empty_file", f"the {what} is empty")
+    if not isinstance(doc, dict):
+        raise DslError(
+            "invalid_document", f"the {what} must be a mapping, not a {type(doc).__name__}"
+        )
+    return dict(_str_keys(doc))
+
+
+def _where(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _translate(exc: ValidationError, what: str) -> DslError:
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    if err["type"] == "missing":
+        parent = _where(loc[:-1]) or None
+        return DslError("missing_key", f"the {what} is missing the key '{loc[-1]}'", parent)
+    if err["type"] == "extra_forbidden":
+        return DslError("unknown_key", f"'{loc[-1]}' is not a key of a {what} step", _where(loc))
+    return DslError("invalid_value", f"{err['msg']} in the {what}", _where(loc) or None)
+
+
+# --- pipeline --------------------------------------------------------------------------------
+
+
+class _StepDoc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    component: str
+    inputs: dict[str, str] = Field(default_factory=dict)
+    args: dict[str, Any] = Field(default_factory=dict)
+    depends: list[str] = Field(default_factory=list)
+
+
+class _PipelineDoc(BaseModel):
+    model_config = ConfigDict(extra="allow")  # e.g. a description
+
+    name: str
+    steps: list[_StepDoc] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ArgRef:
+    """``$<arg>``: the value of this argument in the party's job args."""
+
+    arg: str
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """``<step>.<output>``: an output of an earlier step on the same party."""
+
+    step: str
+    output: str
+
+
+InputRef = ArgRef | OutputRef
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    component: str
+    roles: tuple[str, ...]
+    inputs: dict[str, InputRef]
+    args: dict[str, Any]
+    deps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    steps: tuple[Step, ...]
+
+    @property
+    def step_names(self) -> list[str]:
+        return [s.name for s in self.steps]
+
+    def step(self, name: str) -> Step:
+        for s in self.steps:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def roles(self) -> set[str]:
+        return {r for s in self.steps for r in s.roles}
+
+
+def _parse_ref(text: str, where: str) -> InputRef:
+    if m := _ARG_REF.match(text):
+        return ArgRef(m[1])
+    if m := _OUT_REF.match(text):
+        return OutputRef(m[1], m[2])
+    raise DslError(
+        "invalid_reference",
+        f"'{text}' is neither $<arg> nor <step>.<output>",
+        where,
+    )
+
+
+def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
+    """Parse and validate a pipeline.yaml against the component catalog."""
+    raw = load_yaml(data, "pipeline")
+    try:
+        doc = _PipelineDoc.model_validate(raw)
+    except ValidationError as exc:
+        raise _translate(exc, "pipeline") from None
+
+    index: dict[str, int] = {}
+    for i, s in enumerate(doc.steps):
+        where = f"steps[{i}].name"
+        if not _STEP_NAME.match(s.name):
+            raise DslError(
+                "invalid_value",
+                f"step name '{s.name}' must start with a letter and hold only letters, "
+                "digits, '_' and '-'",
+                where,
+            )
+        if s.name in index:
+            raise DslError(
+                "duplicate_step",
+                f"step name '{s.name}' is used twice (also steps[{index[s.name]}])",
+                where,
+            )
+        index[s.name] = i
+        if s.component not in catalog:
+            raise DslError(
+                "unknown_component",
+                f"unknown component '{s.component}'; known: {', '.join(sorted(catalog))}",
+                f"steps[{i}].component",
+            )
+
+    steps: list[Step] = []
+    for i, s in enumerate(doc.steps):
+        comp = catalog[s.component]
+        inputs: dict[str, InputRef] = {}
+        deps: list[str] = []
+        for name, text in s.inputs.items():
+            where = f"steps[{i}].inputs.{name}"
+            if name not in comp.inputs:
+                raise DslError(
+                    "unknown_input",
+                    f"component '{comp.name}' has no input '{name}' "
+                    f"(its inputs: {', '.join(comp.inputs) or 'none'})",
+                    where,
+                )
+            ref = _parse_ref(text, where)
+            if isinstance(ref, OutputRef):
+                if ref.step not in index:
+                    raise DslError(
+                        "unknown_step", f"'{text}' refers to an unknown step '{ref.step}'", where
+                    )
+                src = catalog[doc.steps[index[ref.step]].component]
+                if ref.output not in src.outputs:
+                    raise DslError(
+                        "unknown_output",
+                        f"'{text}': step '{ref.step}' ({src.name}) has no output '{ref.output}' "
+                        f"(its outputs: {', '.join(src.outputs) or 'none'})",
+                        where,
+                    )
+                deps.append(ref.step)
+            inputs[name] = ref
+        missing = [n for n in comp.inputs if n not in s.inputs]
+        if missing:
+            raise DslError(
+                "missing_input",
+                f"step '{s.name}' ({comp.name}) needs the input(s) {', '.join(missing)}",
+                f"steps[{i}].inputs",
+            )
+        for j, dep in enumerate(s.depends):
+            if dep not in index:
+                raise DslError(
+                    "unknown_step",
+                    f"depends on an unknown step '{dep}'",
+                    f"steps[{i}].depends[{j}]",
+                )
+            deps.append(dep)
+        steps.append(
+            Step(
+                name=s.name,
+                component=s.component,
+                roles=comp.roles,
+                inputs=inputs,
+                args=dict(s.args),
+                deps=tuple(dict.fromkeys(deps)),
+            )
+        )
+    _check_acyclic(steps)
+    return Pipeline(name=doc.name, steps=tuple(steps))
+
+
+def _check_acyclic(steps: list[Step]) -> None:
+    deps = {s.name: s.deps for s in steps}
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in path:
+            cycle = [*path[path.index(name) :], name]
+            raise DslError(
+                "dependency_cycle",
+                f"steps {' -> '.join(cycle)} depend on each other in a cycle",
+                "steps",
+            )
+        path.append(name)
+        for dep in deps[name]:
+            visit(dep)
+        path.pop()
+        done.add(name)
+
+    for s in steps:
+        visit(s.name)
+
+
+# --- job -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A job's parties with their roles (in job.yaml order) and the arguments this party knows."""
+
+    parties: dict[str, str]  # party id -> role
+    common_args: dict[str, Any] = field(default_factory=dict)
+    party_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def party_specs(self) -> list[str]:
+        return [f"{p}={r}" for p, r in self.parties.items()]
+
+    def roles(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for party, role in self.parties.items():
+            out.setdefault(role, []).append(party)
+        return out
+
+    def args_for(self, step: Step, party: str) -> dict[str, Any]:
+        return {**step.args, **self.common_args, **self.party_args.get(party, {})}
+
+
+def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
+    """``["10000=guest", "20000=host"]`` → ``{"10000": "guest", "20000": "host"}``."""
+    if not isinstance(specs, list) or not specs:
+        raise DslError(
+            "bad_party_spec", 'parties must be a non-empty list like ["10000=guest"]', where
+        )
+    parties: dict[str, str] = {}
+    for i, spec in enumerate(specs):
+        m = _PARTY_SPEC.match(spec) if isinstance(spec, str) else None
+        if m is None:
+            raise DslError(
+                "bad_party_spec",
+                f"{spec!r} is not '<party id>=<role>' (e.g. '10000=guest')",
+                f"{where}[{i}]",
+            )
+        party, role = m[1], m[2]
+        if role not in ROLES:
+            raise DslError(
+                "bad_party_spec",
+                f"role '{role}' is not one of {', '.join(ROLES)}",
+                f"{where}[{i}]",
+            )
+        if party in parties:
+            raise DslError("bad_party_spec", f"party {party} is listed twice", f"{where}[{i}]")
+        parties[party] = role
+    return parties
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DslError("invalid_value", f"must be a mapping, not a {type(value).__name__}", where)
+    return value
+
+
+def parse_job(data: bytes | str) -> JobSpec:
+    """Parse a job.yaml: ``parties``, ``common-args`` and ``parties-args`` for every party."""
+    raw = load_yaml(data, "job")
+    if "parties" not in raw:
+        raise DslError("missing_key", "the job is missing the key 'parties'")
+    parties = parse_party_specs(raw["parties"])
+    common = _mapping(raw.get("common-args"), "common-args")
+    if "parties-args" not in raw:
+        raise DslError("missing_key", "the job is missing the key 'parties-args'")
+    given = _mapping(raw["parties-args"], "parties-args")
+    party_args: dict[str, dict[str, Any]] = {}
+    for party, args in given.items():
+        if party not in parties:
+            raise DslError(
+                "unknown_party",
+                f"party {party} has parties-args but is not in parties",
+                f"parties-args.{party}",
+            )
+        party_args[party] = _mapping(args, f"parties-args.{party}")
+    missing = [p for p in parties if p not in given]
+    if missing:
+        raise DslError(
+            "missing_party_args",
+            f"party {', '.join(missing)} is in parties but has no parties-args",
+            "parties-args",
+        )
+    return JobSpec(parties=parties, common_args=common, party_args=party_args)
+
+
+def takes_part(step: Step, role: str) -> bool:
+    return role in step.roles
+
+
+def check_job(
+    job: JobSpec,
+    pipeline: Pipeline,
+    *,
+    me: str,
+    peers: Collection[str] | None = None,
+    check_args_of: Iterable[str] | None = None,
+) -> None:
+    """Check a job against its pipeline as party ``me`` sees it.
+
+    ``peers``: the parties this one can reach (None: do not check). ``check_args_of``: the
+    parties whose ``$<arg>`` inputs must resolve (default: those whose args this party holds).
+    """
+    if me not in job.parties:
+        raise DslError(
+            "party_not_in_job",
+            f"this party ({me}) is not one of the job's parties ({', '.join(job.party_specs)})",
+            "parties",
+        )
+    if peers is not None:
+        for party in job.parties:
+            if party != me and party not in peers:
+                raise DslError(
+                    "unknown_party",
+                    f"party {party} is not a peer of this party (see OTHER_PARTIES)",
+                    "parties",
+                )
+    present = set(job.parties.values())
+    used = pipeline.roles
+    for party, role in job.parties.items():
+        if role not in used:
+            raise DslError(
+                "role_not_allowed",
+                f"party {party} has role '{role}', which no step of pipeline "
+                f"'{pipeline.name}' takes (roles used: {', '.join(sorted(used))})",
+                "parties",
+            )
+    for step in pipeline.steps:
+        lacking = [r for r in step.roles if r not in present]
+        if lacking:
+            raise DslError(
+                "missing_role",
+                f"step '{step.name}' ({step.component}) needs role(s) {', '.join(lacking)}, "
+                "but no party of the job has it",
+                "parties",
+            )
+    for party in job.party_args if check_args_of is None else check_args_of:
+        role = job.parties[party]
+        for step in pipeline.steps:
+            if not takes_part(step, role):
+                continue
+            args = job.args_for(step, party)
+            for name, ref in step.inputs.items():
+                if isinstance(ref, ArgRef) and ref.arg not in args:
+                    raise DslError(
+                        "missing_arg",
+                        f"step '{step.name}' reads input '{name}' from ${ref.arg}, but party "
+                        f"{party} gives no '{ref.arg}' in its parties-args or the common-args",
+                        f"parties-args.{party}",
+                    )

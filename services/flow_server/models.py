@@ -1,0 +1,153 @@
+"""The flow_server's tables: pipelines, jobs and their parties and tasks, processed ids, outbox.
+
+The schema is created only by the Alembic migrations in ``migrations/``; a test checks that they
+match these models.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[str]: JSON}
+
+
+class JobState:
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+
+    TERMINAL = frozenset({SUCCESS, FAILED, REJECTED, CANCELED})
+    ALL = (WAITING, RUNNING, SUCCESS, FAILED, REJECTED, CANCELED)
+
+
+class TaskState:
+    WAITING = "waiting"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    ALL = (WAITING, RUNNING, SUCCESS, FAILED)
+    # a state never goes back to a lower rank (a late "running" after "success" is ignored)
+    RANK: ClassVar = {WAITING: 0, RUNNING: 1, SUCCESS: 2, FAILED: 2}
+
+
+class Answer:
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    yaml_text: Mapped[str] = mapped_column(Text)
+    steps: Mapped[list[str]]
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # the local pipeline row on the initiator; None on a party the job was proposed to
+    pipeline_id: Mapped[str | None] = mapped_column(String(32))
+    pipeline_name: Mapped[str] = mapped_column(String(200))
+    pipeline_yaml: Mapped[str] = mapped_column(Text)
+    initiator: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    parties: Mapped[list[str]]  # ["10000=guest", "20000=host"], in job.yaml order
+    common_args: Mapped[dict[str, Any]]
+    party_args: Mapped[dict[str, Any]]  # this party's own parties-args only
+    # when this party created or accepted the job: a step reads federation records from here on
+    fed_since_ms: Mapped[int] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+    members: Mapped[list[JobParty]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="JobParty.position"
+    )
+    tasks: Mapped[list[Task]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", order_by="Task.id"
+    )
+
+
+class JobParty(Base):
+    __tablename__ = "job_parties"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    party_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+    job: Mapped[Job] = relationship(back_populates="members")
+
+
+class Task(Base):
+    """One step of one job on one party, as this party knows it."""
+
+    __tablename__ = "tasks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(200))
+    party_id: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    outputs: Mapped[dict[str, Any]]
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
+
+    job: Mapped[Job] = relationship(back_populates="tasks")
+
+    __table_args__ = (
+        # one row per (job, step, party)
+        UniqueConstraint("job_id", "step", "party_id", name="uq_task"),
+    )
+
+
+class ProcessedMessage(Base):
+    """Ids of consumed envelopes already applied, so a redelivered one is skipped."""
+
+    __tablename__ = "processed_messages"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+class OutboxRecord(Base):
+    """An envelope to publish, written in the same transaction as the state change it announces."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)

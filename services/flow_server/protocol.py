@@ -1,0 +1,582 @@
+"""The cross-party job protocol and the scheduler's side effects, one transaction per event.
+
+Who sees what: a proposed-to party receives the pipeline, the parties with their roles, the common
+args and only its own ``parties-args``; parties exchange task *states* and reasons, never paths
+or data. Every function here runs inside a caller's transaction and announces what it changed by
+writing envelopes to the outbox table (published after the commit), so a state change and its
+messages are never separated. Envelopes produced while handling an event get ids derived from that
+event, so re-applying it after a crash reproduces the same ids and receivers de-duplicate them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from fedcore import topics
+from fedcore.envelope import Envelope, new_id
+from flow_server import scheduler
+from flow_server.catalog import Catalog
+from flow_server.dsl import (
+    ArgRef,
+    DslError,
+    JobSpec,
+    Pipeline,
+    check_job,
+    parse_job,
+    parse_party_specs,
+    parse_pipeline,
+    takes_part,
+)
+from flow_server.models import (
+    Answer,
+    Job,
+    JobParty,
+    JobState,
+    OutboxRecord,
+    ProcessedMessage,
+    Task,
+    TaskState,
+    now_ms,
+)
+from flow_server.models import Pipeline as PipelineRow
+
+log = logging.getLogger(__name__)
+
+_ID_NAMESPACE = uuid.UUID("6c1f0f3e-5d0a-4a35-9a55-3f0c8e9b7a21")
+
+
+class ProtocolError(ValueError):
+    """A received envelope cannot be applied (malformed, or makes no sense for its job)."""
+
+
+@dataclass(frozen=True)
+class PartyContext:
+    """What the protocol needs to know about this party."""
+
+    me: str
+    peers: frozenset[str]
+    catalog: Catalog
+    default_output: Path  # used when a party gives no `output` argument
+
+
+def derived_id(*parts: str) -> str:
+    return uuid.uuid5(_ID_NAMESPACE, "/".join(parts)).hex
+
+
+def emit(session: Session, topic: str, env: Envelope) -> None:
+    session.add(OutboxRecord(topic=topic, payload=env.to_bytes()))
+
+
+# --- reading a job back ----------------------------------------------------------------------
+
+
+def job_parties(job: Job) -> dict[str, str]:
+    return parse_party_specs(job.parties)
+
+
+def job_pipeline(job: Job, catalog: Catalog) -> Pipeline:
+    return parse_pipeline(job.pipeline_yaml, catalog)
+
+
+def job_spec(job: Job, me: str) -> JobSpec:
+    return JobSpec(job_parties(job), dict(job.common_args), {me: dict(job.party_args)})
+
+
+def task_views(job: Job) -> dict[tuple[str, str], scheduler.TaskView]:
+    return {
+        (t.step, t.party_id): scheduler.TaskView(t.state, t.reason, dict(t.outputs))
+        for t in job.tasks
+    }
+
+
+def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
+    """The files this party's steps read from its own args exist (URLs are not checked)."""
+    role = spec.parties[me]
+    for step in pipeline.steps:
+        if not takes_part(step, role):
+            continue
+        args = spec.args_for(step, me)
+        for name, ref in step.inputs.items():
+            if not isinstance(ref, ArgRef):
+                continue
+            value = str(args[ref.arg])
+            if "://" not in value and not Path(value).exists():
+                raise DslError(
+                    "data_not_found",
+                    f"step '{step.name}' reads input '{name}' from {value}, which does not exist "
+                    f"on party {me}",
+                    f"parties-args.{me}.{ref.arg}",
+                )
+
+
+# --- job state changes -----------------------------------------------------------------------
+
+
+def _announce(
+    session: Session, ctx: PartyContext, job: Job, pipeline_steps: list[str], *, cause: str
+) -> None:
+    """``job.status`` on fl.status for the dashboard."""
+    emit(
+        session,
+        topics.STATUS,
+        Envelope(
+            id=derived_id(cause, job.id, "job.status", job.state),
+            type="job.status",
+            job_id=job.id,
+            src=ctx.me,
+            body={
+                "state": job.state,
+                "initiator": job.initiator,
+                "parties": list(job.parties),
+                "steps": pipeline_steps,
+                "reason": job.reason,
+            },
+        ),
+    )
+
+
+def _steps_of(job: Job, ctx: PartyContext) -> list[str]:
+    try:
+        return job_pipeline(job, ctx.catalog).step_names
+    except DslError:
+        return []
+
+
+def set_job_state(
+    session: Session,
+    ctx: PartyContext,
+    job: Job,
+    state: str,
+    *,
+    reason: str | None = None,
+    cause: str,
+    notify_peers: bool = False,
+) -> None:
+    """Move a job to ``state``, announce it, and (for an ending) tell the other parties."""
+    if job.state == state:
+        return
+    job.state = state
+    job.reason = reason
+    _announce(session, ctx, job, _steps_of(job, ctx), cause=cause)
+    if notify_peers:
+        for party in job_parties(job):
+            if party == ctx.me:
+                continue
+            emit(
+                session,
+                topics.OUT_CTL,
+                Envelope(
+                    id=derived_id(cause, job.id, "job.status", state, party),
+                    type="job.status",
+                    job_id=job.id,
+                    src=ctx.me,
+                    dst=party,
+                    body={"state": state, "reason": reason},
+                ),
+            )
+
+
+def start_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    set_job_state(session, ctx, job, JobState.RUNNING, cause=cause)
+    schedule(session, ctx, job, cause=cause)
+
+
+def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """End the job if it ended, else dispatch every step of this party that is ready."""
+    if job.state != JobState.RUNNING:
+        return
+    pipeline = job_pipeline(job, ctx.catalog)
+    parties = job_parties(job)
+    tasks = task_views(job)
+    outcome = scheduler.job_outcome(pipeline, parties, tasks)
+    if outcome.state != scheduler.RUNNING:
+        set_job_state(
+            session,
+            ctx,
+            job,
+            outcome.state,
+            reason=outcome.reason,
+            cause=cause,
+            notify_peers=outcome.state == JobState.FAILED,
+        )
+        return
+    spec = job_spec(job, ctx.me)
+    for step in scheduler.ready_steps(pipeline, parties, ctx.me, tasks):
+        args = spec.args_for(step, ctx.me)
+        try:
+            inputs = scheduler.resolve_inputs(step, args, ctx.me, parties, tasks)
+        except scheduler.UnresolvedInput as exc:
+            set_job_state(
+                session,
+                ctx,
+                job,
+                JobState.FAILED,
+                reason=f"party {ctx.me}: {exc}",
+                cause=cause,
+                notify_peers=True,
+            )
+            return
+        root = str(args.get("output") or ctx.default_output)
+        attempt = 1
+        task = Task(
+            step=step.name,
+            party_id=ctx.me,
+            role=parties[ctx.me],
+            state=TaskState.WAITING,
+            outputs={},
+            attempt=attempt,
+        )
+        job.tasks.append(task)
+        emit(
+            session,
+            topics.TASKS,
+            Envelope(
+                id=derived_id(job.id, step.name, ctx.me, "task.run", str(attempt)),
+                type="task.run",
+                job_id=job.id,
+                task=step.name,
+                src=ctx.me,
+                body={
+                    "component": step.component,
+                    "role": parties[ctx.me],
+                    "party_id": ctx.me,
+                    "parties": spec.roles(),
+                    "args": args,
+                    "inputs": inputs,
+                    "output_dir": f"{root.rstrip('/')}/{job.id}/{step.name}",
+                    "fed_since_ms": job.fed_since_ms,
+                    "attempt": attempt,
+                },
+            ),
+        )
+        tasks = {**tasks, (step.name, ctx.me): scheduler.TaskView(TaskState.WAITING)}
+
+
+# --- the initiator: a new job from the REST API ----------------------------------------------
+
+
+def submit_job(
+    session: Session, ctx: PartyContext, *, pipeline_row: PipelineRow, job_yaml: bytes | str
+) -> Job:
+    """Validate job.yaml, create the job as its initiator and propose it to the other parties."""
+    pipeline = parse_pipeline(pipeline_row.yaml_text, ctx.catalog)
+    spec = parse_job(job_yaml)
+    check_job(spec, pipeline, me=ctx.me, peers=ctx.peers, check_args_of=list(spec.parties))
+    _check_local_data(spec, pipeline, ctx.me)
+    job = Job(
+        id=new_id(),
+        pipeline_id=pipeline_row.id,
+        pipeline_name=pipeline.name,
+        pipeline_yaml=pipeline_row.yaml_text,
+        initiator=ctx.me,
+        state=JobState.WAITING,
+        parties=spec.party_specs,
+        common_args=spec.common_args,
+        party_args=spec.party_args[ctx.me],
+        fed_since_ms=now_ms(),
+    )
+    job.members = [
+        JobParty(
+            party_id=p,
+            role=r,
+            position=i,
+            answer=Answer.ACCEPTED if p == ctx.me else Answer.PENDING,
+        )
+        for i, (p, r) in enumerate(spec.parties.items())
+    ]
+    session.add(job)
+    cause = f"submit/{job.id}"
+    _announce(session, ctx, job, pipeline.step_names, cause=cause)
+    others = [p for p in spec.parties if p != ctx.me]
+    for party in others:
+        emit(
+            session,
+            topics.OUT_CTL,
+            Envelope(
+                type="job.propose",
+                job_id=job.id,
+                src=ctx.me,
+                dst=party,
+                body={
+                    "pipeline": pipeline_row.yaml_text,
+                    "pipeline_name": pipeline.name,
+                    "parties": spec.party_specs,
+                    "common_args": spec.common_args,
+                    "party_args": spec.party_args[party],
+                    "initiator": ctx.me,
+                },
+            ),
+        )
+    if not others:
+        start_job(session, ctx, job, cause=cause)
+    return job
+
+
+# --- consumed events -------------------------------------------------------------------------
+
+
+def _body(env: Envelope, key: str, kind: type, *, required: bool = True) -> Any:
+    value = env.body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind):
+        raise ProtocolError(f"{env.type} {env.id}: body field '{key}' must be a {kind.__name__}")
+    return value
+
+
+def apply(session: Session, ctx: PartyContext, env: Envelope) -> bool:
+    """Apply one consumed envelope; False if it was skipped (seen before, or not for us)."""
+    if session.get(ProcessedMessage, env.id) is not None:
+        return False
+    session.add(ProcessedMessage(id=env.id))
+    if env.dst is not None and env.dst != ctx.me:
+        log.warning("skipping %s %s addressed to party %s", env.type, env.id, env.dst)
+        return False
+    handler = _HANDLERS.get(env.type)
+    if handler is None:
+        return False
+    if env.type == "job.status" and env.src == ctx.me:
+        return False  # our own announcement on fl.status
+    handler(session, ctx, env)
+    return True
+
+
+def _job(session: Session, env: Envelope) -> Job | None:
+    job = session.get(Job, env.job_id)
+    if job is None:
+        log.warning("%s %s from %s: unknown job %s", env.type, env.id, env.src, env.job_id)
+    return job
+
+
+def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    if session.get(Job, env.job_id) is not None:
+        log.warning("job.propose %s: job %s exists already; ignored", env.id, env.job_id)
+        return
+    initiator = env.src
+    text = env.body.get("pipeline")
+    raw_parties = env.body.get("parties")
+    job = Job(
+        id=env.job_id,
+        pipeline_id=None,
+        pipeline_name=str(env.body.get("pipeline_name") or ""),
+        pipeline_yaml=text if isinstance(text, str) else "",
+        initiator=initiator,
+        state=JobState.WAITING,
+        parties=[p for p in raw_parties if isinstance(p, str)]
+        if isinstance(raw_parties, list)
+        else [],
+        common_args={},
+        party_args={},
+        fed_since_ms=now_ms(),
+    )
+    session.add(job)
+    try:
+        if initiator not in ctx.peers:
+            raise DslError("unknown_initiator", f"party {initiator} is not a known peer")
+        if env.body.get("initiator", initiator) != initiator:
+            raise DslError("bad_proposal", "the proposal's initiator is not its sender")
+        if not isinstance(text, str):
+            raise DslError("bad_proposal", "the proposal carries no pipeline text")
+        pipeline = parse_pipeline(text, ctx.catalog)
+        parties = parse_party_specs(raw_parties)
+        common = env.body.get("common_args") or {}
+        own = env.body.get("party_args") or {}
+        if not isinstance(common, dict) or not isinstance(own, dict):
+            raise DslError("bad_proposal", "common_args and party_args must be mappings")
+        spec = JobSpec(parties, common, {ctx.me: own} if ctx.me in parties else {})
+        if initiator not in parties:
+            raise DslError("bad_proposal", f"the initiator {initiator} is not a party of the job")
+        check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
+        _check_local_data(spec, pipeline, ctx.me)
+    except DslError as exc:
+        reason = str(exc)
+        job.state = JobState.REJECTED
+        job.reason = reason
+        _announce(session, ctx, job, [], cause=env.id)
+        _answer(session, ctx, env, "job.reject", {"reason": reason})
+        log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
+        return
+    job.pipeline_name = pipeline.name
+    job.common_args = common
+    job.party_args = own
+    job.members = [
+        JobParty(
+            party_id=p,
+            role=r,
+            position=i,
+            answer=Answer.ACCEPTED if p in (ctx.me, initiator) else Answer.PENDING,
+        )
+        for i, (p, r) in enumerate(parties.items())
+    ]
+    _announce(session, ctx, job, pipeline.step_names, cause=env.id)
+    _answer(session, ctx, env, "job.accept", {})
+
+
+def _answer(
+    session: Session, ctx: PartyContext, env: Envelope, kind: str, body: dict[str, Any]
+) -> None:
+    emit(
+        session,
+        topics.OUT_CTL,
+        Envelope(
+            id=derived_id(env.id, kind),
+            type=kind,
+            job_id=env.job_id,
+            src=ctx.me,
+            dst=env.src,
+            body=body,
+        ),
+    )
+
+
+def _member(job: Job, party: str) -> JobParty | None:
+    return next((m for m in job.members if m.party_id == party), None)
+
+
+def on_accept(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _job(session, env)
+    if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
+        return
+    member = _member(job, env.src)
+    if member is None:
+        raise ProtocolError(f"job.accept from {env.src}, not a party of job {job.id}")
+    member.answer = Answer.ACCEPTED
+    if any(m.answer != Answer.ACCEPTED for m in job.members):
+        return
+    for m in job.members:
+        if m.party_id != ctx.me:
+            emit(
+                session,
+                topics.OUT_CTL,
+                Envelope(
+                    id=derived_id(env.id, "job.start", m.party_id),
+                    type="job.start",
+                    job_id=job.id,
+                    src=ctx.me,
+                    dst=m.party_id,
+                ),
+            )
+    start_job(session, ctx, job, cause=env.id)
+
+
+def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _job(session, env)
+    if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
+        return
+    reason = _body(env, "reason", str, required=False) or "no reason given"
+    member = _member(job, env.src)
+    if member is None:
+        raise ProtocolError(f"job.reject from {env.src}, not a party of job {job.id}")
+    member.answer = Answer.REJECTED
+    member.reason = reason
+    set_job_state(
+        session,
+        ctx,
+        job,
+        JobState.REJECTED,
+        reason=f"party {env.src} rejected the job: {reason}",
+        cause=env.id,
+        notify_peers=True,
+    )
+
+
+def on_start(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _job(session, env)
+    if job is None or job.state != JobState.WAITING:
+        return
+    if env.src != job.initiator:
+        raise ProtocolError(f"job.start for {job.id} from {env.src}, not its initiator")
+    for m in job.members:
+        m.answer = Answer.ACCEPTED
+    start_job(session, ctx, job, cause=env.id)
+
+
+def on_job_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    """Another party ended the job (failed, rejected, canceled)."""
+    job = _job(session, env)
+    state = _body(env, "state", str)
+    if job is None or job.state in JobState.TERMINAL:
+        return
+    if state not in (JobState.FAILED, JobState.REJECTED, JobState.CANCELED):
+        return
+    if env.src not in job_parties(job):
+        raise ProtocolError(f"job.status for {job.id} from {env.src}, not a party of it")
+    reason = _body(env, "reason", str, required=False)
+    set_job_state(session, ctx, job, state, reason=reason, cause=env.id)
+
+
+def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    """A task's state: this party's (from its task_engine) or another party's (forwarded)."""
+    job = _job(session, env)
+    if job is None:
+        return
+    step = env.task
+    state = _body(env, "state", str)
+    party = _body(env, "party", str, required=False) or env.src
+    if party != env.src:
+        raise ProtocolError(f"task.status from {env.src} about party {party}")
+    parties = job_parties(job)
+    if party not in parties:
+        raise ProtocolError(f"task.status for {job.id} from {party}, not a party of it")
+    if step is None or step not in _steps_of(job, ctx):
+        raise ProtocolError(f"task.status for {job.id}: unknown step {step!r}")
+    if state not in TaskState.ALL:
+        raise ProtocolError(f"task.status for {job.id}: unknown state {state!r}")
+    reason = _body(env, "reason", str, required=False)
+    outputs = _body(env, "outputs", dict, required=False) or {}
+    attempt = env.body.get("attempt")
+    attempt = attempt if isinstance(attempt, int) else None
+
+    task = next((t for t in job.tasks if t.step == step and t.party_id == party), None)
+    if task is None:
+        task = Task(
+            step=step,
+            party_id=party,
+            role=parties[party],
+            state=TaskState.WAITING,
+            outputs={},
+            attempt=attempt or 1,
+        )
+        job.tasks.append(task)
+    newer = attempt is not None and attempt > task.attempt
+    if newer or TaskState.RANK[state] > TaskState.RANK[task.state]:
+        task.state = state
+        task.reason = reason
+        if attempt is not None:
+            task.attempt = attempt
+        if party == ctx.me:
+            task.outputs = {str(k): str(v) for k, v in outputs.items()}
+    if party == ctx.me:
+        for other in parties:
+            if other == ctx.me:
+                continue
+            emit(
+                session,
+                topics.OUT_CTL,
+                Envelope(
+                    id=derived_id(env.id, "forward", other),
+                    type="task.status",
+                    job_id=job.id,
+                    task=step,
+                    src=ctx.me,
+                    dst=other,
+                    body={"party": ctx.me, "state": state, "reason": reason},
+                ),
+            )
+    schedule(session, ctx, job, cause=env.id)
+
+
+_HANDLERS = {
+    "job.propose": on_propose,
+    "job.accept": on_accept,
+    "job.reject": on_reject,
+    "job.start": on_start,
+    "job.status": on_job_status,
+    "task.status": on_task_status,
+}

@@ -1,0 +1,1 @@
+"""The REST routes, mounted under ``/flow-server``."""
