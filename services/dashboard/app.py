@@ -1,0 +1,51 @@
+"""The dashboard's FastAPI app: settings in, a lifespan that runs the Kafka consumer, the routes.
+
+On start the lifespan opens a groupless subscription to ``fl.status``, ``fl.results`` and
+``fl.logs`` that replays them from the beginning into a fresh :class:`Aggregator`, so a restarted
+dashboard rebuilds the same views; on stop it cancels the consumer and waits (bounded) for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from dashboard import api, pages
+from dashboard.aggregator import Aggregator
+from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
+from dashboard.deps import State
+from fedcore.settings import PartySettings
+
+STOP_TIMEOUT_S = 5.0
+
+
+def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None) -> FastAPI:
+    """The app for one party; ``source`` defaults to that party's Kafka."""
+    records = source or KafkaSource(
+        settings.kafka_bootstrap, client_id=f"dashboard-{settings.party_id}"
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        aggregator, changes = Aggregator(), Changes()
+        consumer = Consumer(records, aggregator, changes)
+        app.state.changes = changes  # so the server can end event streams when it stops
+        consumer.start()
+        try:
+            yield State(
+                settings=settings, aggregator=aggregator, changes=changes, consumer=consumer
+            )
+        finally:
+            changes.close()
+            await consumer.stop(STOP_TIMEOUT_S)
+
+    app = FastAPI(
+        title="Tessera dashboard",
+        summary=f"Jobs, steps and metrics seen by party {settings.party_id}",
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,163 @@
+"""The app over HTTP (uvicorn, lifespan and all) fed by the in-memory source: API, pages, health."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import pytest
+from dashboard_helpers import GUEST, LOSSES, eventually, job_status, metric, sample_job, serving
+
+from dashboard.app import create_app
+from dashboard.consumer import MemorySource
+from fedcore.settings import PartySettings
+
+T0 = 1_700_000_000.0
+SETTINGS = PartySettings(party_id=GUEST, kafka_bootstrap="127.0.0.1:1")  # never dialled here
+
+
+def _source() -> MemorySource:
+    return MemorySource(
+        [
+            *sample_job("done", T0),
+            job_status("broken", "failed", T0 + 100, reason="host <b>crashed</b>"),
+            job_status("<script>alert(1)</script>", "running", T0 + 200),
+        ]
+    )
+
+
+async def _loaded(client: httpx.AsyncClient, n: int = 3) -> None:
+    async def probe() -> bool | None:
+        return (await client.get("/api/jobs")).json()["total"] == n or None
+
+    await eventually(probe, timeout_s=5)
+
+
+async def test_jobs_are_listed_newest_first_with_paging_and_a_state_filter() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        page = (await client.get("/api/jobs")).json()
+        assert [j["job_id"] for j in page["items"]] == [
+            "<script>alert(1)</script>",
+            "broken",
+            "done",
+        ]
+        done = page["items"][2]
+        assert (done["state"], done["auc"], done["ks"]) == ("success", 0.8125, 0.5)
+        assert (done["steps_succeeded"], done["steps_total"]) == (3, 3)
+
+        page = (await client.get("/api/jobs", params={"limit": 1, "offset": 1})).json()
+        assert [j["job_id"] for j in page["items"]] == ["broken"]
+        assert (page["total"], page["limit"], page["offset"]) == (3, 1, 1)
+
+        page = (await client.get("/api/jobs", params={"state": "failed"})).json()
+        assert [(j["job_id"], j["reason"]) for j in page["items"]] == [
+            ("broken", "host <b>crashed</b>")
+        ]
+
+
+async def test_one_job_its_metrics_and_logs() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        detail = (await client.get("/api/jobs/done")).json()
+        assert [(s["name"], s["state"]) for s in detail["steps"]] == [
+            ("intersect", "success"),
+            ("train", "success"),
+            ("evaluate", "success"),
+        ]
+        assert {t["party"] for t in detail["steps"][0]["tasks"]} == {"10000", "20000"}
+
+        metrics = (await client.get("/api/jobs/done/metrics")).json()
+        assert (metrics["auc"], metrics["ks"]) == (0.8125, 0.5)
+        assert [p["value"] for p in metrics["loss"][0]["points"]] == LOSSES
+        assert metrics["curves"][0]["name"] == "roc"
+
+        logs = (await client.get("/api/jobs/done/logs")).json()
+        assert [x["line"] for x in logs["lines"]] == ["epoch 4 done"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/jobs/nope", "/api/jobs/nope/metrics", "/api/jobs/nope/logs"]
+)
+async def test_an_unknown_job_is_a_404_with_a_json_reason(path: str) -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json() == {"detail": "job 'nope' not found"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": "0"}, {"limit": "501"}, {"limit": "ten"}, {"offset": "-1"}, {"state": "RUN!"}],
+)
+async def test_a_malformed_query_is_a_422_naming_the_parameter(params: dict[str, str]) -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        response = await client.get("/api/jobs", params=params)
+        assert response.status_code == 422
+        assert response.headers["content-type"] == "application/json"
+        assert response.json()["detail"][0]["loc"] == ["query", next(iter(params))]
+
+
+async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        response = await client.get("/")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        html = response.text
+        assert '<html lang="en">' in html
+        assert 'href="/jobs/done"' in html and ">success</span>" in html and "0.8125" in html
+        assert "10000=guest, 20000=host" in html
+        # No external assets, and the script carries this response's CSP nonce.
+        assert not re.search(r"<(link|img)\b|\bsrc=", html)
+        nonce = re.search(
+            r"script-src 'nonce-([^']+)'", response.headers["content-security-policy"]
+        )
+        assert nonce is not None and f'<script nonce="{nonce[1]}">' in html
+        # Values from records are escaped.
+        assert "<script>alert(1)</script>" not in html
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+        fragment = await client.get("/_fragments/jobs")
+        assert fragment.status_code == 200 and 'href="/jobs/done"' in fragment.text
+        assert "<html" not in fragment.text
+
+
+async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        html = (await client.get("/jobs/done")).text
+        assert "<h1>Job done</h1>" in html
+        assert '<th scope="col">Party 10000</th>' in html and '<th scope="row">train</th>' in html
+        assert re.search(r'<svg role="img"[^>]*>', html) and "<polyline" in html
+        assert "0.812500" in html  # the auc row of the metrics table
+
+        missing = await client.get("/jobs/nope")
+        assert missing.status_code == 404 and "No job <code>nope</code>" in missing.text
+        assert (await client.get("/_fragments/jobs/nope")).status_code == 404
+        assert "<polyline" in (await client.get("/_fragments/jobs/done")).text
+
+
+async def test_records_arriving_later_show_up() -> None:
+    source = _source()
+    async with serving(create_app(SETTINGS, source=source)) as client:
+        await _loaded(client)
+        source.publish(metric("done", "evaluate", GUEST, "precision", 0.75, time.time(), None))
+
+        async def probe() -> dict[str, float] | None:
+            scalars = (await client.get("/api/jobs/done/metrics")).json()["scalars"]
+            found = {m["name"]: m["value"] for m in scalars}
+            return found if "precision" in found else None
+
+        assert (await eventually(probe, timeout_s=5))["precision"] == 0.75
+
+
+async def test_health_is_ok_once_the_consumer_follows_its_source() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        response = await client.get("/health")
+        assert response.status_code == 200
+        body = response.json()
+        assert (body["status"], body["party_id"], body["jobs"]) == ("ok", GUEST, 3)
+        assert body["consumer"]["records"] == len(_source()._log)
