@@ -1,0 +1,56 @@
+# Tessera — `make help` lists the targets. Everything runs from the virtualenv in .venv.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.tessera-installed
+KAFKA   := deploy/kafka/kafka.sh
+JARS    := deploy/kafka/lib/.complete
+ENVS    := deploy/env/party-10000.env deploy/env/party-20000.env
+# Re-install when the dependencies change or a package is added: an editable install maps each
+# top-level package, so the list of packages is kept in a file rewritten only when it changes.
+PACKAGES := $(sort $(patsubst %/__init__.py,%,$(wildcard libs/*/__init__.py services/*/__init__.py)))
+PKGLIST := $(VENV)/.tessera-packages
+KEEP    ?=
+PYTEST_ARGS ?=
+
+.PHONY: help install demo up down status test lint FORCE
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) $(JARS) ## create .venv, install Tessera and its dev tools, fetch the Kafka jars
+
+$(PKGLIST): FORCE
+	@mkdir -p $(VENV); echo '$(PACKAGES)' | cmp -s - $@ || echo '$(PACKAGES)' > $@
+
+$(STAMP): pyproject.toml $(PKGLIST)
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,postgres]'
+	@touch $@
+
+$(JARS): deploy/kafka/pom.xml
+	$(KAFKA) fetch
+	@touch $@
+
+demo: install ## start two parties, run the example job, print AUC/KS (KEEP=1 leaves them running)
+	KEEP=$(KEEP) $(PY) -m tessera.demo
+
+up: install ## start both parties in the background; returns when every service is healthy
+	$(PY) -m tessera.stack up $(ENVS)
+
+down: install ## stop both parties (services and brokers)
+	$(PY) -m tessera.stack down $(ENVS)
+
+status: install ## show each service of both parties
+	$(PY) -m tessera.stack status $(ENVS)
+
+test: install ## the whole test suite (what .ci/run runs)
+	@rc=0; $(PY) -m pytest -q --durations=15 $(PYTEST_ARGS) tests/ || rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: install ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m mypy libs services
