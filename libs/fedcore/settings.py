@@ -11,7 +11,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -40,6 +40,18 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return values
 
 
+def environment(
+    env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Variables of the env file (or $TESSERA_ENV_FILE), overlaid with ``environ``."""
+    env: dict[str, str] = {}
+    path = env_file or os.environ.get("TESSERA_ENV_FILE")
+    if path:
+        env.update(read_env_file(path))
+    env.update(os.environ if environ is None else environ)
+    return env
+
+
 class PartySettings(BaseModel):
     """Everything a Tessera service needs to know about its party and its peers."""
 
@@ -60,6 +72,11 @@ class PartySettings(BaseModel):
     private_key_file: Path | None = None
     task_timeout_s: float = 3600.0
     worker_concurrency: int = 2
+    # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
+    step_runtime: Literal["sandbox", "process"] = "sandbox"
+    step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
+    step_cpu_s: int = Field(default=3600, gt=0)  # CPU seconds per step process
+    step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid
 
     @field_validator("peers")
     @classmethod
@@ -78,11 +95,7 @@ class PartySettings(BaseModel):
         cls, env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
     ) -> Self:
         """Build settings from an env file (optional) overlaid with the process environment."""
-        env: dict[str, str] = {}
-        path = env_file or os.environ.get("TESSERA_ENV_FILE")
-        if path:
-            env.update(read_env_file(path))
-        env.update(os.environ if environ is None else environ)
+        env = environment(env_file, environ)
         if "PARTY_ID" not in env:
             raise SettingsError("PARTY_ID is not set (pass --env-file or export it)")
         others = [p for p in re.split(r"[,\s]+", env.get("OTHER_PARTIES", "")) if p]
@@ -113,6 +126,10 @@ class PartySettings(BaseModel):
             "private_key_file": "PARTY_PRIVATE_KEY",
             "task_timeout_s": "TASK_TIMEOUT_S",
             "worker_concurrency": "WORKER_CONCURRENCY",
+            "step_runtime": "STEP_RUNTIME",
+            "step_memory_mb": "STEP_MEMORY_MB",
+            "step_cpu_s": "STEP_CPU_S",
+            "step_max_procs": "STEP_MAX_PROCS",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

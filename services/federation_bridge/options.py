@@ -5,14 +5,13 @@ Every knob has a safe default; none is needed to run a party. Units are in the n
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
 from pydantic import BaseModel, Field
 
-from fedcore.settings import SettingsError, read_env_file
+from fedcore.settings import SettingsError, environment
 
 _PREFIX = "BRIDGE_"
 
@@ -38,11 +37,7 @@ class BridgeOptions(BaseModel):
     def from_env(
         cls, env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
     ) -> Self:
-        env: dict[str, str] = {}
-        path = env_file or os.environ.get("TESSERA_ENV_FILE")
-        if path:
-            env.update(read_env_file(path))
-        env.update(os.environ if environ is None else environ)
+        env = environment(env_file, environ)
         fields = {
             name: env[key]
             for name in cls.model_fields
