@@ -227,13 +227,20 @@ class StepExecution:
                 [topics.IN_FED], group_id=None, start_time_ms=self.task.fed_since_ms
             )
             await self._fed.__aenter__()
-            self._handle = await self._runtime.start(StepLaunch(self.work_dir))
+            self._handle = await self._runtime.start(self._launch())
             await self._bus.publish(topics.STATUS, status_envelope(self.task, RUNNING))
         except BaseException:
             if self._handle is not None:
                 await self._handle.kill()
             await self._close()
             raise
+
+    def _launch(self) -> StepLaunch:
+        return StepLaunch(
+            self.work_dir,
+            inputs=tuple(Path(p) for p in self.task.inputs.values()),
+            writable=(Path(self.task.output_dir),),
+        )
 
     async def supervise(self) -> Outcome:
         """Relay until the step has ended; publish and return its outcome."""

@@ -3,8 +3,9 @@
 A runtime starts ``python -m task_engine.step`` in a step's work dir and hands back a
 :class:`StepHandle` to wait for it or kill it. The plain-process runtime below runs it as a child
 in its own session (so its own process group), and kills the whole group, which takes any
-processes the component started with it. A bubblewrap sandbox or a Kubernetes Job runtime plugs in
-behind the same two protocols.
+processes the component started with it; it isolates nothing, so it is only chosen explicitly
+(``STEP_RUNTIME=process``). The bubblewrap sandbox (:mod:`task_engine.sandbox`) is the default,
+and a Kubernetes Job runtime plugs in behind the same two protocols.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ STDERR_TAIL_BYTES: Final = 2000
 
 @dataclass(frozen=True)
 class StepLaunch:
-    """What to start: the step's work dir and any environment to add for it."""
+    """What to start: the step's work dir, any environment to add for it, and the paths it may
+    use besides its work dir (a sandbox makes ``inputs`` readable and ``writable`` writable)."""
 
     work_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
+    inputs: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)

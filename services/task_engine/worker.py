@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -35,7 +36,8 @@ from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
 from task_engine.execution import FAILED, StepExecution, Task, TaskError, status_envelope
 from task_engine.health import HealthServer, bind_tcp, health_app, health_server
-from task_engine.runtime import ProcessRuntime, StepRuntime
+from task_engine.runtime import StepRuntime
+from task_engine.sandbox import select_runtime
 
 SHUTDOWN_TIMEOUT_S: Final = 20.0
 
@@ -43,18 +45,25 @@ _log = logging.getLogger(__name__)
 
 
 class Worker:
-    """Consumes ``fl.tasks`` and runs up to ``settings.worker_concurrency`` steps at once."""
+    """Consumes ``fl.tasks`` and runs up to ``settings.worker_concurrency`` steps at once.
+
+    Steps run in the runtime given, or else the one ``settings.step_runtime`` names, chosen and
+    checked when :meth:`run` starts (:func:`task_engine.sandbox.select_runtime`); ``runtime_env``
+    is added to every step's environment (e.g. ``PYTHONPATH`` for ``component_modules``).
+    """
 
     def __init__(
         self,
         settings: PartySettings,
         *,
         runtime: StepRuntime | None = None,
+        runtime_env: Mapping[str, str] | None = None,
         component_modules: tuple[str, ...] = (),
         shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
     ) -> None:
         self.settings = settings
-        self._runtime: StepRuntime = runtime or ProcessRuntime()
+        self._runtime = runtime
+        self._runtime_env = dict(runtime_env or {})
         self._component_modules = component_modules
         self._shutdown_timeout_s = shutdown_timeout_s
         self._bus = Bus(settings.kafka_bootstrap, f"task_engine-{settings.party_id}")
@@ -87,6 +96,9 @@ class Worker:
         self._entered = True
         listener: socket.socket | None = None
         try:
+            if self._runtime is None:
+                # Refuses to start (SandboxUnavailable) rather than run steps unsandboxed.
+                self._runtime = await select_runtime(self.settings, extra_env=self._runtime_env)
             listener = bind_tcp(self.settings.bind_host, self.settings.task_engine_port)
             async with self._bus:
                 self._health = health_server(
@@ -190,6 +202,7 @@ class Worker:
                 task.attempt,
             )
             return False
+        assert self._runtime is not None, "run() selects the runtime first"
         execution = StepExecution(
             task,
             bus=self._bus,

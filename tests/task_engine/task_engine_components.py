@@ -7,6 +7,7 @@ component up, exactly as it imports the real ``fedalgo.components``.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -58,3 +59,34 @@ def te_sleep(ctx: Context) -> None:
     with open(ctx.args["pid_file"], "w") as fh:
         fh.write(f"{os.getpid()} {child.pid}")
     time.sleep(300)
+
+
+@component("te_escape", roles=("guest",))
+def te_escape(ctx: Context) -> None:
+    """Tries what a sandboxed step must not do (``args["try"]``); succeeds only if it got out."""
+    action, target = ctx.args["try"], ctx.args.get("target")
+    if action == "connect":
+        with socket.create_connection(("127.0.0.1", int(target)), timeout=5):
+            pass
+    elif action == "read":
+        with open(target) as fh:
+            ctx.logger.info("read %r", fh.read())
+    elif action == "write":
+        with open(target, "w") as fh:
+            fh.write("escaped")
+    elif action == "fork":
+        # A fork bomb, but a bounded one: should the limit fail, the host still survives it.
+        children = 0
+        try:
+            while children < int(target):
+                if os.fork() == 0:
+                    time.sleep(120)
+                    os._exit(0)
+                children += 1
+        except BlockingIOError as exc:
+            raise RuntimeError(f"fork refused after {children} children: {exc}") from exc
+    elif action == "allocate":
+        hog = bytearray(int(target) * 1024 * 1024)
+        ctx.logger.info("allocated %d bytes", len(hog))
+    else:
+        raise ValueError(f"unknown action {action!r}")

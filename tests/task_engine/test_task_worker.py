@@ -1,5 +1,7 @@
 """Workers on real brokers: two parties run a step together; failures, crashes, timeouts, stop.
 
+The workers run their steps in the default runtime, the bubblewrap sandbox.
+
 Party 10000's worker uses broker A and party 20000's broker B. The federation bridge is written
 separately, so :func:`mirror_fed` below stands in for it: it copies ``fed`` records from one
 party's ``fl.out.fed`` into the other's ``fl.in.fed`` (the end-to-end test uses the real bridge).
@@ -28,7 +30,6 @@ from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
-from task_engine.runtime import ProcessRuntime
 from task_engine.worker import Worker
 
 pytestmark = pytest.mark.kafka
@@ -60,9 +61,11 @@ async def start_group_at_end(bootstrap: str, group: str) -> None:
         await consumer.stop()
 
 
-def runtime() -> ProcessRuntime:
-    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
-    return ProcessRuntime(extra_env={"PYTHONPATH": path}, kill_grace_s=1.0)
+def step_env() -> dict[str, str]:
+    """The test components' directory on the steps' PYTHONPATH (bound read-only in a sandbox)."""
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)
+    }
 
 
 @contextlib.asynccontextmanager
@@ -76,7 +79,7 @@ async def running_worker(
         task_engine_port=free_port(),
         **settings,
     )
-    worker = Worker(config, runtime=runtime(), component_modules=COMPONENTS)
+    worker = Worker(config, runtime_env=step_env(), component_modules=COMPONENTS)
     await start_group_at_end(broker.bootstrap, worker.group_id)
     serving = asyncio.create_task(worker.run())
     started = asyncio.create_task(worker.wait_started())
@@ -207,12 +210,25 @@ def read(path: str) -> str:
     return Path(path).read_text()
 
 
-def process_gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"  # exited, only waiting for its (re)parent to reap it
+def processes_in(work_dir: Path) -> list[int]:
+    """Live host pids whose current directory is ``work_dir`` (a step and what it started; pids
+    inside a sandbox are its PID namespace's own, so the pid file does not name them)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:  # gone meanwhile
+            continue
+        if cwd == str(work_dir) and state != "Z":  # Z: exited, waiting to be reaped
+            found.append(int(proc.name))
+    return found
+
+
+def work_dir(state_dir: Path, party: str, job: str, step: str, attempt: int = 0) -> Path:
+    return state_dir / party / "work" / job / step / str(attempt)
 
 
 async def test_two_parties_run_a_step_together(
@@ -353,7 +369,7 @@ async def test_steps_over_their_timeout_are_killed_with_their_process_group(
     settings = {"task_timeout_s": 2, "worker_concurrency": 1}
     async with running_worker(kafka, "30000", tmp_path, **settings) as worker:
         for step in ("slow1", "slow2"):
-            args = {"pid_file": str(tmp_path / step)}
+            args = {"pid_file": str(tmp_path / "30000" / job / step / "pids")}
             await bus_a.publish(
                 topics.TASKS, task_run(job, step, "te_sleep", "guest", "30000", tmp_path, args=args)
             )
@@ -369,8 +385,8 @@ async def test_steps_over_their_timeout_are_killed_with_their_process_group(
     for env in statuses[1::2]:
         assert env.body["reason"] == "step timed out after 2 s and was killed"
     for step in ("slow1", "slow2"):
-        step_pid, child_pid = (int(p) for p in read(str(tmp_path / step)).split())
-        assert process_gone(step_pid) and process_gone(child_pid)
+        assert read(str(tmp_path / "30000" / job / step / "pids"))  # it did start
+        assert processes_in(work_dir(tmp_path, "30000", job, step)) == []
 
 
 async def test_shutdown_kills_running_steps_and_reports_them(
@@ -378,7 +394,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
 ) -> None:
     bus_a, _ = buses
     job = uuid.uuid4().hex
-    pid_file = tmp_path / "pids"
+    pid_file = tmp_path / "40000" / job / "long" / "pids"  # in the step's output dir
     async with running_worker(kafka, "40000", tmp_path) as worker:
         await bus_a.publish(
             topics.TASKS,
@@ -402,6 +418,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
             if pid_file.exists() and pid_file.read_text():
                 break
             await asyncio.sleep(0.05)
+        assert len(processes_in(work_dir(tmp_path, "40000", job, "long"))) >= 2
         await worker.shutdown()
         await worker.shutdown()  # idempotent
     statuses = await collect(bus_a, topics.STATUS, job, ended())
@@ -412,8 +429,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
         "outputs": {},
         "attempt": 0,
     }
-    step_pid, child_pid = (int(p) for p in pid_file.read_text().split())
-    assert process_gone(step_pid) and process_gone(child_pid)
+    assert processes_in(work_dir(tmp_path, "40000", job, "long")) == []
 
 
 async def test_the_service_entry_point_serves_health_and_stops_on_sigterm(
