@@ -1,9 +1,13 @@
-"""Session fixtures: two real Apache Kafka brokers (one per party), started once per session."""
+"""Session fixtures: two real Apache Kafka brokers (one per party) and a throwaway PostgreSQL,
+each started once per session, on first use."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ from brokers import Broker, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
+POSTGRES_SH = ROOT / "deploy" / "postgres" / "postgres.sh"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 
@@ -46,3 +51,34 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"the shared FL datasets are not at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL cluster: trust auth for user ``postgres`` on 127.0.0.1:``port``."""
+
+    port: int
+    data_dir: Path
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL (deploy/postgres/postgres.sh), its data removed at the end.
+
+    Not under pytest's basetemp: as root the cluster runs as the ``postgres`` user, which cannot
+    enter pytest's private (0700) temporary root.
+    """
+    root = Path(tempfile.mkdtemp(prefix="tessera-pg-"))
+    root.chmod(0o711)
+    server = PostgresServer(free_port(), root / "data")
+    try:
+        subprocess.run(
+            [str(POSTGRES_SH), "start", str(server.port), str(server.data_dir)], check=True
+        )
+        yield server
+    finally:
+        subprocess.run([str(POSTGRES_SH), "stop", str(server.data_dir)], check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -22,6 +22,7 @@ from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
 from flow_server.outbox import OutboxPublisher
 from flow_server.routes import health, jobs, pipelines
+from flow_server.states import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class FlowServer:
         try:
             with self.sessions.begin() as session:
                 protocol.apply(session, self.party, env)
-        except (protocol.ProtocolError, DslError) as exc:
+        except (protocol.ProtocolError, DslError, IllegalTransition) as exc:
             log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
             with self.sessions.begin() as session:
                 session.merge(protocol.ProcessedMessage(id=env.id))

@@ -21,6 +21,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from flow_server.states import JobState, TaskState
+
+__all__ = [
+    "Answer",
+    "Base",
+    "Job",
+    "JobParty",
+    "JobState",
+    "OutboxRecord",
+    "Pipeline",
+    "ProcessedMessage",
+    "Task",
+    "TaskState",
+    "now_ms",
+]
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -28,29 +44,6 @@ def now_ms() -> int:
 
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[str]: JSON}
-
-
-class JobState:
-    WAITING = "waiting"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    CANCELED = "canceled"
-
-    TERMINAL = frozenset({SUCCESS, FAILED, REJECTED, CANCELED})
-    ALL = (WAITING, RUNNING, SUCCESS, FAILED, REJECTED, CANCELED)
-
-
-class TaskState:
-    WAITING = "waiting"
-    RUNNING = "running"
-    SUCCESS = "success"
-    FAILED = "failed"
-
-    ALL = (WAITING, RUNNING, SUCCESS, FAILED)
-    # a state never goes back to a lower rank (a late "running" after "success" is ignored)
-    RANK: ClassVar = {WAITING: 0, RUNNING: 1, SUCCESS: 2, FAILED: 2}
 
 
 class Answer:
@@ -78,6 +71,7 @@ class Job(Base):
     pipeline_name: Mapped[str] = mapped_column(String(200))
     pipeline_yaml: Mapped[str] = mapped_column(Text)
     initiator: Mapped[str] = mapped_column(String(32))
+    # written only through the transition checks of flow_server.states
     state: Mapped[str] = mapped_column(String(16), index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     parties: Mapped[list[str]]  # ["10000=guest", "20000=host"], in job.yaml order

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
-from flow_server import scheduler
+from flow_server import scheduler, states
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
     ArgRef,
@@ -158,11 +158,14 @@ def set_job_state(
     cause: str,
     notify_peers: bool = False,
 ) -> None:
-    """Move a job to ``state``, announce it, and (for an ending) tell the other parties."""
+    """Move a job to ``state``, announce it, and (for an ending) tell the other parties.
+
+    The same state again is a no-op; a move the transition table forbids raises
+    ``states.IllegalTransition`` before anything is written.
+    """
     if job.state == state:
         return
-    job.state = state
-    job.reason = reason
+    _move_job(job, state, reason)
     _announce(session, ctx, job, _steps_of(job, ctx), cause=cause)
     if notify_peers:
         for party in job_parties(job):
@@ -180,6 +183,13 @@ def set_job_state(
                     body={"state": state, "reason": reason},
                 ),
             )
+
+
+def _move_job(job: Job, state: str, reason: str | None) -> None:
+    """The one place a job's state is written."""
+    states.check_job_transition(job.id, job.state, state)
+    job.state = state
+    job.reason = reason
 
 
 def start_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
@@ -249,7 +259,8 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
                     "parties": spec.roles(),
                     "args": args,
                     "inputs": inputs,
-                    "output_dir": f"{root.rstrip('/')}/{job.id}/{step.name}",
+                    # The party id keeps parties that share a filesystem apart.
+                    "output_dir": f"{root.rstrip('/')}/{job.id}/{ctx.me}/{step.name}",
                     "fed_since_ms": job.fed_since_ms,
                     "attempt": attempt,
                 },
@@ -396,8 +407,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         _check_local_data(spec, pipeline, ctx.me)
     except DslError as exc:
         reason = str(exc)
-        job.state = JobState.REJECTED
-        job.reason = reason
+        _move_job(job, JobState.REJECTED, reason)
         _announce(session, ctx, job, [], cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": reason})
         log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
@@ -498,12 +508,27 @@ def on_start(session: Session, ctx: PartyContext, env: Envelope) -> None:
 
 
 def on_job_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    """Another party ended the job (failed, rejected, canceled)."""
+    """Another party ended the job (failed, rejected, canceled, timeout).
+
+    A peer's other states are for dashboards and ignored here. An ending about a job that has
+    already ended here is ignored too: both parties may end it on their own, from the same task
+    failure. An ending the table forbids (``rejected`` for a running job) raises
+    ``states.IllegalTransition``.
+    """
     job = _job(session, env)
     state = _body(env, "state", str)
-    if job is None or job.state in JobState.TERMINAL:
+    if job is None or state not in JobState.TERMINAL or state == JobState.SUCCESS:
         return
-    if state not in (JobState.FAILED, JobState.REJECTED, JobState.CANCELED):
+    if job.state in JobState.TERMINAL:
+        if job.state != state:
+            log.info(
+                "job.status %s: job %s is %s here already; %s from %s ignored",
+                env.id,
+                job.id,
+                job.state,
+                state,
+                env.src,
+            )
         return
     if env.src not in job_parties(job):
         raise ProtocolError(f"job.status for {job.id} from {env.src}, not a party of it")
@@ -544,14 +569,8 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
             attempt=attempt or 1,
         )
         job.tasks.append(task)
-    newer = attempt is not None and attempt > task.attempt
-    if newer or TaskState.RANK[state] > TaskState.RANK[task.state]:
-        task.state = state
-        task.reason = reason
-        if attempt is not None:
-            task.attempt = attempt
-        if party == ctx.me:
-            task.outputs = {str(k): str(v) for k, v in outputs.items()}
+    if _update_task(job, task, state, reason, attempt) and party == ctx.me:
+        task.outputs = {str(k): str(v) for k, v in outputs.items()}
     if party == ctx.me:
         for other in parties:
             if other == ctx.me:
@@ -570,6 +589,30 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
                 ),
             )
     schedule(session, ctx, job, cause=env.id)
+
+
+def _update_task(job: Job, task: Task, state: str, reason: str | None, attempt: int | None) -> bool:
+    """The one place a task's state is written; False if the status changes nothing.
+
+    A status of an older attempt, the same state again, or a state the task has already passed
+    (a late ``running`` after ``success``) is ignored; a newer attempt starts the task again; any
+    other move the table forbids raises ``states.IllegalTransition``.
+    """
+    new_attempt = attempt is not None and attempt > task.attempt
+    if not new_attempt:
+        if attempt is not None and attempt < task.attempt:
+            log.info("task %s/%s: status of old attempt %d ignored", job.id, task.step, attempt)
+            return False
+        if state == task.state or states.is_stale_task_state(task.state, state):
+            return False
+    states.check_task_transition(
+        job.id, task.step, task.party_id, task.state, state, new_attempt=new_attempt
+    )
+    task.state = state
+    task.reason = reason
+    if attempt is not None:
+        task.attempt = attempt
+    return True
 
 
 _HANDLERS = {

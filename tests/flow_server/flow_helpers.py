@@ -1,8 +1,13 @@
-"""Helpers of the flow_server tests: a fixed component catalog, a pipeline, a job.yaml."""
+"""Helpers of the flow_server tests: a fixed component catalog, a pipeline, a job.yaml, fresh
+databases on either backend, and one party driven directly."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Protocol
+
+import psycopg
 
 from fedcore.envelope import Envelope
 from flow_server.catalog import Catalog, ComponentInfo
@@ -45,13 +50,13 @@ parties-args:
 
 
 class LocalParty:
-    """One party's flow_server state on SQLite, driven directly (no Kafka, no HTTP)."""
+    """One party's flow_server state in a database, driven directly (no Kafka, no HTTP)."""
 
-    def __init__(self, me: str, peers: set[str], db_path: Path, out: Path) -> None:
+    def __init__(self, me: str, peers: set[str], db_url: str, out: Path) -> None:
         from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
         from flow_server.protocol import PartyContext
 
-        self.engine = make_engine(f"sqlite:///{db_path}")
+        self.engine = make_engine(db_url)
         upgrade_to_head(self.engine)
         self.sessions = make_sessionmaker(self.engine)
         self.ctx = PartyContext(me, frozenset(peers), CATALOG, out)
@@ -84,9 +89,44 @@ class LocalParty:
             s.execute(delete(OutboxRecord))
         return out
 
+    def close(self) -> None:
+        self.engine.dispose()
+
     def job(self, job_id: str) -> Job:
         with self.sessions() as s:
             job = s.get(Job, job_id)
             assert job is not None
             _ = (job.tasks, job.members)
             return job
+
+
+class _Server(Protocol):
+    def url(self, database: str = "postgres") -> str: ...
+
+
+class Databases:
+    """Fresh, empty databases on one backend; the PostgreSQL ones are dropped by ``drop_all``."""
+
+    def __init__(self, backend: str, tmp: Path, server: _Server | None) -> None:
+        self.backend = backend
+        self._tmp = tmp
+        self._server = server
+        self._created: list[str] = []
+
+    def new(self, name: str) -> str:
+        """The URL of a new, empty database (``name`` only makes it easier to recognise)."""
+        if self._server is None:
+            return f"sqlite:///{self._tmp / f'{name}-{uuid.uuid4().hex[:8]}.db'}"
+        database = f"t_{name}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self._server.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{database}"')
+        self._created.append(database)
+        return self._server.url(database)
+
+    def drop_all(self) -> None:
+        if self._server is None or not self._created:
+            return
+        with psycopg.connect(self._server.url(), autocommit=True) as conn:
+            for database in self._created:
+                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        self._created.clear()

@@ -1,4 +1,5 @@
-"""The REST API on SQLite and the real Kafka broker: upload, submit, propose, run to success."""
+"""The REST API on SQLite and on PostgreSQL, with the real Kafka broker: upload, submit, propose,
+run to success."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from flow_helpers import CATALOG, EXAMPLES, PIPELINE, job_yaml
+from flow_helpers import CATALOG, EXAMPLES, PIPELINE, Databases, job_yaml
 
 from fedcore import topics
 from fedcore.bus import Bus
@@ -24,13 +25,17 @@ BASE = "http://flow/flow-server"
 
 
 @pytest.fixture(scope="module")
-async def env(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+async def env(
+    kafka: Any, module_databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Any]:
+    """The app on a fresh database: the module runs once on SQLite, once on PostgreSQL."""
     root = tmp_path_factory.mktemp("flow_api")
     settings = PartySettings(
         party_id="10000",
         kafka_bootstrap=kafka.bootstrap,
         peers={"20000": "http://127.0.0.1:9"},
         state_dir=root / "state",
+        database_url=module_databases.new("api"),
     )
     app = create_app(settings, catalog=CATALOG)
     bus = Bus(kafka.bootstrap, client_id="flow-api-test")
@@ -257,7 +262,7 @@ async def test_a_job_runs_to_success_over_kafka(env: Any) -> None:
         run = await next_record(bus, topics.TASKS, mine("task.run", step), since)
         assert run.body["party_id"] == "10000" and run.body["role"] == "guest"
         out = run.body["output_dir"]
-        assert out == f"{root / 'out'}/{job_id}/{step}"
+        assert out == f"{root / 'out'}/{job_id}/10000/{step}"
         for state in ("running", "success"):
             await bus.publish(
                 topics.STATUS,
@@ -295,7 +300,7 @@ async def test_a_job_runs_to_success_over_kafka(env: Any) -> None:
         ("evaluate", ["success"]),
     ]
     train = await next_record(bus, topics.TASKS, mine("task.run", "train"), since)
-    assert train.body["inputs"] == {"data": f"{root / 'out'}/{job_id}/intersect/data"}
+    assert train.body["inputs"] == {"data": f"{root / 'out'}/{job_id}/10000/intersect/data"}
     announced = await next_record(
         bus, topics.STATUS, lambda e: mine("job.status")(e) and e.body["state"] == "success", since
     )

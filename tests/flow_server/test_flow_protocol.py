@@ -6,24 +6,29 @@ plus rejections, failures and re-delivered events.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flow_helpers import PIPELINE, LocalParty, job_yaml
+from flow_helpers import PIPELINE, Databases, LocalParty, job_yaml
 
 from fedcore import topics
 from fedcore.envelope import Envelope
 from flow_server.dsl import DslError
+from flow_server.states import IllegalTransition
 
 Outbox = list[tuple[str, Envelope]]
 
 
 @pytest.fixture
-def parties(tmp_path: Path) -> dict[str, LocalParty]:
-    return {
-        "10000": LocalParty("10000", {"20000"}, tmp_path / "a.db", tmp_path / "out-a"),
-        "20000": LocalParty("20000", {"10000"}, tmp_path / "b.db", tmp_path / "out-b"),
+def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
+    both = {
+        "10000": LocalParty("10000", {"20000"}, databases.new("a"), tmp_path / "out-a"),
+        "20000": LocalParty("20000", {"10000"}, databases.new("b"), tmp_path / "out-b"),
     }
+    yield both
+    for party in both.values():
+        party.close()
 
 
 class Network:
@@ -140,11 +145,11 @@ def test_task_run_carries_what_the_step_needs(
     assert first["component"] == "intersect" and first["role"] == "host"
     assert first["parties"] == {"guest": ["10000"], "host": ["20000"]}
     assert first["inputs"] == {"data": str(tmp_path / "h.csv")}
-    assert first["output_dir"] == f"{tmp_path / 'out'}/{job_id}/intersect"
+    assert first["output_dir"] == f"{tmp_path / 'out'}/{job_id}/20000/intersect"
     assert first["attempt"] == 1
     assert first["fed_since_ms"] == parties["20000"].job(job_id).fed_since_ms
     train = run[("train", "10000")].body
-    assert train["inputs"] == {"data": f"{tmp_path / 'out'}/{job_id}/intersect/data"}
+    assert train["inputs"] == {"data": f"{tmp_path / 'out'}/{job_id}/10000/intersect/data"}
     assert train["args"]["max-iter"] == 30  # common-args over the step's 5
     assert train["args"]["learning-rate"] == 0.15
     assert train["args"]["spark-master-name"] == "local[*]"
@@ -257,8 +262,8 @@ def test_a_late_running_status_does_not_undo_success(
     assert {t.state for t in job.tasks} == {"success"}
 
 
-def test_a_single_party_job_starts_at_once(tmp_path: Path) -> None:
-    solo = LocalParty("10000", set(), tmp_path / "s.db", tmp_path / "out")
+def test_a_single_party_job_starts_at_once(database_url: str, tmp_path: Path) -> None:
+    solo = LocalParty("10000", set(), database_url, tmp_path / "out")
     pipeline = (
         "name: solo\nsteps:\n"
         "  - {name: evaluate, component: evaluation, inputs: {predictions: $predictions}}\n"
@@ -275,4 +280,89 @@ def test_a_single_party_job_starts_at_once(tmp_path: Path) -> None:
         (topics.TASKS, "task.run"),
     ]
     assert solo.job(job_id).state == "running"
-    assert out[2][1].body["output_dir"] == f"{tmp_path / 'out'}/{job_id}/evaluate"
+    assert out[2][1].body["output_dir"] == f"{tmp_path / 'out'}/{job_id}/10000/evaluate"
+
+
+def _status(job_id: str, step: str, party: str, state: str, dst: str) -> Envelope:
+    return Envelope(
+        type="task.status",
+        job_id=job_id,
+        task=step,
+        src=party,
+        dst=dst,
+        body={"party": party, "state": state, "reason": "late"},
+    )
+
+
+def test_a_contradictory_task_status_is_an_error_and_writes_nothing(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path)
+    Network(parties).run()
+    guest = parties["10000"]
+    with pytest.raises(
+        IllegalTransition, match=r"step 'train' on party 20000.*'success'.*'failed'"
+    ):
+        guest.apply(_status(job_id, "train", "20000", "failed", "10000"))
+    job = guest.job(job_id)
+    assert job.state == "success"
+    assert {t.state for t in job.tasks} == {"success"}
+    assert guest.drain() == []
+
+
+def test_a_peer_rejecting_a_running_job_is_an_error(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path)
+    guest, host = parties["10000"], parties["20000"]
+    net = Network(parties)
+    net.task_engine = lambda run: []  # type: ignore[method-assign]  # steps never end
+    net.run()
+    assert guest.job(job_id).state == "running"
+    bad = Envelope(
+        type="job.status",
+        job_id=job_id,
+        src="20000",
+        dst="10000",
+        body={"state": "rejected", "reason": "changed my mind"},
+    )
+    with pytest.raises(IllegalTransition, match=rf"job {job_id}: .*'running'.*'rejected'"):
+        guest.apply(bad)
+    assert guest.job(job_id).state == "running"
+    assert host.job(job_id).state == "running"
+
+
+def test_a_late_ending_after_the_job_ended_is_a_no_op(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path)
+    Network(parties, fail=("train", "20000")).run()
+    guest = parties["10000"]
+    assert guest.job(job_id).state == "failed"
+    reason = guest.job(job_id).reason
+    late = Envelope(
+        type="job.status",
+        job_id=job_id,
+        src="20000",
+        dst="10000",
+        body={"state": "canceled", "reason": "too late"},
+    )
+    assert guest.apply(late) is True
+    assert (guest.job(job_id).state, guest.job(job_id).reason) == ("failed", reason)
+    assert guest.drain() == []
+
+
+def test_a_status_of_an_older_attempt_is_ignored(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path)
+    Network(parties).run()
+    guest = parties["10000"]
+    newer = _status(job_id, "train", "20000", "running", "10000")
+    newer.body["attempt"] = 2
+    guest.apply(newer)
+    older = _status(job_id, "train", "20000", "failed", "10000")
+    older.body["attempt"] = 1
+    guest.apply(older)
+    task = next(t for t in guest.job(job_id).tasks if (t.step, t.party_id) == ("train", "20000"))
+    assert (task.state, task.attempt) == ("running", 2)

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
-from flow_helpers import CATALOG, EXAMPLES, job_yaml
+from flow_helpers import CATALOG, EXAMPLES, Databases, job_yaml
 
 from fedcore import topics
 from fedcore.bus import Bus
@@ -64,12 +64,15 @@ async def task_engine(bus: Bus, me: str, jobs: set[str]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def party(me: str, peer: str, broker: Any, root: Path) -> AsyncIterator[tuple[Any, Bus]]:
+async def party(
+    me: str, peer: str, broker: Any, root: Path, database_url: str
+) -> AsyncIterator[tuple[Any, Bus]]:
     settings = PartySettings(
         party_id=me,
         kafka_bootstrap=broker.bootstrap,
         peers={peer: "http://127.0.0.1:9"},
         state_dir=root / me,
+        database_url=database_url,
     )
     app = create_app(settings, catalog=CATALOG)
     async with app.router.lifespan_context(app), Bus(broker.bootstrap, f"test-{me}") as bus:
@@ -78,15 +81,17 @@ async def party(me: str, peer: str, broker: Any, root: Path) -> AsyncIterator[tu
             yield c, bus
 
 
-async def test_the_example_job_succeeds_on_both_parties(kafka_pair: Any, tmp_path: Path) -> None:
+async def test_the_example_job_succeeds_on_both_parties(
+    kafka_pair: Any, databases: Databases, tmp_path: Path
+) -> None:
     guest_csv, host_csv = tmp_path / "guest.csv", tmp_path / "host.csv"
     guest_csv.write_text("id,y\n1,0\n")
     host_csv.write_text("id,x\n1,1\n")
     since = int(time.time() * 1000) - 1000
     jobs: set[str] = set()
     async with (
-        party("10000", "20000", kafka_pair[0], tmp_path) as (guest, gbus),
-        party("20000", "10000", kafka_pair[1], tmp_path) as (host, hbus),
+        party("10000", "20000", kafka_pair[0], tmp_path, databases.new("g")) as (guest, gbus),
+        party("20000", "10000", kafka_pair[1], tmp_path, databases.new("h")) as (host, hbus),
     ):
         helpers = [
             asyncio.create_task(forward(gbus, hbus, "20000", since)),

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["jobs"])
 
-StateFilter = Literal["waiting", "running", "success", "failed", "rejected", "canceled"]
+# every flow_server.states.JobState (a test pins that they agree)
+StateFilter = Literal[
+    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+]
 
 
 @router.post("/pipelines/{pipeline_id}/jobs", status_code=201, response_model=schemas.JobCreated)
