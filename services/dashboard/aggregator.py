@@ -25,6 +25,10 @@ JOB_STATUS: Final = "job.status"
 TASK_STATUS: Final = "task.status"
 METRIC: Final = "metric"
 LOG: Final = "log"
+TASK_RUN: Final = "task.run"  # on fl.tasks: this party's component, role and arguments of a step
+
+ACTIVE_STATES: Final = frozenset({"running"})
+ENDED_STATES: Final = frozenset({"success", "failed", "canceled"})
 
 UNKNOWN: Final = "unknown"
 LOG_TAIL: Final = 200
@@ -91,9 +95,21 @@ class TaskView:
 
 
 @dataclass
+class StepRun:
+    """What this party's flow_server asked its task_engine to run for a step (``task.run``)."""
+
+    component: str | None
+    role: str | None
+    args: dict[str, Any]
+    inputs: dict[str, str]
+    depends: list[str]  # earlier steps whose outputs it reads
+
+
+@dataclass
 class StepView:
     name: str
     tasks: dict[str, TaskView] = field(default_factory=dict)  # party id -> its task
+    run: StepRun | None = None
 
     @property
     def state(self) -> str:
@@ -137,6 +153,8 @@ class JobView:
     reason: str | None = None
     initiator: str | None = None
     parties: list[str] = field(default_factory=list)
+    started_at: float | None = None  # first seen running
+    ended_at: float | None = None  # last seen in an end state
     step_order: list[str] = field(default_factory=list)  # as declared, then as first seen
     steps: dict[str, StepView] = field(default_factory=dict)
     scalars: dict[MetricKey, float | None] = field(default_factory=dict)
@@ -189,7 +207,7 @@ class Aggregator:
         handler = _HANDLERS.get(env.type)
         if handler is None:
             return False
-        if env.dst is not None and env.type != TASK_STATUS:
+        if env.dst is not None and env.type not in (TASK_STATUS, TASK_RUN):
             # From fl.in.ctl only the peers' task states are wanted; the job's own state is
             # this party's flow_server's word on fl.status.
             return False
@@ -217,10 +235,23 @@ class Aggregator:
     def get(self, job_id: str) -> JobView | None:
         return self._jobs.get(job_id)
 
-    def jobs(self, *, state: str | None = None) -> list[JobView]:
-        """Jobs, newest (first seen latest) first, optionally only those in ``state``."""
-        views = (j for j in self._jobs.values() if state is None or j.state == state)
+    def jobs(self, *, state: str | None = None, search: str | None = None) -> list[JobView]:
+        """Jobs, newest (first seen latest) first, optionally only those in ``state`` and those
+        whose id contains ``search`` (case-insensitive)."""
+        needle = (search or "").casefold()
+        views = (
+            j
+            for j in self._jobs.values()
+            if (state is None or j.state == state) and needle in j.job_id.casefold()
+        )
         return sorted(views, key=lambda j: (j.first_seen, j.job_id), reverse=True)
+
+    def states(self) -> dict[str, int]:
+        """How many jobs are in each state."""
+        counts: dict[str, int] = {}
+        for job in self._jobs.values():
+            counts[job.state] = counts.get(job.state, 0) + 1
+        return dict(sorted(counts.items()))
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -232,6 +263,10 @@ def _apply_job_status(job: JobView, env: Envelope) -> bool:
     if state is None:
         return False
     job.state = state
+    if state in ACTIVE_STATES:
+        job.started_at = env.ts if job.started_at is None else min(job.started_at, env.ts)
+    if state in ENDED_STATES:
+        job.ended_at = env.ts if job.ended_at is None else max(job.ended_at, env.ts)
     job.reason = _text(body.get("reason"))
     if (initiator := body.get("initiator")) is not None:
         job.initiator = str(initiator)
@@ -259,6 +294,36 @@ def _apply_task_status(job: JobView, env: Envelope) -> bool:
     party = str(env.body.get("party") or env.src)
     task = TaskView(state, _text(env.body.get("reason")), env.ts)
     _step(job, env.task).tasks[party] = task
+    return True
+
+
+def _depends(job: JobView, inputs: Mapping[str, str]) -> list[str]:
+    """Steps whose outputs ``inputs`` read: the first known step name in a path after the job id
+    (outputs live under ``<root>/<job_id>/…/<step>/``)."""
+    known = set(job.step_order) | set(job.steps)
+    marker = f"/{job.job_id}/"
+    found: list[str] = []
+    for path in inputs.values():
+        _, sep, rest = path.partition(marker)
+        step = next((part for part in rest.split("/") if part in known), None) if sep else None
+        if step is not None and step not in found:
+            found.append(step)
+    return found
+
+
+def _apply_task_run(job: JobView, env: Envelope) -> bool:
+    body = env.body
+    args, inputs = body.get("args"), body.get("inputs")
+    if env.task is None or not isinstance(args, Mapping) or not isinstance(inputs, Mapping):
+        return False
+    paths = {str(k): str(v) for k, v in inputs.items()}
+    _step(job, env.task).run = StepRun(
+        component=_text(body.get("component")),
+        role=_text(body.get("role")),
+        args={str(k): to_jsonable(v) for k, v in args.items()},
+        inputs=paths,
+        depends=[s for s in _depends(job, paths) if s != env.task],
+    )
     return True
 
 
@@ -296,6 +361,7 @@ def _apply_log(job: JobView, env: Envelope) -> bool:
 _HANDLERS: Final = {
     JOB_STATUS: _apply_job_status,
     TASK_STATUS: _apply_task_status,
+    TASK_RUN: _apply_task_run,
     METRIC: _apply_metric,
     LOG: _apply_log,
 }

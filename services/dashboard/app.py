@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from dashboard import api, pages
+from dashboard import api, errors, pages
 from dashboard.aggregator import Aggregator
 from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
 from dashboard.deps import State
@@ -48,4 +48,5 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    errors.install(app)
     return app

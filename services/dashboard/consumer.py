@@ -1,8 +1,9 @@
 """Feeds the aggregator from this party's Kafka, and tells listeners when a view changed.
 
-The dashboard keeps no database: it reads ``fl.status``, ``fl.results`` and ``fl.logs`` *from the
-beginning* through a groupless subscription (nothing is committed) every time it starts, so a
-restarted dashboard rebuilds exactly the same aggregates. Where records come from is behind
+The dashboard keeps no database: it reads ``fl.status``, ``fl.results``, ``fl.logs``,
+``fl.in.ctl`` and ``fl.tasks`` *from the beginning* through a groupless subscription (nothing is
+committed) every time it starts, so a restarted dashboard rebuilds exactly the same aggregates.
+Where records come from is behind
 :class:`EnvelopeSource`; :class:`KafkaSource` is the real one, :class:`MemorySource` the in-memory
 one for unit tests. Both replay everything from the beginning on each :meth:`EnvelopeSource.open`.
 """
@@ -27,8 +28,9 @@ from fedcore.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
-# fl.in.ctl carries the other parties' task states, so each step shows every party's state.
-TOPICS: Final = (topics.STATUS, topics.RESULTS, topics.LOGS, topics.IN_CTL)
+# fl.in.ctl carries the other parties' task states, so each step shows every party's state;
+# fl.tasks this party's component and arguments of each step (its parameters and dependencies).
+TOPICS: Final = (topics.STATUS, topics.RESULTS, topics.LOGS, topics.IN_CTL, topics.TASKS)
 
 
 class EnvelopeSource(Protocol):

@@ -216,7 +216,7 @@ def test_malformed_bodies_are_counted_and_ignored(env: Envelope) -> None:
 
 def test_unknown_types_are_ignored_without_counting() -> None:
     agg = Aggregator()
-    assert agg.apply(Envelope(type="task.run", job_id="j", src=GUEST)) is False
+    assert agg.apply(Envelope(type="fed", job_id="j", src=GUEST)) is False
     assert (agg.skipped, agg.applied, len(agg)) == (0, 0, 0)
 
 

@@ -107,8 +107,8 @@ async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
         assert response.headers["content-type"].startswith("text/html")
         html = response.text
         assert '<html lang="en">' in html
-        assert 'href="/jobs/done"' in html and ">success</span>" in html and "0.8125" in html
-        assert "10000=guest, 20000=host" in html
+        assert 'href="/jobs/done"' in html and "success</span>" in html and "0.8125" in html
+        assert "10000 · guest<br>20000 · host" in html
         # No external assets, and the script carries this response's CSP nonce.
         assert not re.search(r"<(link|img)\b|\bsrc=", html)
         nonce = re.search(
@@ -161,3 +161,53 @@ async def test_health_is_ok_once_the_consumer_follows_its_source() -> None:
         body = response.json()
         assert (body["status"], body["party_id"], body["jobs"]) == ("ok", GUEST, 3)
         assert body["consumer"]["records"] == len(_source()._log)
+
+
+async def test_search_analysis_log_download_compare_and_task_flow() -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        await _loaded(client)
+        page = (await client.get("/api/jobs", params={"q": "DON"})).json()
+        assert [j["job_id"] for j in page["items"]] == ["done"]
+        assert page["states"] == {"failed": 1, "running": 1, "success": 1}
+        assert page["items"][0]["pipeline"] == ["intersect", "train", "evaluate"]
+
+        curves = (await client.get("/api/jobs/done/analysis")).json()
+        assert curves["roc"]["tpr"] == [0.0, 0.75, 1.0] and curves["ks_point"]["ks"] == 0.25
+
+        text = await client.get("/api/jobs/done/logs.txt")
+        assert text.status_code == 200 and "epoch 4 done" in text.text
+        assert "attachment" in text.headers["content-disposition"]
+
+        compared = await client.get("/api/compare", params=[("jobs", "done"), ("jobs", "broken")])
+        assert [a["job_id"] for a in compared.json()] == ["done", "broken"]
+        assert (await client.get("/api/compare", params={"jobs": "nope"})).status_code == 404
+
+        flow = (await client.get("/api/pipelines")).json()
+        assert [s["name"] for s in flow["jobs"][-1]["steps"]] == ["intersect", "train", "evaluate"]
+        for path in ("/pipelines", "/compare?jobs=done&jobs=broken", "/?state=success&q=do"):
+            response = await client.get(path)
+            assert response.status_code == 200, path
+        assert 'id="roc-chart"' in (await client.get("/compare?jobs=done")).text
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "kind"),
+    [
+        ("/?offset=-1", 422, "text/html"),
+        ("/?state=NOT%20A%20STATE", 422, "text/html"),
+        ("/jobs/done?threshold=2", 422, "text/html"),
+        ("/compare?jobs=nope", 404, "text/html"),
+        ("/no/such/page", 404, "text/html"),
+        ("/api/jobs?limit=0", 422, "application/json"),
+        ("/api/jobs/done/analysis?threshold=x", 422, "application/json"),
+        ("/api/nothing", 404, "application/json"),
+    ],
+)
+async def test_bad_input_gets_a_page_or_json_never_a_traceback(
+    path: str, status: int, kind: str
+) -> None:
+    async with serving(create_app(SETTINGS, source=_source())) as client:
+        response = await client.get(path)
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith(kind)
+        assert "Traceback" not in response.text
