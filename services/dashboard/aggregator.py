@@ -102,7 +102,6 @@ class StepRun:
     role: str | None
     args: dict[str, Any]
     inputs: dict[str, str]
-    depends: list[str]  # earlier steps whose outputs it reads
 
 
 @dataclass
@@ -110,6 +109,9 @@ class StepView:
     name: str
     tasks: dict[str, TaskView] = field(default_factory=dict)  # party id -> its task
     run: StepRun | None = None
+    # from the pipeline, as the flow_server announces it in job.status
+    component: str | None = None
+    depends: list[str] = field(default_factory=list)
 
     @property
     def state(self) -> str:
@@ -152,6 +154,7 @@ class JobView:
     state: str = UNKNOWN
     reason: str | None = None
     initiator: str | None = None
+    pipeline: str | None = None  # the pipeline's name
     parties: list[str] = field(default_factory=list)
     started_at: float | None = None  # first seen running
     ended_at: float | None = None  # last seen in an end state
@@ -272,10 +275,19 @@ def _apply_job_status(job: JobView, env: Envelope) -> bool:
         job.initiator = str(initiator)
     if (parties := _parties(body.get("parties"))) is not None:
         job.parties = parties
+    if (pipeline := _text(body.get("pipeline"))) is not None:
+        job.pipeline = pipeline
     steps = body.get("steps")
     if isinstance(steps, list):
         declared = [str(s) for s in steps]
         job.step_order = declared + [s for s in job.step_order if s not in declared]
+    components, depends = body.get("components"), body.get("depends")
+    for name in job.step_order:
+        step = _step(job, name)
+        if isinstance(components, Mapping) and (c := _text(components.get(name))) is not None:
+            step.component = c
+        if isinstance(depends, Mapping) and isinstance(d := depends.get(name), list):
+            step.depends = [str(x) for x in d]
     return True
 
 
@@ -297,20 +309,6 @@ def _apply_task_status(job: JobView, env: Envelope) -> bool:
     return True
 
 
-def _depends(job: JobView, inputs: Mapping[str, str]) -> list[str]:
-    """Steps whose outputs ``inputs`` read: the first known step name in a path after the job id
-    (outputs live under ``<root>/<job_id>/…/<step>/``)."""
-    known = set(job.step_order) | set(job.steps)
-    marker = f"/{job.job_id}/"
-    found: list[str] = []
-    for path in inputs.values():
-        _, sep, rest = path.partition(marker)
-        step = next((part for part in rest.split("/") if part in known), None) if sep else None
-        if step is not None and step not in found:
-            found.append(step)
-    return found
-
-
 def _apply_task_run(job: JobView, env: Envelope) -> bool:
     body = env.body
     args, inputs = body.get("args"), body.get("inputs")
@@ -322,7 +320,6 @@ def _apply_task_run(job: JobView, env: Envelope) -> bool:
         role=_text(body.get("role")),
         args={str(k): to_jsonable(v) for k, v in args.items()},
         inputs=paths,
-        depends=[s for s in _depends(job, paths) if s != env.task],
     )
     return True
 

@@ -122,9 +122,9 @@ def pipelines_of(aggregator: Aggregator) -> Pipelines:
         steps = [
             PipelineStep(
                 name=s.name,
-                component=s.run.component if s.run else None,
+                component=s.component or (s.run.component if s.run else None),
                 state=s.state,
-                depends=list(s.run.depends) if s.run else [],
+                depends=list(s.depends),
             )
             for s in job.ordered_steps()
         ]

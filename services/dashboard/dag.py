@@ -1,7 +1,7 @@
 """The pipeline DAG as inline SVG: one box per step, each party's state in it (pure).
 
-Dependencies come from the steps' ``task.run`` inputs; a step with none known follows the one
-declared before it, so a job seen only through its status still draws as a chain.
+Dependencies come from the pipeline the flow_server announces in ``job.status``; until that is
+seen, a step follows the one declared before it, so the job still draws as a chain.
 """
 
 from __future__ import annotations

@@ -218,7 +218,7 @@ def jobs_table(
         f"<td>{state_badge(j.state)}</td>"
         f"<td>{escape(j.initiator or '—')}</td>"
         f"<td>{_roles(j.parties)}</td>"
-        f"<td>{escape(' → '.join(j.pipeline)) or '—'}"
+        f"<td>{escape(j.pipeline_name or '')} {escape(' → '.join(j.pipeline)) or '—'}"
         f' <span class="muted">({j.steps_succeeded}/{j.steps_total} done)</span></td>'
         f"<td>{fmt_time(j.started_at or j.first_seen)}</td>"
         f'<td class="num">{fmt_duration(j.duration_s)}</td>'

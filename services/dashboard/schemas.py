@@ -25,10 +25,10 @@ class StepOut(BaseModel):
     name: str
     state: str
     tasks: list[TaskOut]
-    component: str | None = None  # the rest is known once this party's task.run was seen
-    role: str | None = None
+    component: str | None = None  # from job.status, else from this party's task.run
+    depends: list[str] = []  # from job.status
+    role: str | None = None  # known once this party's task.run was seen
     args: dict[str, Any] = {}
-    depends: list[str] = []
 
     @classmethod
     def of(cls, step: StepView) -> Self:
@@ -36,10 +36,16 @@ class StepOut(BaseModel):
             TaskOut(party=party, state=t.state, reason=t.reason, updated_at=t.updated_at)
             for party, t in sorted(step.tasks.items())
         ]
-        out = cls(name=step.name, state=step.state, tasks=tasks)
+        out = cls(
+            name=step.name,
+            state=step.state,
+            tasks=tasks,
+            component=step.component,
+            depends=list(step.depends),
+        )
         if step.run is not None:
-            out.component, out.role = step.run.component, step.run.role
-            out.args, out.depends = dict(step.run.args), list(step.run.depends)
+            out.component = out.component or step.run.component
+            out.role, out.args = step.run.role, dict(step.run.args)
         return out
 
 
@@ -49,6 +55,7 @@ class JobSummary(BaseModel):
     reason: str | None
     initiator: str | None
     parties: list[str]  # "id=role"
+    pipeline_name: str | None
     pipeline: list[str]  # step names in order
     auc: float | None
     ks: float | None
@@ -69,6 +76,7 @@ class JobSummary(BaseModel):
             reason=job.reason,
             initiator=job.initiator,
             parties=job.parties or sorted({p for s in steps for p in s.tasks}),
+            pipeline_name=job.pipeline,
             pipeline=list(job.step_order),
             auc=job.auc,
             ks=job.ks,

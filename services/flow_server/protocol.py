@@ -27,6 +27,7 @@ from flow_server.dsl import (
     DslError,
     JobSpec,
     Pipeline,
+    Step,
     check_job,
     parse_job,
     parse_party_specs,
@@ -118,10 +119,9 @@ def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
 # --- job state changes -----------------------------------------------------------------------
 
 
-def _announce(
-    session: Session, ctx: PartyContext, job: Job, pipeline_steps: list[str], *, cause: str
-) -> None:
-    """``job.status`` on fl.status for the dashboard."""
+def _announce(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """``job.status`` on fl.status for the dashboard: the state and the pipeline's DAG."""
+    steps = _steps_of(job, ctx)
     emit(
         session,
         topics.STATUS,
@@ -134,18 +134,21 @@ def _announce(
                 "state": job.state,
                 "initiator": job.initiator,
                 "parties": list(job.parties),
-                "steps": pipeline_steps,
+                "pipeline": job.pipeline_name,
+                "steps": [step.name for step in steps],
+                "components": {step.name: step.component for step in steps},
+                "depends": {step.name: list(step.deps) for step in steps},
                 "reason": job.reason,
             },
         ),
     )
 
 
-def _steps_of(job: Job, ctx: PartyContext) -> list[str]:
+def _steps_of(job: Job, ctx: PartyContext) -> tuple[Step, ...]:
     try:
-        return job_pipeline(job, ctx.catalog).step_names
+        return job_pipeline(job, ctx.catalog).steps
     except DslError:
-        return []
+        return ()
 
 
 def set_job_state(
@@ -166,7 +169,7 @@ def set_job_state(
     if job.state == state:
         return
     _move_job(job, state, reason)
-    _announce(session, ctx, job, _steps_of(job, ctx), cause=cause)
+    _announce(session, ctx, job, cause=cause)
     if notify_peers:
         for party in job_parties(job):
             if party == ctx.me:
@@ -303,7 +306,7 @@ def submit_job(
     ]
     session.add(job)
     cause = f"submit/{job.id}"
-    _announce(session, ctx, job, pipeline.step_names, cause=cause)
+    _announce(session, ctx, job, cause=cause)
     others = [p for p in spec.parties if p != ctx.me]
     for party in others:
         emit(
@@ -408,7 +411,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
     except DslError as exc:
         reason = str(exc)
         _move_job(job, JobState.REJECTED, reason)
-        _announce(session, ctx, job, [], cause=env.id)
+        _announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": reason})
         log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
         return
@@ -424,7 +427,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         )
         for i, (p, r) in enumerate(parties.items())
     ]
-    _announce(session, ctx, job, pipeline.step_names, cause=env.id)
+    _announce(session, ctx, job, cause=env.id)
     _answer(session, ctx, env, "job.accept", {})
 
 
@@ -549,7 +552,7 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
     parties = job_parties(job)
     if party not in parties:
         raise ProtocolError(f"task.status for {job.id} from {party}, not a party of it")
-    if step is None or step not in _steps_of(job, ctx):
+    if step is None or step not in {s.name for s in _steps_of(job, ctx)}:
         raise ProtocolError(f"task.status for {job.id}: unknown step {step!r}")
     if state not in TaskState.ALL:
         raise ProtocolError(f"task.status for {job.id}: unknown state {state!r}")

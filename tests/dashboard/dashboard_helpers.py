@@ -52,7 +52,10 @@ def sample_job(job_id: str, t0: float | None = None) -> list[Envelope]:
     common = {
         "initiator": GUEST,
         "parties": [f"{GUEST}=guest", f"{HOST}=host"],
+        "pipeline": "hetero-lr",
         "steps": STEPS,
+        "components": {"intersect": "intersect", "train": "hetero_lr", "evaluate": "evaluation"},
+        "depends": {"intersect": [], "train": ["intersect"], "evaluate": ["train"]},
     }
     envs = [job_status(job_id, "waiting", t, **common), job_status(job_id, "running", t + 1)]
     for i, step in enumerate(STEPS):

@@ -85,11 +85,11 @@ def _job_with_runs() -> Aggregator:
     return agg
 
 
-def test_task_runs_give_steps_their_component_parameters_and_dependencies() -> None:
+def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs() -> None:
     job = _job_with_runs().get("j")
-    assert job is not None
+    assert job is not None and job.pipeline == "hetero-lr"
     steps = {s.name: s for s in JobDetail.of(job).steps}
-    assert steps["train"].component == "train" and steps["train"].depends == ["intersect"]
+    assert steps["train"].component == "hetero_lr" and steps["train"].depends == ["intersect"]
     assert steps["evaluate"].depends == ["train"] and steps["evaluate"].args == {"threshold": 0.5}
     svg = dag_svg(JobDetail.of(job).steps, [GUEST, HOST])
     assert svg.count('class="edge"') == 2 and 'data-step="evaluate"' in svg

@@ -52,6 +52,9 @@ def test_matches_sklearn_and_scipy(tmp_path: Path, n: int) -> None:
     for name in ("auc", "ks", "accuracy", "precision", "recall", "f1"):
         assert type(result.last(GUEST, name)) is float
     assert set(result.last(GUEST, "roc")) == {"fpr", "tpr", "thresholds"}
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred).ravel()
+    assert result.last(GUEST, "confusion") == {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
+    assert result.last(GUEST, "samples") == n
     assert set(result.last(GUEST, "ks_curve")) == {"thresholds", "tpr", "fpr", "ks"}
     json.dumps(result.metrics[GUEST])  # every metric is JSON-able
 

@@ -305,6 +305,12 @@ async def test_a_job_runs_to_success_over_kafka(env: Any) -> None:
         bus, topics.STATUS, lambda e: mine("job.status")(e) and e.body["state"] == "success", since
     )
     assert announced.body["steps"] == ["intersect", "train", "evaluate"]
+    assert announced.body["depends"] == {
+        "intersect": [],
+        "train": ["intersect"],
+        "evaluate": ["train"],
+    }
+    assert announced.body["components"]["train"] == "hetero_lr"
     assert announced.body["initiator"] == "10000"
 
     r = await client.get("/jobs", params={"state": "success"})

@@ -67,5 +67,8 @@ def evaluation(ctx: Context) -> None:
     ctx.output("metrics").write_text(json.dumps(report, indent=2))
     for name in ("auc", "ks", "accuracy", "precision", "recall", "f1"):
         ctx.metric(name, float(report[name]))
+    ctx.metric("samples", float(report["samples"]))
+    # Counts at the threshold give the dashboard exact class shares for lift and the matrix.
+    ctx.metric("confusion", report["confusion"])
     ctx.metric("roc", report["roc"])
     ctx.metric("ks_curve", report["ks_curve"])
