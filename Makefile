@@ -54,3 +54,8 @@ test: install ## the whole test suite (what .ci/run runs)
 lint: install ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy libs services
+
+.PHONY: bench
+bench: install ## every benchmark (Paillier micro-bench, hetero_lr on the shared data); JSON lines
+	$(PY) -m bench paillier
+	$(PY) -m bench hetero_lr

@@ -197,14 +197,13 @@ async def test_the_host_bridge_receives_no_plaintext_labels_or_residuals(
         if (why := _leak(vec, n_rows)) is not None
     ]
     assert not leaks, leaks
-    # and the per-row values the host does get are ciphertexts (so the check above saw them)
+    # and what training sends the host is ciphertexts (so the check above saw real traffic)
     assert any(
-        isinstance(vec, list)
-        and len(vec) == n_rows
-        and all(isinstance(x, int) and x >= 2**64 for x in vec)
+        isinstance(vec, list) and vec and all(isinstance(x, int) and x >= 2**64 for x in vec)
         for env in envelopes
+        if env.task == "train"
         for vec in _vectors(env.body)
-    ), "no encrypted per-row vector reached the host"
+    ), "no ciphertexts reached the host during training"
 
 
 # --- bad input over HTTP ---------------------------------------------------------------------

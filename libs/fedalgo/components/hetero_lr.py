@@ -1,14 +1,16 @@
-"""``hetero_lr``: vertical logistic regression; the guest holds the labels and the Paillier key.
+"""``hetero_lr``: vertical logistic regression; the guest holds the labels, each host a key.
 
-Rows are aligned beforehand (``intersect``). No arbiter. For each mini-batch B:
+Rows are aligned beforehand (``intersect``). No arbiter. Setup: each host h generates its own
+Paillier key pair, packs each row's features (fixed point) into as few plaintexts as fit, encrypts
+them once and sends the guest its public key and [[X_h]]. For each mini-batch B:
 
 1. each host h sends its partial logits u_h = X_h[B] w_h;
-2. the guest computes u = X_g[B] w_g + b + sum_h u_h and the residual d = sigmoid(u) - y[B],
-   encrypts d under its Paillier key and sends [[d]] to every host;
-3. host h computes [[X_h[B]^T d]] on the ciphertexts, adds a random mask R_h (re-encrypting, so
-   the ciphertext is fresh) and sends [[X_h^T d + R_h]];
-4. the guest decrypts and returns X_h^T d + R_h; the host subtracts R_h and takes its gradient
-   step. The guest's own step is in plaintext.
+2. the guest computes u = X_g[B] w_g + b + sum_h u_h and the residual d = sigmoid(u) - y[B];
+3. for each host the guest folds [[X_h[B]]] with the integer weights e_i = d_i + 1 (fixed point,
+   so never negative) into [[sum_i e_i X_h[i]]] (one multi-exponentiation per packed column: the
+   packed slots make it X_h^T (d + 1) for every feature at once), re-randomises it and sends it;
+4. host h decrypts, unpacks the slots, subtracts the column sums X_h[B]^T 1 it knows, and takes
+   its gradient step with X_h[B]^T d. The guest's own step is in plaintext.
 
 After each epoch the guest reports the loss and tells the hosts whether to stop (``tol``). At the
 end each host sends X_h w_h for all rows and the guest writes the predictions.
@@ -18,22 +20,24 @@ Arguments (the guest's govern; it sends them to the hosts, whose own values are 
 ``alpha`` (0.01, the L2 weight), ``batch-size`` (-1: full batch), ``decay`` (0: the rate at epoch
 t is ``learning-rate / (1 + decay * t)``), ``tol`` (1e-4: stop when the loss changes less; 0 never
 stops early), ``fit-intercept`` (true), ``random-seed`` (random: the mini-batch shuffle), and
-``key-bits`` (2048; 1024 is accepted with a warning).
+``key-bits`` (2048; 1024 is accepted with a warning; the size of every host's key).
 
 Threat model (semi-honest parties, each sees exactly what it is sent):
 
-* A host sees the Paillier public key, ciphertexts of residuals, its own gradient, the shared
-  hyperparameters and batch schedule, and when training stops. It never sees a label or a
-  residual in plaintext, nor the guest's features or weights.
-* The guest sees each host's partial logits u_h = X_h w_h (needed for the residual, as in every
-  arbiter-free scheme; it does not know w_h, so it cannot solve for X_h), each host's feature
-  count, and X_h^T d + R_h, where R_h has 80 bits more than any possible |X_h^T d|: the host's
-  gradient is statistically hidden. It never sees X_h, w_h or the host's gradient.
+* A host sees the shared hyperparameters and batch schedule, when training stops, and its own
+  gradient X_h[B]^T d for each batch (as in every gradient-descent scheme where the host keeps its
+  weights). It never sees a label, a residual, the guest's features or weights, or another host's
+  anything. The ciphertexts it gets back are re-randomised by the guest with uniform n-th
+  residues (standard Paillier randomness, not DJN's, which the key holder could see through), so
+  their randomness tells it nothing beyond the plaintext.
+* The guest sees each host's public key, its feature count, [[X_h]] (encrypted under a key the
+  guest does not have: semantically secure) and the partial logits u_h = X_h w_h (needed for the
+  residual, as in every arbiter-free scheme; it does not know w_h, so it cannot solve for X_h). It
+  decrypts nothing, so it never sees X_h, w_h or a host's gradient.
 * Each party's model output holds only its own weights; predicting needs every party.
-* Not covered: a malicious host could ask the guest to decrypt other ciphertexts (the residuals),
-  and a malicious guest could send a chosen "residual" to learn X_h^T v. Run it between parties
-  who follow the protocol. The loss the guest reports leaves out the hosts' L2 terms, which the
-  guest does not know.
+* Not covered: a malicious guest could fold chosen weights instead of residuals and watch how u_h
+  moves; a malicious host could send chosen logits. Run it between parties who follow the
+  protocol. The loss the guest reports leaves out the hosts' L2 terms, which it does not know.
 """
 
 from __future__ import annotations
@@ -62,10 +66,12 @@ from fedalgo.tables import (
     write_table,
 )
 
-KEY_BITS = (1024, 2048)
+KEY_BITS = paillier.KEY_BITS
 RESIDUAL_EXPONENT = -8  # residuals in (-1, 1) at 16**-8 = 2**-32
 FEATURE_EXPONENT = -6  # host features at 16**-6 = 2**-24
-MASK_SECURITY_BITS = 80  # statistical distance of the masked gradient from uniform: 2**-79
+# The guest folds with d + 1 (in [0, 2)), so its weights are non-negative integers: negative
+# exponents would cost a modular inverse per row. The host removes the +1 with its column sums.
+RESIDUAL_OFFSET = paillier.BASE**-RESIDUAL_EXPONENT
 
 
 @dataclass(frozen=True)
@@ -121,9 +127,7 @@ def key_bits_arg(ctx: Context) -> int:
     bits = ctx.arg("key-bits", int, 2048)
     if bits not in KEY_BITS:
         raise ArgumentError(f"argument 'key-bits' must be 1024 or 2048, got {bits}")
-    if bits == 1024:
-        ctx.logger.warning("key-bits 1024 is below current recommendations; use 2048 in production")
-    return bits
+    return bits  # the hosts generate the keys; the engine warns about 1024 there
 
 
 def _ids_digest(ids: list[str]) -> bytes:
@@ -153,6 +157,15 @@ def _check_vector(value: Any, length: int, what: str) -> np.ndarray:
     return value
 
 
+@dataclass(frozen=True)
+class _HostKey:
+    """What the guest holds of one host: its public key and encrypted, packed features."""
+
+    encryptor: paillier.Encryptor
+    features: paillier.EncryptedVector  # row-major: per_row ciphertexts for each row
+    per_row: int
+
+
 class _Guest:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -164,7 +177,7 @@ class _Guest:
         self.hosts = ctx.party_ids("host")
 
     def _handshake(self) -> dict[str, int]:
-        """Exchange the setup; returns each host's feature count."""
+        """Check every host's rows; returns each host's feature count."""
         ctx, data = self.ctx, self.data
         infos = ctx.recv_all("host", "hetero_lr/host_info")
         digest = _ids_digest(data.ids)
@@ -180,11 +193,40 @@ class _Guest:
             features[host] = info["features"]
         return features
 
+    def _host_keys(self, host_features: dict[str, int]) -> dict[str, _HostKey]:
+        keys: dict[str, _HostKey] = {}
+        for host, value in self.ctx.recv_all("host", "hetero_lr/host_key").items():
+            if not isinstance(value, dict) or set(value) != {"public_key_n", "per_row", "features"}:
+                raise ProtocolError(f"host {host}'s key message must be a map of three fields")
+            try:
+                public_key = paillier.PublicKey(value["public_key_n"])
+            except ValueError as exc:
+                raise ProtocolError(f"host {host}'s public key: {exc}") from None
+            if public_key.key_bits != self.key_bits:
+                raise ProtocolError(f"host {host} made a {public_key.key_bits}-bit key")
+            per_row = value["per_row"]
+            if not isinstance(per_row, int) or not 1 <= per_row <= host_features[host]:
+                raise ProtocolError(f"host {host} sent a bad packing ({per_row!r} per row)")
+            features = paillier.EncryptedVector.from_wire(
+                public_key, value["features"], expected_len=self.data.n_samples * per_row
+            )
+            if features.exponent != FEATURE_EXPONENT:
+                raise ProtocolError(f"host features must have exponent {FEATURE_EXPONENT}")
+            # Standard randomness: the folded result goes back to the key holder, who knows the
+            # factorisation, and DJN's h_s^a hides nothing from it (e.g. quadratic characters).
+            encryptor = paillier.Encryptor(public_key, randomness="standard")
+            keys[host] = _HostKey(encryptor, features, per_row)
+        return keys
+
     def run(self) -> None:
+        with paillier.PaillierPool() as pool:
+            self._run(pool)
+
+    def _run(self, pool: paillier.PaillierPool) -> None:
         ctx, cfg, data = self.ctx, self.config, self.data
-        public_key, private_key = paillier.generate_keypair(self.key_bits)
-        ctx.send("host", "hetero_lr/setup", {"public_key_n": public_key.n, **asdict(cfg)})
         host_features = self._handshake()
+        ctx.send("host", "hetero_lr/setup", {"key_bits": self.key_bits, **asdict(cfg)})
+        host_keys = self._host_keys(host_features)
         x, y = data.x, data.y
         assert y is not None  # read_dataset(with_label=True) guarantees it
         w = np.zeros(x.shape[1])
@@ -201,15 +243,11 @@ class _Guest:
                     u = u + _check_vector(u_h, len(idx), f"partial logits of host {host}")
                 d = sigmoid(u) - y[idx]
                 loss_sum += log_loss_sum(u, y[idx])
-                enc = paillier.encrypt(public_key, d, RESIDUAL_EXPONENT, private_key=private_key)
-                ctx.send("host", _tag(epoch, k, "residual"), enc.to_wire())
+                weights = paillier.encode(d, RESIDUAL_EXPONENT) + RESIDUAL_OFFSET
+                for host, key in host_keys.items():
+                    folded = self._fold(key, idx, weights, pool)
+                    ctx.send(host, _tag(epoch, k, "gradient"), folded.to_wire())
                 grad = x[idx].T @ d / len(idx) + cfg.alpha * w
-                for host, wire in ctx.recv_all("host", _tag(epoch, k, "masked_gradient")).items():
-                    masked = paillier.EncryptedVector.from_wire(
-                        public_key, wire, expected_len=host_features[host]
-                    )
-                    plain = paillier.decrypt_mantissas(private_key, masked)
-                    ctx.send(host, _tag(epoch, k, "gradient"), plain)
                 w = w - lr * grad
                 if cfg.fit_intercept:
                     b -= lr * float(d.mean())
@@ -246,6 +284,59 @@ class _Guest:
         }
         ctx.output("model").write_text(json.dumps(model, indent=2))
 
+    @staticmethod
+    def _fold(
+        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: paillier.PaillierPool
+    ) -> paillier.EncryptedVector:
+        """[[sum_i weights_i X_h[idx_i]]] per packed column, re-randomised for the host."""
+        columns = [
+            key.features[idx * key.per_row + c].dot_ints(weights, RESIDUAL_EXPONENT, pool=pool)
+            for c in range(key.per_row)
+        ]
+        folded = paillier.EncryptedVector(
+            key.features.public_key,
+            [col.ciphertexts[0] for col in columns],
+            columns[0].exponent,
+        )
+        return key.encryptor.rerandomise(folded)
+
+
+@dataclass(frozen=True)
+class _Packing:
+    """How a host lays its features out in plaintexts: ``slots`` features of ``slot_bits`` each."""
+
+    slot_bits: int
+    slots: int
+    per_row: int
+
+    @classmethod
+    def for_data(cls, x_mantissas: np.ndarray, public_key: paillier.PublicKey) -> _Packing:
+        # A slot ends up holding sum_i e_i x_ij over a batch, with 0 <= e_i < 2 * RESIDUAL_OFFSET;
+        # bounded over all rows (float64 sum: int64 could overflow), plus a sign bit and margin.
+        column_sums = np.abs(x_mantissas).astype(np.float64).sum(axis=0)
+        largest = math.ceil(float(column_sums.max()) * (1 + 2**-40)) + 1
+        slot_bits = (2 * RESIDUAL_OFFSET * largest).bit_length() + 2
+        slots = paillier.slots_per_plaintext(public_key.max_int, slot_bits)
+        if slots < 1:
+            raise DataError("the host's features are too large for the Paillier key")
+        return cls(slot_bits, slots, math.ceil(x_mantissas.shape[1] / slots))
+
+    def pack_rows(self, x_mantissas: np.ndarray) -> list[int]:
+        out = []
+        for row in x_mantissas.tolist():
+            for c in range(self.per_row):
+                out.append(
+                    paillier.pack(row[c * self.slots : (c + 1) * self.slots], self.slot_bits)
+                )
+        return out
+
+    def unpack(self, packed: list[int], features: int) -> list[int]:
+        values = []
+        for c, value in enumerate(packed):
+            count = min(self.slots, features - c * self.slots)
+            values.extend(paillier.unpack(value, self.slot_bits, count))
+        return values
+
 
 class _Host:
     def __init__(self, ctx: Context) -> None:
@@ -256,6 +347,24 @@ class _Host:
         self.data: Dataset = read_dataset(path, with_label=False)
 
     def run(self) -> None:
+        with paillier.PaillierPool() as pool:
+            self._run(pool)
+
+    def _setup(self) -> tuple[TrainingConfig, int]:
+        setup = self.ctx.recv("guest", "hetero_lr/setup")
+        if not isinstance(setup, dict):
+            raise ProtocolError("the training setup must be a map")
+        key_bits = setup.get("key_bits")
+        if key_bits not in KEY_BITS:
+            raise ProtocolError(f"the guest asked for {key_bits!r}-bit keys")
+        try:
+            cfg = TrainingConfig(**{k: v for k, v in setup.items() if k != "key_bits"})
+        except TypeError as exc:
+            raise ProtocolError(f"bad training setup from the guest: {exc}") from None
+        cfg.validate()
+        return cfg, int(key_bits)
+
+    def _run(self, pool: paillier.PaillierPool) -> None:
         ctx, data = self.ctx, self.data
         ctx.send(
             "guest",
@@ -268,31 +377,36 @@ class _Host:
         )
         if not data.features:
             raise DataError("the host's data has no feature columns (only 'id')")
-        setup = ctx.recv("guest", "hetero_lr/setup")
-        if not isinstance(setup, dict):
-            raise ProtocolError("the training setup must be a map")
-        public_key_n = setup.get("public_key_n")
-        if not isinstance(public_key_n, int) or public_key_n.bit_length() < min(KEY_BITS) - 1:
-            raise ProtocolError("the guest's Paillier key is missing or too short")
-        public_key = paillier.public_key_from_n(public_key_n)
-        try:
-            cfg = TrainingConfig(**{k: v for k, v in setup.items() if k != "public_key_n"})
-        except TypeError as exc:
-            raise ProtocolError(f"bad training setup from the guest: {exc}") from None
-        cfg.validate()
+        cfg, key_bits = self._setup()
         ctx.logger.info("training with the guest's settings: %s", cfg)
         x = data.x
         try:
             x_mantissas = paillier.encode(x, FEATURE_EXPONENT)
         except OverflowError as exc:
             raise DataError(f"host features too large for fixed point: {exc}") from None
+        public_key, private_key = paillier.generate_keypair(key_bits)
+        packing = _Packing.for_data(x_mantissas, public_key)
+        encryptor = paillier.Encryptor(public_key, private_key=private_key)
+        encrypted = encryptor.encrypt_ints(
+            packing.pack_rows(x_mantissas), FEATURE_EXPONENT, pool=pool
+        )
+        ctx.send(
+            "guest",
+            "hetero_lr/host_key",
+            {
+                "public_key_n": public_key.n,
+                "per_row": packing.per_row,
+                "features": encrypted.to_wire(),
+            },
+        )
         w = np.zeros(x.shape[1])
         epoch = 0
         for epoch in range(cfg.max_iter):
             lr = learning_rate(cfg.learning_rate, cfg.decay, epoch)
             for k, idx in enumerate(batches(len(x), cfg.batch_size, seed=cfg.seed, epoch=epoch)):
                 ctx.send("guest", _tag(epoch, k, "u"), x[idx] @ w)
-                grad = self._gradient(public_key, x_mantissas[idx], epoch, k)
+                wire = ctx.recv("guest", _tag(epoch, k, "gradient"))
+                grad = self._gradient(private_key, packing, x_mantissas[idx], wire)
                 w = w - lr * (grad / len(idx) + cfg.alpha * w)
             if ctx.recv("guest", f"hetero_lr/{epoch}/stop") is True:
                 break
@@ -308,36 +422,27 @@ class _Host:
         # Predictions are the guest's: the host has no labels and no scores to write.
         write_table(ctx.output("predictions"), [ID_COLUMN], [[i] for i in data.ids])
 
+    @staticmethod
     def _gradient(
-        self, public_key: paillier.PublicKey, x_mantissas: np.ndarray, epoch: int, k: int
+        private_key: paillier.PrivateKey, packing: _Packing, x_mantissas: np.ndarray, wire: Any
     ) -> np.ndarray:
-        """X^T d for this batch, via the guest, without either side seeing the other's part."""
-        ctx = self.ctx
-        residual = paillier.EncryptedVector.from_wire(
-            public_key, ctx.recv("guest", _tag(epoch, k, "residual")), expected_len=len(x_mantissas)
+        """X[B]^T d from the guest's folded [[X[B]^T (d + 1)]]."""
+        folded = paillier.EncryptedVector.from_wire(
+            private_key.public_key, wire, expected_len=packing.per_row
         )
-        if residual.exponent != RESIDUAL_EXPONENT:
-            raise ProtocolError(f"residuals must have exponent {RESIDUAL_EXPONENT}")
-        product = paillier.matvec_t(x_mantissas, residual, FEATURE_EXPONENT)
-        # |d| <= 1, so no entry of X^T d can exceed the column's sum of |x| at this precision.
-        # Summed in float64 (int64 could overflow) and rounded up with room for rounding error.
-        column_sums = np.abs(x_mantissas).astype(np.float64).sum(axis=0)
-        largest_sum = math.ceil(float(column_sums.max()) * (1 + 2**-40)) + 1
-        bound = largest_sum * paillier.BASE**-RESIDUAL_EXPONENT
-        mask_bits = bound.bit_length() + MASK_SECURITY_BITS
-        if mask_bits + 2 >= public_key.max_int.bit_length():
-            raise DataError("the host's features are too large for the Paillier key")
-        masks = [secrets.randbits(mask_bits) for _ in range(len(product))]
-        masked = paillier.add_mantissas(product, masks)
-        ctx.send("guest", _tag(epoch, k, "masked_gradient"), masked.to_wire())
-        plain = ctx.recv("guest", _tag(epoch, k, "gradient"))
-        if (
-            not isinstance(plain, list)
-            or len(plain) != len(masks)
-            or not all(isinstance(p, int) and not isinstance(p, bool) for p in plain)
-        ):
-            raise ProtocolError("the decrypted gradient must be a list with one value per feature")
-        unmasked = [p - r for p, r in zip(plain, masks, strict=True)]
-        if any(abs(g) > bound for g in unmasked):
-            raise ProtocolError("the decrypted gradient is out of range")
-        return paillier.decode(unmasked, product.exponent)
+        if folded.exponent != FEATURE_EXPONENT + RESIDUAL_EXPONENT:
+            raise ProtocolError("the folded gradient has the wrong exponent")
+        try:
+            slots = packing.unpack(paillier.decrypt_ints(private_key, folded), x_mantissas.shape[1])
+        except OverflowError:
+            raise ProtocolError("the folded gradient is out of range") from None
+        # |d| < 1, so |X^T d| cannot exceed the column sums of |x| at the residual's precision.
+        column_sums = x_mantissas.sum(axis=0).tolist()
+        abs_sums = np.abs(x_mantissas).sum(axis=0).tolist()
+        gradient = []
+        for value, total, bound in zip(slots, column_sums, abs_sums, strict=True):
+            g = value - RESIDUAL_OFFSET * int(total)
+            if abs(g) > RESIDUAL_OFFSET * int(bound):
+                raise ProtocolError("the decrypted gradient is out of range")
+            gradient.append(g)
+        return paillier.decode(gradient, folded.exponent)

@@ -1,0 +1,34 @@
+"""``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import hetero_lr, paillier
+from bench.common import Options
+
+BENCHMARKS: dict[str, Callable[[Options], None]] = {
+    "paillier": paillier.run,
+    "hetero_lr": hetero_lr.run,
+}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--dataset", help="one data set (default: every one the bench knows)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path("../shared/data"),
+        help="where breast_hetero_*.csv and default_credit_hetero_*.csv are",
+    )
+    parser.add_argument("--out", type=Path, help="also append each JSON line to this file")
+    args = parser.parse_args(argv)
+    BENCHMARKS[args.name](Options(dataset=args.dataset, data_dir=args.data_dir, out=args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""What every benchmark shares: emitting results, resource figures, the shared data sets."""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Options:
+    dataset: str | None
+    data_dir: Path
+    out: Path | None
+
+
+def emit(result: dict[str, Any], options: Options) -> None:
+    """Print one JSON object on its own line (and append it to ``--out``)."""
+    line = json.dumps(result, sort_keys=False)
+    print(line, flush=True)
+    if options.out is not None:
+        with options.out.open("a") as fh:
+            fh.write(line + "\n")
+
+
+def peak_rss_mb() -> dict[str, float]:
+    """Peak resident memory of this process and of its (pool) children, in MiB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 / 1024 if sys.platform != "darwin" else 1 / 1024 / 1024  # KiB on Linux
+    return {
+        "peak_rss_mb": round(own * scale, 1),
+        "children_peak_rss_mb": round(children * scale, 1),
+    }
+
+
+def hetero_paths(data_dir: Path, dataset: str) -> tuple[Path, Path]:
+    guest = data_dir / f"{dataset}_hetero_guest.csv"
+    host = data_dir / f"{dataset}_hetero_host.csv"
+    for path in (guest, host):
+        if not path.is_file():
+            raise SystemExit(f"bench: no {path} (use --data-dir)")
+    return guest, host

@@ -1,0 +1,112 @@
+"""A bounded process pool for long Paillier vectors (encryption, multi-exponentiation).
+
+Python big-integer loops hold the GIL, so only processes use more than one core. Workers are
+spawned (never forked: the caller may be running threads) on first use, at most ``max_workers``
+(default: the number of cores), and stopped by :meth:`PaillierPool.close` or on leaving the
+``with`` block. Each worker keeps the last few encryptors it was asked for, so a fixed-base table
+is built once per worker and key, not once per call. Work below ``min_items`` stays in the
+calling process (see :meth:`PaillierPool.splits`), where it is cheaper than the round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+from collections import OrderedDict
+from concurrent.futures import Executor, ProcessPoolExecutor
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from fedalgo.paillier.encryptor import Encryptor, EncryptorSpec
+from fedalgo.paillier.vector import multi_exp
+
+_CACHE_SIZE = 4
+_encryptors: OrderedDict[EncryptorSpec, Encryptor] = OrderedDict()
+
+
+def _encryptor(spec: EncryptorSpec) -> Encryptor:
+    found = _encryptors.get(spec)
+    if found is None:
+        found = _encryptors[spec] = Encryptor.from_spec(spec)
+        while len(_encryptors) > _CACHE_SIZE:
+            _encryptors.popitem(last=False)
+    return found
+
+
+def _encrypt_chunk(spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
+    return _encryptor(spec).encrypt_raw(plaintexts)
+
+
+def _multi_exp_chunk(bases: list[Any], exps: np.ndarray, modulus: Any) -> Any:
+    return multi_exp(bases, exps, modulus)
+
+
+class PaillierPool:
+    """Spreads long vectors over worker processes; use as a context manager, or call close()."""
+
+    def __init__(self, max_workers: int | None = None, *, min_items: int = 1024) -> None:
+        cores = os.cpu_count() or 1
+        workers = cores if max_workers is None else max_workers
+        if workers < 1:
+            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
+        if min_items < 1:
+            raise ValueError(f"min_items must be >= 1, got {min_items}")
+        self.max_workers = min(workers, cores)
+        self.min_items = min_items
+        self._executor: Executor | None = None
+        self._closed = False
+
+    def __enter__(self) -> PaillierPool:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers (waiting for running tasks, dropping queued ones). Idempotent."""
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def _pool(self) -> Executor:
+        if self._closed:
+            raise RuntimeError("the Paillier pool is closed")
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._executor
+
+    def splits(self, count: int) -> bool:
+        """Whether ``count`` items are worth sending to the workers."""
+        return self.max_workers > 1 and count >= self.min_items
+
+    def _chunks(self, count: int) -> list[slice]:
+        size = math.ceil(count / self.max_workers)
+        return [slice(i, i + size) for i in range(0, count, size)]
+
+    def encrypt_raw(self, spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
+        """What ``Encryptor.from_spec(spec).encrypt_raw(plaintexts)`` returns, on the workers."""
+        pool = self._pool()
+        chunks = self._chunks(len(plaintexts))
+        futures = [pool.submit(_encrypt_chunk, spec, plaintexts[c]) for c in chunks]
+        return [c for f in futures for c in f.result()]
+
+    def multi_exp(self, bases: list[Any], exps: np.ndarray, modulus: Any) -> Any:
+        """``prod(b ** e) mod modulus``, each worker folding a share of the bases."""
+        pool = self._pool()
+        chunks = self._chunks(len(bases))
+        futures = [pool.submit(_multi_exp_chunk, bases[c], exps[c], modulus) for c in chunks]
+        result = 1
+        for f in futures:
+            result = result * f.result() % modulus
+        return result
