@@ -59,3 +59,7 @@ lint: install ## ruff and mypy
 bench: install ## every benchmark (Paillier micro-bench, hetero_lr on the shared data); JSON lines
 	$(PY) -m bench paillier
 	$(PY) -m bench hetero_lr
+
+.PHONY: deploy-tools
+deploy-tools: ## helm, kubeconform and offline Kubernetes schemas into .cache/ (deploy tests)
+	deploy/tools/install.sh

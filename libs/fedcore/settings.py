@@ -73,7 +73,7 @@ class PartySettings(BaseModel):
     task_timeout_s: float = 3600.0
     worker_concurrency: int = 2
     # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
-    step_runtime: Literal["sandbox", "process"] = "sandbox"
+    step_runtime: Literal["sandbox", "process", "kubernetes"] = "sandbox"
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
     step_cpu_s: int = Field(default=3600, gt=0)  # CPU seconds per step process
     step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid

@@ -48,6 +48,7 @@ process in it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import logging
@@ -60,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from fedcore.settings import PartySettings
+from fedcore.settings import PartySettings, environment
 from task_engine.runtime import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -405,13 +406,27 @@ class BubblewrapRuntime:
 
 
 async def select_runtime(
-    settings: PartySettings, *, extra_env: Mapping[str, str] | None = None
+    settings: PartySettings,
+    *,
+    stack: contextlib.AsyncExitStack,
+    extra_env: Mapping[str, str] | None = None,
 ) -> StepRuntime:
     """The runtime ``settings.step_runtime`` names; the sandbox is checked before it is used.
 
     There is no silent fallback: a sandbox that does not work is :class:`SandboxUnavailable`, and
-    the plain-process runtime is used only when asked for, with a warning.
+    the plain-process runtime is used only when asked for, with a warning. What the runtime holds
+    open (the Kubernetes API client) is closed with ``stack``.
     """
+    if settings.step_runtime == "kubernetes":
+        # Imported here: only a Kubernetes install needs the API client.
+        from task_engine.kubernetes import HttpKubeApi, KubernetesConfig, KubernetesRuntime
+
+        api = HttpKubeApi.in_cluster()
+        stack.push_async_callback(api.aclose)
+        _log.info("steps run as Kubernetes Jobs")
+        return KubernetesRuntime(
+            KubernetesConfig.from_environ(environment()), api, extra_env=extra_env
+        )
     if settings.step_runtime == "process":
         _log.warning(
             "STEP_RUNTIME=process: steps run as plain processes WITHOUT a sandbox; they can "

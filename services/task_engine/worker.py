@@ -96,36 +96,14 @@ class Worker:
         self._entered = True
         listener: socket.socket | None = None
         try:
-            if self._runtime is None:
-                # Refuses to start (SandboxUnavailable) rather than run steps unsandboxed.
-                self._runtime = await select_runtime(self.settings, extra_env=self._runtime_env)
-            listener = bind_tcp(self.settings.bind_host, self.settings.task_engine_port)
-            async with self._bus:
-                self._health = health_server(
-                    health_app(self.settings.party_id, lambda: self.running),
-                    self.settings.bind_host,
-                    self.settings.task_engine_port,
-                )
-                serving = asyncio.create_task(self._health.serve([listener]), name="health")
-                consuming = asyncio.create_task(self._consume(), name="consume")
-                stopping = asyncio.create_task(self._stop.wait(), name="stop")
-                try:
-                    await self._wait_health_started(serving)
-                    self._started.set()
-                    done, _ = await asyncio.wait(
-                        {serving, consuming, stopping}, return_when=asyncio.FIRST_COMPLETED
+            async with contextlib.AsyncExitStack() as resources:
+                if self._runtime is None:
+                    # Refuses to start (SandboxUnavailable) rather than run steps unsandboxed.
+                    self._runtime = await select_runtime(
+                        self.settings, stack=resources, extra_env=self._runtime_env
                     )
-                    for task in done - {stopping}:
-                        task.result()  # a service loop ended: re-raise its error
-                        raise RuntimeError(f"{task.get_name()} ended unexpectedly")
-                finally:
-                    stopping.cancel()
-                    consuming.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await consuming
-                    await self._stop_steps()
-                    self._health.should_exit = True
-                    await serving
+                listener = bind_tcp(self.settings.bind_host, self.settings.task_engine_port)
+                await self._serve(listener)
             if self._failure is not None:
                 raise self._failure
         finally:
@@ -133,6 +111,35 @@ class Worker:
                 listener.close()
             self._stop.set()
             self._stopped.set()
+
+    async def _serve(self, listener: socket.socket) -> None:
+        """Health server and task consumption until stopped; then every step is stopped."""
+        async with self._bus:
+            self._health = health_server(
+                health_app(self.settings.party_id, lambda: self.running),
+                self.settings.bind_host,
+                self.settings.task_engine_port,
+            )
+            serving = asyncio.create_task(self._health.serve([listener]), name="health")
+            consuming = asyncio.create_task(self._consume(), name="consume")
+            stopping = asyncio.create_task(self._stop.wait(), name="stop")
+            try:
+                await self._wait_health_started(serving)
+                self._started.set()
+                done, _ = await asyncio.wait(
+                    {serving, consuming, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done - {stopping}:
+                    task.result()  # a service loop ended: re-raise its error
+                    raise RuntimeError(f"{task.get_name()} ended unexpectedly")
+            finally:
+                stopping.cancel()
+                consuming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await consuming
+                await self._stop_steps()
+                self._health.should_exit = True
+                await serving
 
     async def shutdown(self) -> None:
         """Stop consuming, kill running steps and close everything; safe to call repeatedly."""

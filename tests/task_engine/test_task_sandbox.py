@@ -7,6 +7,7 @@ error the sandbox causes, and the host must show no trace of the attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -160,11 +161,12 @@ async def test_the_plain_process_runtime_is_explicit_and_loud(
 ) -> None:
     base = {"party_id": "72000", "kafka_bootstrap": "127.0.0.1:1", "state_dir": tmp_path}
     with caplog.at_level(logging.INFO, logger="task_engine.sandbox"):
-        sandboxed = await select_runtime(PartySettings.model_validate(base))
-        assert not any(r.levelno >= logging.WARNING for r in caplog.records)
-        plain = await select_runtime(
-            PartySettings.model_validate(base | {"step_runtime": "process"})
-        )
+        async with contextlib.AsyncExitStack() as stack:
+            sandboxed = await select_runtime(PartySettings.model_validate(base), stack=stack)
+            assert not any(r.levelno >= logging.WARNING for r in caplog.records)
+            plain = await select_runtime(
+                PartySettings.model_validate(base | {"step_runtime": "process"}), stack=stack
+            )
     assert isinstance(sandboxed, BubblewrapRuntime) and isinstance(plain, ProcessRuntime)
     warning = next(r for r in caplog.records if r.levelno == logging.WARNING)
     assert "WITHOUT a sandbox" in warning.getMessage()

@@ -1,0 +1,67 @@
+# shellcheck shell=bash disable=SC2034  # variables read by deploy/deploy.sh
+# Tessera party env file for Kubernetes: the template. Copy it (e.g. to tessera-30000.sh), fill
+# it in, and install the party with `deploy/deploy.sh setup tessera-30000.sh`.
+# Plain KEY=value lines: deploy.sh reads it with `set -a; . FILE`. Relative file paths are
+# relative to this file's directory. PowerFL's variable names where they exist.
+# (The local example parties party-10000.env / party-20000.env are for `make up`, not for this.)
+
+# --- who this party is -------------------------------------------------------------------------
+# Numeric party id; the release and namespace are tessera-<PARTY_ID>.
+PARTY_ID=
+# The host name the dashboard (/, /pipelines) and the REST API (/flow-server) are served on.
+DOMAIN=
+
+# --- the party's Kafka ---------------------------------------------------------------------------
+# Bundled (a single-node KRaft StatefulSet) unless DISABLED_COMPONENTS names kafka; then this
+# external broker is used.
+INTERNAL_MQ_HOST=kafka
+INTERNAL_MQ_TCP_PORT=9092
+
+# --- the federation bridge: the party's only door ------------------------------------------------
+# The port peers reach this party's bridge on over HTTPS: a nodePort (30000-32767) when
+# BRIDGE_SERVICE_TYPE=NodePort, the load balancer's port when LoadBalancer.
+EXPOSE_MQ_HTTP_PORT=30370
+BRIDGE_SERVICE_TYPE=NodePort
+# PowerFL exposed Kafka's TCP port too; Tessera never exposes Kafka. Accepted, unused.
+EXPOSE_MQ_TCP_PORT=
+# The bridge's TLS certificate and key (PEM) for DOMAIN; `deploy.sh keygen` makes a self-signed one.
+BRIDGE_TLS_CERT=keys/PARTY/bridge-tls.crt
+BRIDGE_TLS_KEY=keys/PARTY/bridge-tls.key
+
+# --- the other parties ---------------------------------------------------------------------------
+# Comma-separated ids; for each, its bridge's base URL (https://) and optionally PowerFL's proxy URL.
+OTHER_PARTIES=
+# PARTY_MQ_HTTP_URL_20000=https://party-b.example.org:30371
+# PARTY_MQ_PROXY_URL_20000=
+# The CA (PEM) a peer's bridge certificate chains to, when it is not publicly trusted (e.g. the
+# peer's self-signed bridge-tls.crt from `deploy.sh keygen`).
+# PARTY_MQ_CA_20000=keys/20000/bridge-tls.crt
+
+# --- keys ----------------------------------------------------------------------------------------
+# This party's Ed25519 private key and every party's public key, this one's included (PEM files;
+# `deploy.sh keygen` writes this party's pair). Exchange public keys out of band.
+PARTY_PRIVATE_KEY=keys/PARTY/private.pem
+# PARTY_PUBLIC_KEY_10000=keys/10000/public.pem
+# PARTY_PUBLIC_KEY_20000=keys/20000/public.pem
+# The token for the REST API; generated at every install when empty (set it to keep one).
+TESSERA_API_TOKEN=
+
+# --- what not to install ------------------------------------------------------------------------
+# Any of: flow_server task_engine federation_bridge dashboard kafka postgres ingress
+# (comma-separated). kafka / postgres: use INTERNAL_MQ_HOST / DATABASE_URL instead.
+DISABLED_COMPONENTS=
+# flow_server's database when postgres is disabled (SQLAlchemy URL, e.g. postgresql+psycopg://...).
+DATABASE_URL=
+
+# --- images and cluster ---------------------------------------------------------------------------
+SERVICE_IMAGE=tessera/service:0.1.0
+# The default step image; a job picks another with its `runtime-image` argument.
+RUNTIME_IMAGE=tessera/runtime:0.1.0
+KAFKA_IMAGE=apache/kafka:4.0.0
+POSTGRES_IMAGE=postgres:17
+INGRESS_CLASS=nginx
+# An existing kubernetes.io/tls Secret for DOMAIN in the party's namespace (empty: plain HTTP).
+INGRESS_TLS_SECRET=
+# The namespace of the ingress controller: the NetworkPolicies let only it reach the web ports.
+INGRESS_CONTROLLER_NAMESPACE=ingress-nginx
+STORAGE_CLASS=

@@ -1,0 +1,387 @@
+"""The Kubernetes step runtime: each step is a ``batch/v1`` Job in the party's namespace.
+
+The worker's protocol is unchanged (:class:`task_engine.runtime.StepRuntime`): the Job's pod runs
+``python -m task_engine.step`` from the runtime image, in the step's work dir, and talks to its
+worker over the Unix socket there. So the pod mounts the task_engine's state claim at the same
+path and is pinned to the task_engine's node (a Unix socket does not cross nodes); the claim is
+read-only except the work dir and the step's writable paths. The pod has no service account
+token, no privilege, a read-only root, a non-root uid and CPU/memory limits; a NetworkPolicy in
+the chart keeps it off the network.
+
+The API server is spoken to with httpx (already a dependency, async, and the surface is four
+calls) rather than the official ``kubernetes`` client, which is synchronous and large; the
+in-cluster credentials are the pod's projected service-account token, re-read on each request
+because the kubelet rotates it. Configuration comes from ``STEP_*`` variables set by the chart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import httpx
+
+from task_engine.runtime import STDERR_FILE, StepExit, StepLaunch, tail
+from task_engine.step import SPEC_FILE, read_spec
+
+SA_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+IMAGE_ARG: Final = "runtime-image"
+POD_START_POLLS: Final = 600  # seconds waiting for an image pull before giving up the log
+_LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
+
+_log = logging.getLogger(__name__)
+
+
+class KubernetesError(RuntimeError):
+    """The API server refused or failed a request; the message has its status and reason."""
+
+
+@dataclass(frozen=True)
+class KubernetesConfig:
+    """Where and how step Jobs run (the chart sets the ``STEP_*`` variables)."""
+
+    namespace: str
+    image: str
+    claim: str
+    volume_root: Path
+    node_name: str | None = None
+    cpu_limit: str = "2"
+    memory_mb: int = 2048
+    run_as_user: int = 10001
+    timeout_s: int = 3600
+    kill_grace_s: int = 10
+    ttl_after_finished_s: int = 600
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> KubernetesConfig:
+        missing = [k for k in ("STEP_NAMESPACE", "STEP_IMAGE", "STEP_CLAIM") if not environ.get(k)]
+        if missing:
+            raise KubernetesError(f"the Kubernetes step runtime needs {', '.join(missing)}")
+        return cls(
+            namespace=environ["STEP_NAMESPACE"],
+            image=environ["STEP_IMAGE"],
+            claim=environ["STEP_CLAIM"],
+            volume_root=Path(environ.get("STEP_VOLUME_ROOT", "/var/lib/tessera")),
+            node_name=environ.get("STEP_NODE_NAME") or None,
+            cpu_limit=environ.get("STEP_CPU_LIMIT", "2"),
+            memory_mb=int(environ.get("STEP_MEMORY_MB", "2048")),
+            run_as_user=int(environ.get("STEP_RUN_AS_USER", "10001")),
+            timeout_s=int(float(environ.get("TASK_TIMEOUT_S", "3600"))),
+        )
+
+
+def job_name(work_dir: Path) -> str:
+    """A DNS-1123 name unique per work dir (job, step and attempt)."""
+    digest = hashlib.sha256(str(work_dir).encode()).hexdigest()[:16]
+    return f"step-{digest}"
+
+
+def _label(value: str) -> str:
+    return _LABEL_VALUE.sub("-", value)[:63].strip("-_.") or "none"
+
+
+def _sub_path(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError as exc:
+        raise KubernetesError(f"{path} is not on the state volume {root}") from exc
+
+
+def render_job(
+    config: KubernetesConfig, launch: StepLaunch, *, image: str, labels: Mapping[str, str]
+) -> dict[str, Any]:
+    """The Job manifest of one step (pure: tested against the Kubernetes schemas)."""
+    name = job_name(launch.work_dir)
+    all_labels = {"app.kubernetes.io/part-of": "tessera", "tessera.io/role": "step", **labels}
+    mounts: list[dict[str, Any]] = [
+        {"name": "state", "mountPath": str(config.volume_root), "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+    for rw in (launch.work_dir, *launch.writable):
+        sub = _sub_path(rw, config.volume_root)
+        mounts.append({"name": "state", "mountPath": str(rw), "subPath": sub})
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "fsGroup": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "step",
+                "image": image,
+                "command": ["python", "-m", "task_engine.step"],
+                "workingDir": str(launch.work_dir),
+                "env": [{"name": k, "value": v} for k, v in sorted(launch.env.items())],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": f"{min(config.memory_mb, 256)}Mi"},
+                    "limits": {"cpu": config.cpu_limit, "memory": f"{config.memory_mb}Mi"},
+                },
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+                "volumeMounts": mounts,
+            }
+        ],
+        "volumes": [
+            {"name": "state", "persistentVolumeClaim": {"claimName": config.claim}},
+            {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+        ],
+    }
+    if config.node_name:
+        # The step's socket lives on this node's mount of the claim.
+        pod_spec["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchFields": [
+                                {
+                                    "key": "metadata.name",
+                                    "operator": "In",
+                                    "values": [config.node_name],
+                                }
+                            ]
+                        }
+                    ]
+                }
+            }
+        }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": config.namespace, "labels": all_labels},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": config.timeout_s,
+            "ttlSecondsAfterFinished": config.ttl_after_finished_s,
+            "template": {"metadata": {"labels": all_labels}, "spec": pod_spec},
+        },
+    }
+
+
+class KubeApi(Protocol):
+    """The four API server calls the runtime makes."""
+
+    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None: ...
+
+    def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
+        """The Job's states as it changes (``{"type": ..., "object": job}``), until it is gone."""
+        ...
+
+    async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+    def stream_log(self, namespace: str, pod: str) -> AsyncIterator[bytes]: ...
+
+    async def delete_job(self, namespace: str, name: str, grace_s: int) -> None: ...
+
+
+class HttpKubeApi:
+    """:class:`KubeApi` over httpx, with in-cluster credentials by default."""
+
+    def __init__(self, client: httpx.AsyncClient, token_file: Path | None = SA_DIR / "token"):
+        self._client = client
+        self._token_file = token_file
+
+    @classmethod
+    def in_cluster(cls) -> HttpKubeApi:
+        client = httpx.AsyncClient(
+            base_url="https://kubernetes.default.svc",
+            verify=str(SA_DIR / "ca.crt"),
+            timeout=httpx.Timeout(30.0, read=None),
+        )
+        return cls(client)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _headers(self) -> dict[str, str]:
+        if self._token_file is None:
+            return {}
+        return {"Authorization": f"Bearer {self._token_file.read_text().strip()}"}
+
+    async def _check(self, response: httpx.Response, *ok: int) -> None:
+        if response.status_code not in (ok or (200,)):
+            body = (await response.aread()).decode(errors="replace")[:500]
+            raise KubernetesError(
+                f"{response.request.method} {response.request.url.path}: "
+                f"{response.status_code} {body}"
+            )
+
+    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
+        r = await self._client.post(
+            f"/apis/batch/v1/namespaces/{namespace}/jobs", json=manifest, headers=self._headers()
+        )
+        await self._check(r, 201, 200)
+
+    async def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
+        params = {"watch": "1", "fieldSelector": f"metadata.name={name}"}
+        url = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+        async with self._client.stream("GET", url, params=params, headers=self._headers()) as r:
+            await self._check(r)
+            async for line in r.aiter_lines():
+                if line.strip():
+                    yield json.loads(line)
+
+    async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        r = await self._client.get(
+            f"/api/v1/namespaces/{namespace}/pods",
+            params={"labelSelector": f"job-name={name}"},
+            headers=self._headers(),
+        )
+        await self._check(r)
+        items: list[dict[str, Any]] = r.json().get("items", [])
+        return items[0] if items else None
+
+    async def stream_log(self, namespace: str, pod: str) -> AsyncIterator[bytes]:
+        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
+        params = {"follow": "true"}
+        async with self._client.stream("GET", url, params=params, headers=self._headers()) as r:
+            await self._check(r)
+            async for chunk in r.aiter_bytes():
+                yield chunk
+
+    async def delete_job(self, namespace: str, name: str, grace_s: int) -> None:
+        r = await self._client.request(
+            "DELETE",
+            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
+            json={"propagationPolicy": "Background", "gracePeriodSeconds": grace_s},
+            headers=self._headers(),
+        )
+        await self._check(r, 200, 202, 404)
+
+
+def _finished(job: dict[str, Any]) -> str | None:
+    for cond in job.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return str(cond["type"])
+    return None
+
+
+def _terminated(pod: dict[str, Any] | None) -> dict[str, Any]:
+    for status in (pod or {}).get("status", {}).get("containerStatuses", []) or []:
+        terminated = status.get("state", {}).get("terminated")
+        if terminated:
+            return dict(terminated)
+    return {}
+
+
+class JobHandle:
+    """A step running as a Job: waits on its watch, copies its log, deletes it at the end."""
+
+    def __init__(self, api: KubeApi, config: KubernetesConfig, name: str, work_dir: Path):
+        self._api = api
+        self._config = config
+        self.name = name
+        self._work_dir = work_dir
+        self._killed = False
+        self._log_task: asyncio.Task[None] | None = None
+
+    async def _copy_log(self) -> None:
+        """Stream the pod's output into the work dir (the step's own log lines reach Kafka
+        through its socket; this keeps what the interpreter prints before or around them)."""
+        ns = self._config.namespace
+        pod: dict[str, Any] | None = None
+        for _ in range(POD_START_POLLS):  # the log endpoint answers only once the pod started
+            pod = await self._api.job_pod(ns, self.name)
+            if pod is not None and pod.get("status", {}).get("phase") != "Pending":
+                break
+            await asyncio.sleep(1.0)
+        if pod is None:
+            return
+        with (self._work_dir / STDERR_FILE).open("ab") as out:
+            async for chunk in self._api.stream_log(ns, pod["metadata"]["name"]):
+                out.write(chunk)
+                out.flush()
+
+    def start_log(self) -> None:
+        self._log_task = asyncio.get_running_loop().create_task(self._copy_log())
+
+    async def wait(self) -> StepExit:
+        ns = self._config.namespace
+        outcome: str | None = None
+        async for event in self._api.watch_job(ns, self.name):
+            if event.get("type") == "DELETED":
+                break
+            outcome = _finished(event.get("object", {}))
+            if outcome:
+                break
+        terminated = _terminated(await self._api.job_pod(ns, self.name))
+        await self._stop_log()
+        with contextlib.suppress(KubernetesError):
+            await self._api.delete_job(ns, self.name, 0)
+        if self._killed or outcome is None:
+            return StepExit(None, signal.SIGKILL, tail(self._work_dir / STDERR_FILE))
+        code = terminated.get("exitCode", 0 if outcome == "Complete" else 1)
+        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE))
+
+    async def _stop_log(self) -> None:
+        if self._log_task is not None:
+            self._log_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, KubernetesError, httpx.HTTPError):
+                await self._log_task
+            self._log_task = None
+
+    async def kill(self) -> None:
+        self._killed = True
+        await self._api.delete_job(self._config.namespace, self.name, self._config.kill_grace_s)
+
+
+class KubernetesRuntime:
+    """Runs each step as a Job from the job's ``runtime-image`` arg (else the default image)."""
+
+    def __init__(
+        self, config: KubernetesConfig, api: KubeApi, *, extra_env: Mapping[str, str] | None = None
+    ) -> None:
+        self._config = config
+        self._api = api
+        self._extra_env = dict(extra_env or {})
+
+    def _image(self, work_dir: Path) -> str:
+        spec = read_spec(work_dir) if (work_dir / SPEC_FILE).exists() else {}
+        args = spec.get("args") or {}
+        image = args.get(IMAGE_ARG) if isinstance(args, dict) else None
+        return image if isinstance(image, str) and image else self._config.image
+
+    async def start(self, launch: StepLaunch) -> JobHandle:
+        for rw in launch.writable:
+            rw.mkdir(parents=True, exist_ok=True)  # a subPath must exist before the pod mounts it
+        spec = read_spec(launch.work_dir) if (launch.work_dir / SPEC_FILE).exists() else {}
+        labels = {
+            "tessera.io/job-id": _label(str(spec.get("job_id", launch.work_dir.parts[-3]))),
+            "tessera.io/step": _label(str(spec.get("task", launch.work_dir.parts[-2]))),
+        }
+        launch = replace(launch, env={**self._extra_env, **launch.env})
+        manifest = render_job(
+            self._config, launch, image=self._image(launch.work_dir), labels=labels
+        )
+        name = manifest["metadata"]["name"]
+        # A Job left by an earlier worker for the same attempt would make the create fail.
+        await self._api.delete_job(self._config.namespace, name, 0)
+        await self._api.create_job(self._config.namespace, manifest)
+        _log.info(
+            "step %s runs as Job %s (%s)",
+            launch.work_dir,
+            name,
+            manifest["spec"]["template"]["spec"]["containers"][0]["image"],
+        )
+        handle = JobHandle(self._api, self._config, name, launch.work_dir)
+        handle.start_log()
+        return handle

@@ -1,0 +1,294 @@
+"""The chart rendered for the example parties: valid Kubernetes, and what matters in it."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from deploy_helpers import (
+    CHART,
+    Manifest,
+    Tools,
+    by_kind,
+    env_file,
+    kubeconform,
+    pod_specs,
+    render,
+    render_text,
+)
+
+APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
+
+
+def test_helm_lint(tools: Tools, env_dir: Path) -> None:
+    keys = env_dir / "keys" / "10000"
+    result = subprocess.run(
+        [
+            str(tools.helm),
+            "lint",
+            "--strict",
+            str(CHART),
+            "--set",
+            "party.id=10000",
+            "--set",
+            "party.domain=a.example",
+            "--set-file",
+            f"keys.privateKey={keys}/private.pem",
+            "--set-file",
+            f"bridge.tls.cert={keys}/bridge-tls.crt",
+            "--set-file",
+            f"bridge.tls.key={keys}/bridge-tls.key",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_manifests_validate_strictly(tools: Tools, env_dir: Path, tmp_path: Path) -> None:
+    variants = [
+        env_file(env_dir, "10000"),
+        env_file(env_dir, "20000"),
+        env_file(
+            env_dir,
+            "20000",
+            BRIDGE_SERVICE_TYPE="LoadBalancer",
+            EXPOSE_MQ_HTTP_PORT="443",
+            INGRESS_TLS_SECRET="party-b-tls",
+        ),
+    ]
+    texts = [render_text(tools, path) for path in variants]
+    kubeconform(tools, texts, tmp_path)
+    assert sum(t.count("\nkind: ") for t in texts) > 75
+
+
+def test_both_parties_share_one_cluster(party_a: list[Manifest], party_b: list[Manifest]) -> None:
+    for docs, party in ((party_a, "10000"), (party_b, "20000")):
+        kinds = {d["kind"] for d in docs}
+        assert not kinds & {
+            "Namespace",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "PersistentVolume",
+            "IngressClass",
+            "StorageClass",
+        }, "a cluster-scoped object collides"
+        assert all(d["metadata"].get("labels", {}).get("tessera.io/party") == party for d in docs)
+        assert all(d["metadata"].get("namespace") in (None, f"tessera-{party}") for d in docs)
+    ports = [
+        by_kind(docs, "Service")["federation-bridge"]["spec"]["ports"][0]["nodePort"]
+        for docs in (party_a, party_b)
+    ]
+    assert ports == [30370, 30371]
+    hosts = [
+        by_kind(docs, "Ingress")["tessera"]["spec"]["rules"][0]["host"]
+        for docs in (party_a, party_b)
+    ]
+    assert len(set(hosts)) == 2
+
+
+def test_ingress_paths(party_a: list[Manifest]) -> None:
+    rule = by_kind(party_a, "Ingress")["tessera"]["spec"]["rules"][0]
+    assert rule["host"] == "party-a.tessera.example"
+    routes = {
+        p["path"]: (p["pathType"], p["backend"]["service"]["name"]) for p in rule["http"]["paths"]
+    }
+    assert routes == {
+        "/": ("Prefix", "dashboard"),
+        "/pipelines": ("Prefix", "dashboard"),
+        "/flow-server": ("Prefix", "flow-server"),
+    }
+
+
+def test_bridge_is_exposed_over_tls_only(party_a: list[Manifest]) -> None:
+    service = by_kind(party_a, "Service")["federation-bridge"]
+    assert service["spec"]["type"] == "NodePort"
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    for name, svc in by_kind(party_a, "Service").items():
+        if name != "federation-bridge":
+            assert svc["spec"]["type"] == "ClusterIP", name
+    pod = pod_specs(party_a)["Deployment/federation-bridge"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["BIND_HOST"] == "127.0.0.1", "plain HTTP must stay inside the pod"
+    assert any(v.get("secret", {}).get("secretName") == "bridge-tls" for v in pod["volumes"])
+    config = by_kind(party_a, "ConfigMap")["bridge-tls-proxy"]["data"]["nginx.conf"]
+    assert "listen 9443 ssl;" in config and "proxy_pass http://127.0.0.1:9370;" in config
+
+
+def test_load_balancer_bridge(tools: Tools, env_dir: Path) -> None:
+    docs = render(
+        tools,
+        env_file(env_dir, "10000", BRIDGE_SERVICE_TYPE="LoadBalancer", EXPOSE_MQ_HTTP_PORT="443"),
+    )
+    service = by_kind(docs, "Service")["federation-bridge"]
+    assert service["spec"]["type"] == "LoadBalancer"
+    assert service["spec"]["ports"][0]["port"] == 443
+
+
+def test_no_privileged_pods(party_a: list[Manifest]) -> None:
+    for name, pod in pod_specs(party_a).items():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert not pod.get("hostNetwork") and not pod.get("hostPID"), name
+        assert all("hostPath" not in v for v in pod.get("volumes", [])), name
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"] and "add" not in sc["capabilities"]
+        token = pod.get("automountServiceAccountToken")
+        assert token is False or name == "Deployment/task-engine", name
+
+
+def test_every_deployment_has_probes_and_limits(party_a: list[Manifest]) -> None:
+    deployments = by_kind(party_a, "Deployment")
+    assert set(deployments) == APPS
+    for name, d in deployments.items():
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            assert c["readinessProbe"] and c["livenessProbe"], (name, c["name"])
+            assert {"cpu", "memory"} <= set(c["resources"]["limits"]), (name, c["name"])
+            if c["name"] != "tls-proxy":
+                assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    probe = deployments["flow-server"]["spec"]["template"]["spec"]["containers"][0]
+    assert probe["readinessProbe"]["httpGet"]["path"] == "/flow-server/health"
+    for name in ("dashboard", "task-engine"):
+        c = deployments[name]["spec"]["template"]["spec"]["containers"][0]
+        assert c["livenessProbe"]["httpGet"]["path"] == "/health"
+
+
+def test_bundled_kafka_and_postgres(party_a: list[Manifest]) -> None:
+    sets = by_kind(party_a, "StatefulSet")
+    assert set(sets) == {"kafka", "postgres"}
+    kafka = sets["kafka"]["spec"]
+    assert kafka["template"]["spec"]["containers"][0]["image"].startswith("apache/kafka:")
+    env = {e["name"]: e.get("value") for e in kafka["template"]["spec"]["containers"][0]["env"]}
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert len(env["CLUSTER_ID"]) == 22
+    assert kafka["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    party_env = by_kind(party_a, "ConfigMap")["party-env"]["data"]["party.env"]
+    assert "KAFKA_BOOTSTRAP=kafka:9092" in party_env
+    assert "PARTY_MQ_HTTP_URL_20000=https://bridge.party-b.tessera.example:30371" in party_env
+
+
+def test_disabled_components_are_not_installed(tools: Tools, env_dir: Path) -> None:
+    docs = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            DISABLED_COMPONENTS="dashboard,kafka,postgres,ingress",
+            INTERNAL_MQ_HOST="kafka.shared.svc",
+            INTERNAL_MQ_TCP_PORT="9094",
+            DATABASE_URL="postgresql+psycopg://t:p@db.example:5432/tessera",
+        ),
+    )
+    names = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
+    assert (
+        not {
+            "Deployment/dashboard",
+            "Service/dashboard",
+            "StatefulSet/kafka",
+            "StatefulSet/postgres",
+            "Ingress/tessera",
+        }
+        & names
+    )
+    assert {
+        "Deployment/flow-server",
+        "Deployment/task-engine",
+        "Deployment/federation-bridge",
+    } <= names
+    party_env = by_kind(docs, "ConfigMap")["party-env"]["data"]["party.env"]
+    assert "KAFKA_BOOTSTRAP=kafka.shared.svc:9094" in party_env
+    secret = by_kind(docs, "Secret")["party-secrets"]["stringData"]
+    assert secret["database-url"] == "postgresql+psycopg://t:p@db.example:5432/tessera"
+    assert "postgres-password" not in secret
+
+
+def test_disabling_the_bridge_drops_its_exposure(tools: Tools, env_dir: Path) -> None:
+    docs = render(tools, env_file(env_dir, "10000", DISABLED_COMPONENTS="federation-bridge"))
+    names = {f"{d['kind']}/{d['metadata']['name']}" for d in docs}
+    assert not {n for n in names if "bridge" in n}
+
+
+def test_network_policies(party_a: list[Manifest]) -> None:
+    policies = by_kind(party_a, "NetworkPolicy")
+    deny = policies["default-deny-ingress"]["spec"]
+    assert (
+        deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and "ingress" not in deny
+    )
+    # From outside the namespace: anyone to the bridge's TLS port, the ingress controller to
+    # the web ports, nothing else.
+    external = {
+        n: p
+        for n, p in policies.items()
+        if any(
+            not r.get("from") or any("namespaceSelector" in f or "ipBlock" in f for f in r["from"])
+            for r in p["spec"].get("ingress", [])
+        )
+    }
+    assert set(external) == {"bridge-from-peers", "web-from-ingress-controller"}
+    bridge = policies["bridge-from-peers"]["spec"]
+    assert bridge["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "federation-bridge"
+    assert bridge["ingress"] == [{"ports": [{"port": 9443, "protocol": "TCP"}]}]
+    web = policies["web-from-ingress-controller"]["spec"]
+    assert {p["port"] for p in web["ingress"][0]["ports"]} == {8080, 9380}
+    steps = policies["steps-isolated"]["spec"]
+    assert steps["policyTypes"] == ["Ingress", "Egress"] and "egress" not in steps
+
+
+def test_task_engine_rbac_is_namespaced_and_minimal(party_a: list[Manifest]) -> None:
+    role = by_kind(party_a, "Role")["task-engine-steps"]
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert rules == {
+        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
+        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods/log"): {"get"},
+    }
+    binding = by_kind(party_a, "RoleBinding")["task-engine-steps"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "task-engine", "namespace": "tessera-10000"}
+    ]
+    pod = pod_specs(party_a)["Deployment/task-engine"]
+    assert pod["serviceAccountName"] == "task-engine"
+
+
+def test_schemas_are_strict(tools: Tools, party_a: list[Manifest], tmp_path: Path) -> None:
+    """A misspelt field fails validation (the offline schemas forbid unknown properties)."""
+    deployment = dict(by_kind(party_a, "Deployment")["dashboard"])
+    deployment["spec"] = {**deployment["spec"], "replica": 2}
+    with pytest.raises(AssertionError, match="additional properties 'replica' not allowed"):
+        kubeconform(tools, [deployment], tmp_path)
+
+
+def test_state_volume_users_share_a_node(party_a: list[Manifest]) -> None:
+    pods = pod_specs(party_a)
+    claims = {
+        name
+        for name, pod in pods.items()
+        for v in pod.get("volumes", [])
+        if v.get("persistentVolumeClaim", {}).get("claimName") == "party-state"
+    }
+    assert claims == {"Deployment/flow-server", "Deployment/task-engine"}
+    term = pods["Deployment/flow-server"]["affinity"]["podAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ][0]
+    assert term["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "task-engine"}
+    env = {
+        e["name"]: e.get("value") for e in pods["Deployment/task-engine"]["containers"][0]["env"]
+    }
+    assert env["STEP_RUNTIME"] == "kubernetes" and env["STEP_CLAIM"] == "party-state"
+
+
+def test_peer_ca_is_mounted_and_named(party_a: list[Manifest]) -> None:
+    party_env = by_kind(party_a, "ConfigMap")["party-env"]["data"]["party.env"]
+    assert "PARTY_MQ_CA_20000=/etc/tessera/keys/ca-20000.pem" in party_env
+    keys = by_kind(party_a, "Secret")["party-keys"]["stringData"]
+    assert keys["ca-20000.pem"].startswith("-----BEGIN CERTIFICATE-----")
+    assert set(keys) == {"private.pem", "public-10000.pem", "public-20000.pem", "ca-20000.pem"}
