@@ -6,12 +6,13 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import hetero_lr, paillier
+from bench import bridge, hetero_lr, paillier
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "paillier": paillier.run,
     "hetero_lr": hetero_lr.run,
+    "bridge": bridge.run,
 }
 
 

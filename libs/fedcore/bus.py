@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from pydantic import ValidationError
 
 from fedcore import topics
@@ -27,6 +27,28 @@ _log = logging.getLogger(__name__)
 
 MAX_RECORD_BYTES = 900_000
 PARTITIONS = 3
+
+
+class PublishFailed(KafkaError):  # type: ignore[misc]
+    """Some records of :meth:`Bus.publish_raw_many` did not reach the broker.
+
+    ``delivered`` holds the indices of those that did; ``error`` is the first failure.
+    """
+
+    def __init__(self, delivered: list[int], error: BaseException) -> None:
+        super().__init__(f"{error!r} ({len(delivered)} records were delivered)")
+        self.delivered = delivered
+        self.error = error
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """A Kafka record as bytes, for :meth:`Bus.publish_raw_many`."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 def header(record: ConsumerRecord, name: str) -> str | None:
@@ -103,6 +125,29 @@ class Bus:
     ) -> None:
         """Write a record exactly as received (the bridge mirrors records without decoding them)."""
         await self.producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def publish_raw_many(self, records: Sequence[RawRecord]) -> None:
+        """Write records in order, pipelined: each is handed to the producer before any is
+        awaited, so the broker round trips overlap; returns once the broker has every one.
+
+        Order per partition is the order given (the idempotent producer keeps it across its own
+        retries). On failure :class:`PublishFailed` says which records the broker did take.
+        """
+        futures: list[asyncio.Future[object]] = []
+        try:
+            for r in records:
+                futures.append(
+                    await self.producer.send(r.topic, r.value, key=r.key, headers=list(r.headers))
+                )
+        except KafkaError as exc:
+            results = await asyncio.gather(*futures, return_exceptions=True)
+            done = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
+            raise PublishFailed(done, exc) from exc
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        errors = [res for res in results if isinstance(res, BaseException)]
+        if errors:
+            done = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
+            raise PublishFailed(done, errors[0]) from errors[0]
 
     def subscribe(
         self,

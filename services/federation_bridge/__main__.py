@@ -12,7 +12,9 @@ from pathlib import Path
 import uvicorn
 
 from fedcore.settings import PartySettings, SettingsError
+from federation_bridge import tls
 from federation_bridge.app import create_app
+from federation_bridge.options import BridgeOptions
 from federation_bridge.signing import KeyFileError, generate_keypair
 
 log = logging.getLogger("federation_bridge")
@@ -39,11 +41,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = PartySettings.from_env(args.env_file)
-        app = create_app(settings, env_file=args.env_file)
+        options = BridgeOptions.from_env(args.env_file)
+        app = create_app(settings, options, env_file=args.env_file)
     except (SettingsError, KeyFileError) as exc:
         log.error("%s", exc)
         return 2
-    uvicorn.run(app, host=settings.bind_host, port=settings.bridge_port, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.bind_host,
+        port=settings.bridge_port,
+        log_config=None,
+        **tls.server_options(options),
+    )
     return 0
 
 

@@ -1,33 +1,37 @@
-"""The bridge's FastAPI app: ``POST /v1/records`` (receiver), ``GET /health``, and the sender
-running in the lifespan.
+"""The bridge's FastAPI app: ``POST /v1/records`` (receiver), ``POST /v1/ping`` and
+``POST /v1/diag/sink`` (diagnostics, :mod:`federation_bridge.diag`), ``GET /health``,
+``GET /metrics`` (Prometheus), and the sender running in the lifespan.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 import httpx
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from fedcore.bus import Bus
-from fedcore.settings import PartySettings, SettingsError
-from federation_bridge import signing
+from fedcore.bus import Bus, PublishFailed
+from fedcore.settings import PartySettings, SettingsError, environment
+from federation_bridge import diag, signing, tls
 from federation_bridge.dedup import DedupStore
 from federation_bridge.deps import BridgeState, StateDep
+from federation_bridge.metrics import CONTENT_TYPE, BridgeMetrics
 from federation_bridge.options import BridgeOptions
 from federation_bridge.receiver import Receiver, Rejected
+from federation_bridge.recovery import recover_pending
 from federation_bridge.sender import Sender
 from federation_bridge.wire import PARTY_HEADER, PATH, SIGNATURE_HEADER
 
 log = logging.getLogger(__name__)
 
 DEDUP_FILE = "bridge-dedup.sqlite"
+_PING_MAX_BYTES = 4096
 
 
 def create_app(
@@ -40,26 +44,51 @@ def create_app(
     settings = settings or PartySettings.from_env(env_file)
     options = options or BridgeOptions.from_env(env_file)
     private_key, public_keys = _load_keys(settings)
+    cas = tls.peer_cas(environment(env_file))
+    contexts = {peer: tls.client_context(options, cas.get(peer)) for peer in settings.peers}
+    metrics = BridgeMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         party = settings.party_id
-        dedup = DedupStore(settings.state_dir / DEDUP_FILE, retention_s=options.dedup_retention_s)
+        dedup = DedupStore(
+            settings.state_dir / DEDUP_FILE,
+            retention_s=options.dedup_retention_s,
+            fsync=options.dedup_fsync,
+        )
         bus = Bus(settings.kafka_bootstrap, client_id=f"bridge-{party}")
         timeout = httpx.Timeout(options.http_timeout_s, connect=min(options.http_timeout_s, 5.0))
-        async with dedup, bus, httpx.AsyncClient(timeout=timeout) as client:
+        async with AsyncExitStack() as stack:
+            await stack.enter_async_context(dedup)
+            await stack.enter_async_context(bus)
+            # before serving: the peer's retries of what a crash left pending must see its fate
+            await recover_pending(dedup, settings.kafka_bootstrap)
+            clients = {
+                peer: await stack.enter_async_context(
+                    httpx.AsyncClient(timeout=timeout, verify=contexts[peer])
+                )
+                for peer in settings.peers
+            }
             receiver = Receiver(
                 party_id=party,
                 public_keys=public_keys,
                 publisher=bus,
                 dedup=dedup,
                 max_age_s=options.dedup_retention_s,
+                metrics=metrics,
             )
             sender = Sender(
-                settings=settings, options=options, bus=bus, client=client, private_key=private_key
+                settings=settings,
+                options=options,
+                bus=bus,
+                clients=clients,
+                private_key=private_key,
+                metrics=metrics,
             )
             await sender.start()
-            app.state.bridge = BridgeState(settings, options, receiver, sender)
+            app.state.bridge = BridgeState(
+                settings, options, receiver, sender, metrics, private_key
+            )
             log.info("bridge of party %s up; peers %s", party, settings.peers)
             try:
                 yield
@@ -74,6 +103,7 @@ def create_app(
         body = await _read_body(request, state.options.max_body_bytes)
         if body is None:
             state.receiver.stats.rejected["too_large"] += 1
+            state.metrics.rejects.labels("too_large").inc()
             limit = state.options.max_body_bytes
             return _error(413, "too_large", f"the body exceeds {limit} bytes")
         try:
@@ -82,6 +112,10 @@ def create_app(
             )
         except Rejected as exc:
             return _error(exc.status, exc.code, exc.reason)
+        except PublishFailed as exc:
+            log.warning("cannot produce a batch into Kafka: %r", exc.error)
+            state.receiver.stats.rejected["kafka_unavailable"] += 1
+            return _error(503, "kafka_unavailable", f"this party's Kafka refused: {exc.error!r}")
         except KafkaError as exc:
             log.warning("cannot produce a batch into Kafka: %r", exc)
             state.receiver.stats.rejected["kafka_unavailable"] += 1
@@ -94,6 +128,53 @@ def create_app(
             }
         )
 
+    @app.post(diag.PING_PATH)
+    async def ping(request: Request, state: StateDep) -> Response:
+        """A signed ping from a peer, answered signed with this party's id and version."""
+        body = await _read_body(request, _PING_MAX_BYTES)
+        if body is None:
+            return _error(413, "too_large", f"a ping is at most {_PING_MAX_BYTES} bytes")
+        party = request.headers.get(PARTY_HEADER)
+        try:
+            signer = state.receiver.verify_signer(
+                party, request.headers.get(SIGNATURE_HEADER), body
+            )
+            try:
+                ping = diag.parse_ping(body, signer=signer, own_party=state.settings.party_id)
+            except diag.DiagError as exc:
+                raise Rejected(403, "bad_ping", str(exc)) from exc
+        except Rejected as exc:
+            state.receiver.reject(party, exc)
+            return _error(exc.status, exc.code, exc.reason)
+        answer, headers = diag.make_pong(
+            ping,
+            party_id=state.settings.party_id,
+            key=state.private_key,
+            max_body_bytes=state.options.max_body_bytes,
+        )
+        return Response(answer, headers=headers)
+
+    @app.post(diag.SINK_PATH)
+    async def sink(request: Request, state: StateDep) -> JSONResponse:
+        """A signed diagnostic payload: verified, then discarded (it never reaches Kafka)."""
+        body = await _read_body(request, state.options.max_body_bytes)
+        if body is None:
+            limit = state.options.max_body_bytes
+            return _error(413, "too_large", f"the body exceeds {limit} bytes")
+        party = request.headers.get(PARTY_HEADER)
+        try:
+            state.receiver.verify_signer(party, request.headers.get(SIGNATURE_HEADER), body)
+        except Rejected as exc:
+            state.receiver.reject(party, exc)
+            return _error(exc.status, exc.code, exc.reason)
+        return JSONResponse({"bytes": len(body)})
+
+    @app.get("/metrics")
+    async def metrics_endpoint(state: StateDep) -> Response:
+        """Prometheus text format."""
+        await state.sender.refresh_metrics()
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
     @app.get("/health")
     async def health(state: StateDep) -> JSONResponse:
         """200 while the sender runs, 503 once it died; counters of both halves."""
@@ -102,6 +183,8 @@ def create_app(
         return JSONResponse(
             {
                 "party": state.settings.party_id,
+                "version": diag.bridge_version(),
+                "tls": state.options.tls,
                 "peers": state.settings.peers,
                 "receiver": {
                     "batches": stats.batches,

@@ -19,6 +19,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from federation_bridge import signing
+from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.options import BridgeOptions
 from federation_bridge.wire import (
     CONTENT_TYPE,
@@ -50,6 +51,7 @@ class PeerLink:
         client: httpx.AsyncClient,
         private_key: Ed25519PrivateKey,
         options: BridgeOptions,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.party_id = party_id
         self.peer_id = peer_id
@@ -58,6 +60,7 @@ class PeerLink:
         self._key = private_key
         self._options = options
         self.stats = LinkStats()
+        self.metrics = metrics or BridgeMetrics()
 
     def encode(self, batch_id: str, records: list[WireRecord]) -> tuple[bytes, dict[str, str]]:
         """The signed body and HTTP headers of one attempt (``sent_ms`` is the attempt's time)."""
@@ -92,11 +95,15 @@ class PeerLink:
                     self.stats.batches += 1
                     self.stats.records += len(records)
                     self.stats.last_error = None
+                    self.metrics.batches_out.labels(self.peer_id).inc()
+                    self.metrics.records_out.labels(self.peer_id).inc(len(records))
+                    self.metrics.bytes_out.labels(self.peer_id).inc(len(body))
                     return
                 problem = f"HTTP {resp.status_code}: {resp.text[:500]}"
                 if resp.is_client_error:
                     level = logging.ERROR
             self.stats.failed_attempts += 1
+            self.metrics.retries.labels(self.peer_id).inc()
             self.stats.last_error = problem
             log.log(
                 level,

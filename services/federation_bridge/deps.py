@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, Request
 
 from fedcore.settings import PartySettings
+from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.options import BridgeOptions
 from federation_bridge.receiver import Receiver
 from federation_bridge.sender import Sender
@@ -19,6 +21,8 @@ class BridgeState:
     options: BridgeOptions
     receiver: Receiver
     sender: Sender
+    metrics: BridgeMetrics
+    private_key: Ed25519PrivateKey
 
 
 def get_state(request: Request) -> BridgeState:

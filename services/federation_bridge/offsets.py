@@ -74,5 +74,10 @@ class OffsetTracker:
     def committed(self, offsets: dict[TopicPartition, int]) -> None:
         self._committed.update(offsets)
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The offset a restart would resume ``tp`` from once in-flight records are done."""
+        part = self._parts.get(tp)
+        return part.committable() if part is not None else None
+
     def in_flight(self) -> int:
         return sum(len(p.pending) for p in self._parts.values())

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from fedcore.settings import SettingsError, environment
 
@@ -30,8 +30,37 @@ class BridgeOptions(BaseModel):
     http_timeout_s: float = Field(default=30.0, gt=0)
     # how long a record id is remembered by the receiver; older batches are refused
     dedup_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # fsync every de-duplication commit: also exactly-once across a power loss (slower)
+    dedup_fsync: bool = False
     max_body_bytes: int = Field(default=64_000_000, ge=1)
     shutdown_grace_s: float = Field(default=5.0, ge=0)
+    # TLS of the listener (HTTPS when both are set); with tls_ca, peers' client certificates are
+    # verified against it, and required when tls_require_client_cert (mTLS)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_require_client_cert: bool = False
+    # what the sender presents to peers that require client certificates
+    tls_client_cert: Path | None = None
+    tls_client_key: Path | None = None
+    # CAs the sender trusts for every peer without its own PARTY_MQ_CA_<id> (else the system's)
+    tls_ca_bundle: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> Self:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("BRIDGE_TLS_CERT and BRIDGE_TLS_KEY must be set together")
+        if (self.tls_client_cert is None) != (self.tls_client_key is None):
+            raise ValueError("BRIDGE_TLS_CLIENT_CERT and BRIDGE_TLS_CLIENT_KEY go together")
+        if self.tls_require_client_cert and (self.tls_ca is None or self.tls_cert is None):
+            raise ValueError(
+                "BRIDGE_TLS_REQUIRE_CLIENT_CERT needs BRIDGE_TLS_CA and the listener's cert/key"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @classmethod
     def from_env(

@@ -7,9 +7,11 @@ and this party as ``dst`` and is younger than the de-duplication window (403), a
 targets an inbound topic, carries ``src`` = the authenticated party, ``dst`` = this party (403)
 and an ``id`` header (400).
 
-New records are produced in batch order, each awaited; a record's key is remembered only after
-the broker acknowledged it, and the answer (200) is sent only after all were produced and
-remembered. A crash between the two can produce a record twice; never zero times.
+New records are produced in batch order, pipelined (all handed to the producer, then awaited
+together); a record's key is noted as pending before, remembered as seen only after the broker
+acknowledged it, and the answer (200) is sent only after all were produced and remembered. After
+a crash between the two, :mod:`federation_bridge.recovery` settles the pending keys from what the
+inbound topics hold before the bridge serves again, so the peer's retry produces each record once.
 """
 
 from __future__ import annotations
@@ -18,14 +20,17 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcore import topics
+from fedcore.bus import PublishFailed, RawRecord
 from federation_bridge import signing
 from federation_bridge.dedup import DedupStore, RecordKey
+from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.wire import Batch, WireError, WireRecord
 
 log = logging.getLogger(__name__)
@@ -34,9 +39,7 @@ INBOUND_TOPICS = frozenset(topics.OUTBOUND_TO_INBOUND.values())
 
 
 class Publisher(Protocol):
-    async def publish_raw(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None: ...
+    async def publish_raw_many(self, records: Sequence[RawRecord]) -> None: ...
 
 
 class Rejected(Exception):
@@ -73,6 +76,7 @@ class Receiver:
         publisher: Publisher,
         dedup: DedupStore,
         max_age_s: float,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.party_id = party_id
         self._keys = public_keys
@@ -82,23 +86,32 @@ class Receiver:
         # one batch per sending party at a time, so a retry racing its own original is produced once
         self._locks: dict[str, asyncio.Lock] = {}
         self.stats = ReceiverStats()
+        self.metrics = metrics or BridgeMetrics()
 
     async def receive(self, party: str | None, signature: str | None, body: bytes) -> Accepted:
         try:
             batch = self._authenticate(party, signature, body)
             self._authorise(batch)
         except Rejected as exc:
-            self.stats.rejected[exc.code] += 1
-            log.warning("rejected a batch from %r: %s", party, exc.reason)
+            self.reject(party, exc)
             raise
         async with self._locks.setdefault(batch.src, asyncio.Lock()):
             result = await self._produce(batch)
         self.stats.batches += 1
         self.stats.produced += result.produced
         self.stats.duplicates += result.duplicates
+        self.metrics.records_in.labels(batch.src).inc(result.produced)
+        self.metrics.duplicates.labels(batch.src).inc(result.duplicates)
         return result
 
-    def _authenticate(self, party: str | None, signature: str | None, body: bytes) -> Batch:
+    def reject(self, party: str | None, exc: Rejected) -> None:
+        """Count and log a refused request."""
+        self.stats.rejected[exc.code] += 1
+        self.metrics.rejects.labels(exc.code).inc()
+        log.warning("rejected a request from %r: %s", party, exc.reason)
+
+    def verify_signer(self, party: str | None, signature: str | None, body: bytes) -> str:
+        """The known peer that signed ``body``; :class:`Rejected` (401) otherwise, uncounted."""
         if not party or not signature:
             raise Rejected(401, "unsigned", "X-Tessera-Party and X-Tessera-Signature are required")
         key = self._keys.get(party)
@@ -106,6 +119,10 @@ class Receiver:
             raise Rejected(401, "unknown_party", f"party {party!r} is not a known peer")
         if not signing.verify(key, body, signature):
             raise Rejected(401, "bad_signature", f"the signature does not verify for {party!r}")
+        return party
+
+    def _authenticate(self, party: str | None, signature: str | None, body: bytes) -> Batch:
+        party = self.verify_signer(party, signature, body)
         try:
             batch = Batch.decode(body)
         except WireError as exc:
@@ -133,22 +150,32 @@ class Receiver:
 
     async def _produce(self, batch: Batch) -> Accepted:
         keys = [_record_key(batch.src, r) for r in batch.records]
-        already = await self._dedup.seen(keys)
-        produced: list[RecordKey] = []
+        already = await self._dedup.claim(
+            [(key, r.topic) for key, r in zip(keys, batch.records, strict=True)]
+        )
+        fresh: list[tuple[RecordKey, WireRecord]] = []
         duplicates = 0
+        for key, record in zip(keys, batch.records, strict=True):
+            if key in already:
+                duplicates += 1
+                continue
+            already.add(key)  # a batch that repeats a record produces it once
+            fresh.append((key, record))
+        produced = [key for key, _ in fresh]
         try:
-            for key, record in zip(keys, batch.records, strict=True):
-                if key in already:
-                    duplicates += 1
-                    continue
-                await self._publisher.publish_raw(
-                    record.topic, record.key, record.value, list(record.headers)
-                )
-                already.add(key)  # a batch that repeats a record produces it once
-                produced.append(key)
-        finally:
-            # remember what reached Kafka even if a later record failed: the retry skips it
-            await self._dedup.mark(produced)
+            # pipelined: the broker round trips overlap, the order of the batch is kept
+            await self._publisher.publish_raw_many(
+                [RawRecord(r.topic, r.key, r.value, r.headers) for _, r in fresh]
+            )
+        except PublishFailed as exc:
+            # remember what reached Kafka even though others failed: the retry skips it
+            delivered = set(exc.delivered)
+            await self._dedup.mark([produced[i] for i in delivered])
+            await self._dedup.forget_pending(
+                [k for i, k in enumerate(produced) if i not in delivered]
+            )
+            raise
+        await self._dedup.mark(produced)
         return Accepted(batch.batch_id, len(produced), duplicates)
 
 

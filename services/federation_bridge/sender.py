@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ from fedcore.bus import Bus
 from fedcore.settings import PartySettings
 from federation_bridge.buffer import PeerBuffer
 from federation_bridge.delivery import PeerLink
+from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.offsets import OffsetTracker, Ticket
 from federation_bridge.options import BridgeOptions
 from federation_bridge.wire import WireRecord, find_header
@@ -45,12 +47,16 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_TOPIC = topics.BRIDGE_DEAD
 _POLL_MS = 500
 _KAFKA_RETRY_S = 1.0
+_POSITION_WAIT_S = 0.5
+# how long the broker may hold an empty fetch; short, so a record is picked up promptly
+_FETCH_WAIT_MS = 100
 
 
 @dataclass(frozen=True)
 class Outgoing:
     record: WireRecord
     ticket: Ticket
+    timestamp_ms: int  # the record's Kafka timestamp on fl.out.*, for the delivery latency
 
     def __len__(self) -> int:
         r = self.record
@@ -71,20 +77,23 @@ class Sender:
         settings: PartySettings,
         options: BridgeOptions,
         bus: Bus,
-        client: httpx.AsyncClient,
+        clients: Mapping[str, httpx.AsyncClient],
         private_key: Ed25519PrivateKey,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._options = options
         self._bus = bus
+        self.metrics = metrics or BridgeMetrics()
         self.links = {
             peer: PeerLink(
                 party_id=settings.party_id,
                 peer_id=peer,
                 url=url,
-                client=client,
+                client=clients[peer],
                 private_key=private_key,
                 options=options,
+                metrics=self.metrics,
             )
             for peer, url in settings.peers.items()
         }
@@ -95,6 +104,8 @@ class Sender:
         self._consumer: AIOKafkaConsumer | None = None
         self._consume_task: asyncio.Task[None] | None = None
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._committer: asyncio.Task[None] | None = None
+        self._delivered = asyncio.Event()
         self._idle: dict[str, bool] = {}
         self._closing = False
         self.dead_lettered = 0
@@ -114,6 +125,7 @@ class Sender:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
         )
         await self._consumer.start()
         self._consumer.subscribe(list(topics.OUTBOUND_TO_INBOUND), listener=_Rebalance(self))
@@ -124,6 +136,7 @@ class Sender:
             )
             self._workers[peer] = self._spawn(self._run_peer(peer), f"bridge-send-{peer}")
         self._consume_task = self._spawn(self._consume(), "bridge-consume")
+        self._committer = self._spawn(self._run_committer(), "bridge-commit")
 
     async def stop(self) -> None:
         """Stop reading, let deliveries in flight finish (bounded), commit, close. Idempotent."""
@@ -137,6 +150,8 @@ class Sender:
             await asyncio.wait(busy, timeout=self._options.shutdown_grace_s)
         for task in self._workers.values():
             await _cancel(task)
+        if self._committer is not None:
+            await _cancel(self._committer)
         await self._commit()
         consumer, self._consumer = self._consumer, None
         await consumer.stop()
@@ -158,6 +173,30 @@ class Sender:
                 for peer, link in self.links.items()
             },
         }
+
+    async def refresh_metrics(self) -> None:
+        """Set the gauges that describe the present: read-ahead per peer, lag per topic."""
+        m = self.metrics
+        for peer, buffer in self._buffers.items():
+            m.pending.labels(peer).set(len(buffer))
+        m.in_flight.set(self._tracker.in_flight())
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lag: dict[str, int] = dict.fromkeys(topics.OUTBOUND_TO_INBOUND, 0)
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched from it yet
+            start = self._tracker.position(tp)
+            if start is None:
+                try:
+                    start = await asyncio.wait_for(consumer.position(tp), _POSITION_WAIT_S)
+                except (TimeoutError, KafkaError):
+                    continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, end - start)
+        for topic, value in lag.items():
+            m.lag.labels(topic).set(value)
 
     # -- consuming and routing ------------------------------------------------------------------
 
@@ -188,7 +227,8 @@ class Sender:
                 self._tracker.done(self._tracker.track(tp, record.offset))
             else:
                 # tracking a record again after a failed put is harmless: same offset, pending
-                item = Outgoing(_to_wire(record), self._tracker.track(tp, record.offset))
+                ticket = self._tracker.track(tp, record.offset)
+                item = Outgoing(_to_wire(record), ticket, record.timestamp)
                 if not self._buffers[route].try_put(item):
                     return route, len(item)
             self._held.popleft()
@@ -244,6 +284,7 @@ class Sender:
                 await asyncio.sleep(_KAFKA_RETRY_S)
                 continue
             self.dead_lettered += 1
+            self.metrics.dead_lettered.inc()
             return
 
     # -- delivering and committing --------------------------------------------------------------
@@ -258,10 +299,21 @@ class Sender:
             )
             self._idle[peer] = False
             await link.deliver([item.record for item in items])
+            now_ms = time.time() * 1000
+            latency = self.metrics.delivery_latency.labels(peer)
             for item in items:
                 self._tracker.done(item.ticket)
-            await self._commit()
+                latency.observe(max(0.0, now_ms - item.timestamp_ms) / 1000)
+            # committed by the committer task: the next batch need not wait for the broker
+            self._delivered.set()
         self._idle[peer] = True
+
+    async def _run_committer(self) -> None:
+        """Commit what is delivered, one commit at a time, as deliveries complete."""
+        while True:
+            await self._delivered.wait()
+            self._delivered.clear()
+            await self._commit()
 
     async def _commit(self, tps: set[TopicPartition] | None = None) -> None:
         async with self._commit_lock:

@@ -5,9 +5,10 @@ import time
 import uuid
 
 import numpy as np
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from brokers import Broker
-from fedcore.bus import Bus, ensure_topics
+from fedcore.bus import Bus, RawRecord, ensure_topics
 from fedcore.envelope import Envelope
 
 
@@ -97,3 +98,27 @@ async def test_an_undecodable_record_is_skipped_and_later_ones_still_arrive(kafk
             env = await asyncio.wait_for(first_mine(), 30)
             assert env.type == "after"
             assert sub.skipped >= 1
+
+
+async def test_publish_raw_many_keeps_the_order_of_one_key(kafka: Broker) -> None:
+    topic = await _fresh_topic(kafka)
+    key = b"job-1"
+    records = [
+        RawRecord(topic, key, f"r{i}".encode(), [("id", f"{i}".encode())]) for i in range(300)
+    ]
+    async with Bus(kafka.bootstrap, "t") as bus:
+        await bus.publish_raw_many(records)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    got: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(got) < len(records) and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                got.extend(batch)
+    finally:
+        await consumer.stop()
+    assert [r.value for r in got] == [r.value for r in records]
+    assert [list(r.headers) for r in got] == [list(r.headers) for r in records]

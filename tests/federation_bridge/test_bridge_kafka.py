@@ -7,23 +7,18 @@ Records are checked on B's topics by tailing them from before each test's first 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import stat
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from bridge_procs import A, B, BridgeProcess, Tail, fed, free_port, has_id, keygen
 
 from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
@@ -34,192 +29,13 @@ from federation_bridge.wire import PARTY_HEADER, PATH, SIGNATURE_HEADER, Batch, 
 
 pytestmark = pytest.mark.kafka
 
-ROOT = Path(__file__).resolve().parents[2]
-PYTHON = sys.executable
-A, B = "10000", "20000"
-_SCRUB = (
-    "PARTY_",
-    "OTHER_PARTIES",
-    "INTERNAL_MQ_",
-    "EXPOSE_MQ_",
-    "STATE_DIR",
-    "BRIDGE_",
-    "KAFKA_BOOTSTRAP",
-    "TESSERA_ENV_FILE",
-    "BIND_HOST",
-)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class BridgeProcess:
-    """One party's bridge, started with an env file like production, stopped with SIGTERM."""
-
-    def __init__(
-        self,
-        root: Path,
-        party: str,
-        bootstrap: str,
-        port: int,
-        peers: dict[str, int],
-        keys: Path,
-        extra: dict[str, str] | None = None,
-    ) -> None:
-        self.party, self.port = party, port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = root / f"bridge-{party}.log"
-        host, kafka_port = bootstrap.split(":")
-        lines = {
-            "PARTY_ID": party,
-            "INTERNAL_MQ_HOST": host,
-            "INTERNAL_MQ_TCP_PORT": kafka_port,
-            "EXPOSE_MQ_HTTP_PORT": str(port),
-            "OTHER_PARTIES": ",".join(peers),
-            "STATE_DIR": str(root / f"state-{party}"),
-            "PARTY_PRIVATE_KEY": str(keys / party / "private.pem"),
-            "BRIDGE_RETRY_INITIAL_S": "0.1",
-            "BRIDGE_RETRY_MAX_S": "0.5",
-            "BRIDGE_SHUTDOWN_GRACE_S": "1",
-        }
-        lines.update(extra or {})
-        for peer, peer_port in peers.items():
-            lines[f"PARTY_MQ_HTTP_URL_{peer}"] = f"http://127.0.0.1:{peer_port}"
-            lines[f"PARTY_PUBLIC_KEY_{peer}"] = str(keys / peer / "public.pem")
-        self.env_file = root / f"party-{party}.env"
-        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Self:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [PYTHON, "-m", "federation_bridge", "--env-file", str(self.env_file)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"bridge {self.party} exited:\n{self.tail()}"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"bridge {self.party} did not come up:\n{self.tail()}")
-
-    def stop(self) -> bool:
-        """SIGTERM; whether it shut down cleanly (uvicorn re-raises the signal once it has)."""
-        if self.proc is None:
-            return True
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20) in (0, -signal.SIGTERM)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-        finally:
-            self.proc = None
-
-    async def health(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=5) as client:
-            resp = await client.get(f"{self.url}/health")
-        assert resp.status_code == 200, resp.text
-        data: dict[str, Any] = resp.json()
-        return data
-
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
-
-
-class Tail:
-    """Records appended to some topics of one broker after the tail was opened."""
-
-    def __init__(self, bootstrap: str, *names: str) -> None:
-        self._bootstrap, self._names = bootstrap, list(names)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-
-    async def __aenter__(self) -> Self:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
-        await admin.start()
-        try:
-            described = await admin.describe_topics(self._names)
-        finally:
-            await admin.close()
-        tps = [
-            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
-        ]
-        await self._consumer.start()
-        self._consumer.assign(tps)
-        await self._consumer.seek_to_end(*tps)
-        for tp in tps:
-            await self._consumer.position(tp)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.stop()
-
-    async def collect(
-        self,
-        match: Callable[[ConsumerRecord], bool],
-        *,
-        count: int,
-        settle_s: float = 1.5,
-        timeout_s: float = 30,
-    ) -> list[ConsumerRecord]:
-        """Matching records: once ``count`` arrived, wait ``settle_s`` more to catch duplicates."""
-        found: list[ConsumerRecord] = []
-        deadline = time.monotonic() + timeout_s
-        settle_until: float | None = None
-        while True:
-            for records in (await self._consumer.getmany(timeout_ms=200)).values():
-                found.extend(r for r in records if match(r))
-            now = time.monotonic()
-            if len(found) >= count and settle_until is None:
-                settle_until = now + settle_s
-            if (settle_until is not None and now >= settle_until) or now >= deadline:
-                return found
-
-
-def has_id(env_id: str) -> Callable[[ConsumerRecord], bool]:
-    return lambda r: ("id", env_id.encode()) in (r.headers or ())
-
-
-def fed(src: str, dst: str, **body: Any) -> Envelope:
-    return Envelope(
-        type="fed",
-        job_id=f"job-{uuid.uuid4().hex[:8]}",
-        task="train",
-        src=src,
-        dst=dst,
-        body={"tag": "t", "attempt": 0, **body},
-    )
-
-
 # -- fixtures --------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Key pairs of 10000, 20000, 11000, 21000 written by ``python -m federation_bridge keygen``."""
-    root = tmp_path_factory.mktemp("keys")
-    for party in (A, B, "11000", "21000"):
-        subprocess.run(
-            [PYTHON, "-m", "federation_bridge", "keygen", "--out", str(root / party)],
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
-    return root
+    return keygen(tmp_path_factory.mktemp("keys"), A, B, "11000", "21000")
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import stat
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from federation_bridge import signing
+from fedcore.settings import SettingsError
+from federation_bridge import diag, signing, tls
 from federation_bridge.buffer import PeerBuffer
 from federation_bridge.dedup import DedupStore
 from federation_bridge.offsets import OffsetTracker
-from federation_bridge.wire import Batch, WireError, WireRecord
+from federation_bridge.options import BridgeOptions
+from federation_bridge.wire import SIGNATURE_HEADER, Batch, WireError, WireRecord
 
 TP = TopicPartition("fl.out.fed", 0)
 
@@ -107,3 +111,55 @@ async def test_dedup_remembers_across_reopen_and_forgets_after_retention(tmp_pat
         await asyncio.sleep(0.1)
         assert await store.seen(keys) == set()
         assert await store.prune() == 2
+
+
+# -- TLS options and the diagnostic ping ---------------------------------------------------------
+
+
+def test_tls_options_come_in_pairs_and_mtls_needs_a_ca(tmp_path: Path) -> None:
+    cert, key, ca = tmp_path / "c.pem", tmp_path / "k.pem", tmp_path / "ca.pem"
+    with pytest.raises(SettingsError, match="TLS_CERT and BRIDGE_TLS_KEY"):
+        BridgeOptions.from_env(environ={"BRIDGE_TLS_CERT": str(cert)})
+    with pytest.raises(SettingsError, match="REQUIRE_CLIENT_CERT"):
+        BridgeOptions.from_env(
+            environ={
+                "BRIDGE_TLS_CERT": str(cert),
+                "BRIDGE_TLS_KEY": str(key),
+                "BRIDGE_TLS_REQUIRE_CLIENT_CERT": "true",
+            }
+        )
+    opts = BridgeOptions.from_env(
+        environ={
+            "BRIDGE_TLS_CERT": str(cert),
+            "BRIDGE_TLS_KEY": str(key),
+            "BRIDGE_TLS_CA": str(ca),
+            "BRIDGE_TLS_REQUIRE_CLIENT_CERT": "1",
+        }
+    )
+    assert tls.server_options(opts) == {
+        "ssl_certfile": str(cert),
+        "ssl_keyfile": str(key),
+        "ssl_ca_certs": str(ca),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+    }
+    assert tls.server_options(BridgeOptions()) == {}
+    assert tls.peer_cas({"PARTY_MQ_CA_20000": str(ca), "PARTY_MQ_CA_X": "y"}) == {"20000": ca}
+
+
+def test_a_ping_and_its_answer_are_checked_both_ways() -> None:
+    mine, theirs = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    ping, body, headers = diag.make_ping("10000", "20000", mine)
+    assert signing.verify(mine.public_key(), body, headers[SIGNATURE_HEADER])
+    got = diag.parse_ping(body, signer="10000", own_party="20000")
+    with pytest.raises(diag.DiagError, match="not 30000"):
+        diag.parse_ping(body, signer="10000", own_party="30000")
+    with pytest.raises(diag.DiagError, match="not signer"):
+        diag.parse_ping(body, signer="11000", own_party="20000")
+    answer, answer_headers = diag.make_pong(got, party_id="20000", key=theirs, max_body_bytes=9)
+    pong = diag.check_pong(answer, answer_headers, ping=ping, peer_key=theirs.public_key())
+    assert (pong.party, pong.nonce, pong.max_body_bytes) == ("20000", ping.nonce, 9)
+    with pytest.raises(diag.DiagError, match="does not verify"):
+        diag.check_pong(answer, answer_headers, ping=ping, peer_key=mine.public_key())
+    other, _, _ = diag.make_ping("10000", "20000", mine)
+    with pytest.raises(diag.DiagError, match="another ping"):
+        diag.check_pong(answer, answer_headers, ping=other, peer_key=theirs.public_key())

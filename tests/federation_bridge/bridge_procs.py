@@ -1,0 +1,324 @@
+"""Bridges as real processes for the tests: start from an env file, stop, SIGKILL; topic tails;
+self-signed TLS material. A plain module (not conftest) so test modules import it explicitly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from fedcore.envelope import Envelope
+
+ROOT = Path(__file__).resolve().parents[2]
+PYTHON = sys.executable
+A, B = "10000", "20000"
+_SCRUB = (
+    "PARTY_",
+    "OTHER_PARTIES",
+    "INTERNAL_MQ_",
+    "EXPOSE_MQ_",
+    "STATE_DIR",
+    "BRIDGE_",
+    "KAFKA_BOOTSTRAP",
+    "TESSERA_ENV_FILE",
+    "BIND_HOST",
+)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keygen(root: Path, *parties: str) -> Path:
+    for party in parties:
+        subprocess.run(
+            [PYTHON, "-m", "federation_bridge", "keygen", "--out", str(root / party)],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
+    return root
+
+
+class BridgeProcess:
+    """One party's bridge, started with an env file like production, stopped with SIGTERM."""
+
+    def __init__(
+        self,
+        root: Path,
+        party: str,
+        bootstrap: str,
+        port: int,
+        peers: dict[str, int],
+        keys: Path,
+        extra: dict[str, str] | None = None,
+        *,
+        scheme: str = "http",
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        self.party, self.port = party, port
+        self.url = f"{scheme}://127.0.0.1:{port}"
+        self.verify = verify
+        self.log = root / f"bridge-{party}.log"
+        host, kafka_port = bootstrap.split(":")
+        lines = {
+            "PARTY_ID": party,
+            "INTERNAL_MQ_HOST": host,
+            "INTERNAL_MQ_TCP_PORT": kafka_port,
+            "EXPOSE_MQ_HTTP_PORT": str(port),
+            "OTHER_PARTIES": ",".join(peers),
+            "STATE_DIR": str(root / f"state-{party}"),
+            "PARTY_PRIVATE_KEY": str(keys / party / "private.pem"),
+            "BRIDGE_RETRY_INITIAL_S": "0.1",
+            "BRIDGE_RETRY_MAX_S": "0.5",
+            "BRIDGE_SHUTDOWN_GRACE_S": "1",
+        }
+        for peer, peer_port in peers.items():
+            lines[f"PARTY_MQ_HTTP_URL_{peer}"] = f"{scheme}://127.0.0.1:{peer_port}"
+            lines[f"PARTY_PUBLIC_KEY_{peer}"] = str(keys / peer / "public.pem")
+        lines.update(extra or {})
+        self.env_file = root / f"party-{party}.env"
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [PYTHON, "-m", "federation_bridge", "--env-file", str(self.env_file)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"bridge {self.party} exited:\n{self.tail()}"
+            try:
+                resp = httpx.get(f"{self.url}/health", timeout=1, verify=self.verify)
+                if resp.status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"bridge {self.party} did not come up:\n{self.tail()}")
+
+    def stop(self) -> bool:
+        """SIGTERM; whether it shut down cleanly (uvicorn re-raises the signal once it has)."""
+        if self.proc is None:
+            return True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=20) in (0, -signal.SIGTERM)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        finally:
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown path runs, nothing is committed or flushed."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    async def health(self) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=5, verify=self.verify) as client:
+            resp = await client.get(f"{self.url}/health")
+        assert resp.status_code == 200, resp.text
+        data: dict[str, Any] = resp.json()
+        return data
+
+    async def metrics(self) -> dict[str, float]:
+        """The /metrics samples as ``name{labels}`` -> value."""
+        async with httpx.AsyncClient(timeout=5, verify=self.verify) as client:
+            resp = await client.get(f"{self.url}/metrics")
+        assert resp.status_code == 200, resp.text
+        out: dict[str, float] = {}
+        for line in resp.text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                out[name] = float(value)
+        return out
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+class Tail:
+    """Records appended to some topics of one broker after the tail was opened."""
+
+    def __init__(self, bootstrap: str, *names: str) -> None:
+        self._bootstrap, self._names = bootstrap, list(names)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+
+    async def __aenter__(self) -> Self:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(self._names)
+        finally:
+            await admin.close()
+        tps = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        await self._consumer.start()
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_end(*tps)
+        for tp in tps:
+            await self._consumer.position(tp)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.stop()
+
+    async def collect(
+        self,
+        match: Callable[[ConsumerRecord], bool],
+        *,
+        count: int,
+        settle_s: float = 1.5,
+        timeout_s: float = 30,
+    ) -> list[ConsumerRecord]:
+        """Matching records: once ``count`` arrived, wait ``settle_s`` more to catch duplicates."""
+        found: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        settle_until: float | None = None
+        while True:
+            for records in (await self._consumer.getmany(timeout_ms=200)).values():
+                found.extend(r for r in records if match(r))
+            now = time.monotonic()
+            if len(found) >= count and settle_until is None:
+                settle_until = now + settle_s
+            if (settle_until is not None and now >= settle_until) or now >= deadline:
+                return found
+
+
+def has_id(env_id: str) -> Callable[[ConsumerRecord], bool]:
+    return lambda r: ("id", env_id.encode()) in (r.headers or ())
+
+
+def id_in(ids: set[bytes]) -> Callable[[ConsumerRecord], bool]:
+    return lambda r: dict(r.headers or ()).get("id") in ids
+
+
+def fed(src: str, dst: str, **body: Any) -> Envelope:
+    return Envelope(
+        type="fed",
+        job_id=f"job-{uuid.uuid4().hex[:8]}",
+        task="train",
+        src=src,
+        dst=dst,
+        body={"tag": "t", "attempt": 0, **body},
+    )
+
+
+# -- TLS material ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pki:
+    """A test CA and certificates it issued (PEM files), for 127.0.0.1 / localhost."""
+
+    ca: Path
+    root: Path
+
+    def issue(self, name: str) -> tuple[Path, Path]:
+        """A certificate for ``name`` (server and client use) and its key: (cert, key)."""
+        ca_key = serialization.load_pem_private_key((self.root / "ca.key").read_bytes(), None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca_cert = x509.load_pem_x509_certificate(self.ca.read_bytes())
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        san = x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(san, critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
+        cert_path, key_path = self.root / f"{name}.crt", self.root / f"{name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(_key_pem(key))
+        return cert_path, key_path
+
+
+def make_pki(root: Path, name: str = "test-ca") -> Pki:
+    root.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (root / "ca.key").write_bytes(_key_pem(key))
+    ca = root / "ca.crt"
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return Pki(ca, root)
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
