@@ -71,12 +71,16 @@ class PartySettings(BaseModel):
     public_keys: dict[str, Path] = Field(default_factory=dict)
     private_key_file: Path | None = None
     task_timeout_s: float = 3600.0
+    # how long a job's initiator waits for every party to accept its proposal
+    accept_timeout_s: float = 60.0
     worker_concurrency: int = 2
     # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
     step_runtime: Literal["sandbox", "process", "kubernetes"] = "sandbox"
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
     step_cpu_s: int = Field(default=3600, gt=0)  # CPU seconds per step process
     step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid
+    # API tokens on the flow_server even on loopback (they are always required off loopback)
+    require_api_token: bool = False
 
     @field_validator("peers")
     @classmethod
@@ -125,11 +129,13 @@ class PartySettings(BaseModel):
             "state_dir": "STATE_DIR",
             "private_key_file": "PARTY_PRIVATE_KEY",
             "task_timeout_s": "TASK_TIMEOUT_S",
+            "accept_timeout_s": "ACCEPT_TIMEOUT_S",
             "worker_concurrency": "WORKER_CONCURRENCY",
             "step_runtime": "STEP_RUNTIME",
             "step_memory_mb": "STEP_MEMORY_MB",
             "step_cpu_s": "STEP_CPU_S",
             "step_max_procs": "STEP_MAX_PROCS",
+            "require_api_token": "REQUIRE_API_TOKEN",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

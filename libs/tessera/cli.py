@@ -10,9 +10,11 @@ import typer
 
 from fedcore.settings import SettingsError
 from federation_bridge.signing import KeyFileError
+from tessera.commands import register
 from tessera.diagnose import DiagnoseOptions, diagnose, render
 
 app = typer.Typer(name="tessera", no_args_is_help=True, add_completion=False)
+register(app)  # pipeline, job, data, model, token (tessera/commands.py)
 
 
 @app.callback()

@@ -153,6 +153,30 @@ class FlowClient:
     def jobs(self) -> Any:
         return _json(self._http.get(f"{self.base_url}/jobs"))
 
+    def _command(self, job_id: str, action: str) -> Any:
+        return _json(self._http.post(f"{self.base_url}/jobs/{job_id}/{action}"))
+
+    def stop(self, job_id: str) -> Any:
+        """Cancel the job on every party (its running steps are killed); the job's summary."""
+        return self._command(job_id, "stop")
+
+    def pause(self, job_id: str) -> Any:
+        """Suspend the job's steps on every party."""
+        return self._command(job_id, "pause")
+
+    def resume(self, job_id: str) -> Any:
+        return self._command(job_id, "resume")
+
+    def rerun(self, job_id: str) -> Any:
+        """Run a failed, canceled or timed-out job again from the steps that did not succeed."""
+        return self._command(job_id, "rerun")
+
+    def delete(self, job_id: str) -> None:
+        """Forget an ended job on every party."""
+        response = self._http.delete(f"{self.base_url}/jobs/{job_id}")
+        if response.status_code != 204:
+            _json(response)  # raises the API's error
+
 
 class DashboardClient:
     """One party's dashboard JSON API."""

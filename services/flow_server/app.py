@@ -16,12 +16,15 @@ from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
 from flow_server import errors, protocol
+from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
+from flow_server.deadlines import AcceptanceDeadlines
 from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
+from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
-from flow_server.routes import health, jobs, pipelines
+from flow_server.routes import data, health, jobs, models, pipelines
 from flow_server.states import IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ class FlowServer:
     consumer: EventConsumer
     # one flow_server per party: this lock orders REST job submissions and consumed events
     lock: asyncio.Lock
+    deadlines: AcceptanceDeadlines | None = None
 
     @property
     def catalog(self) -> Catalog:
@@ -55,6 +59,17 @@ class FlowServer:
             log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
             with self.sessions.begin() as session:
                 session.merge(protocol.ProcessedMessage(id=env.id))
+
+    async def expire_acceptance(self, job_id: str) -> None:
+        """An acceptance deadline fired: time the job out if it is still waiting."""
+
+        def expire() -> None:
+            with self.sessions.begin() as session:
+                protocol.expire_acceptance(session, self.party, job_id)
+
+        async with self.lock:
+            await asyncio.to_thread(expire)
+            await self.outbox.flush()
 
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
@@ -85,6 +100,7 @@ def create_app(
                     peers=frozenset(settings.peers),
                     catalog=catalog if catalog is not None else component_catalog(),
                     default_output=settings.state_dir / "output",
+                    accept_timeout_s=settings.accept_timeout_s,
                 )
                 server = FlowServer(
                     settings=settings,
@@ -101,11 +117,17 @@ def create_app(
                     lock=asyncio.Lock(),
                 )
                 app.state.flow_server = server
+                server.deadlines = AcceptanceDeadlines(server.expire_acceptance)
+                for job_id, deadline_ms in await asyncio.to_thread(
+                    protocol.waiting_for_answers, sessions, party
+                ):
+                    server.deadlines.arm(job_id, deadline_ms)
                 await server.outbox.flush()  # whatever a previous run committed but did not send
                 server.consumer.start()
                 try:
                     yield
                 finally:
+                    await server.deadlines.close()
                     await server.consumer.stop(shutdown_timeout_s)
             finally:
                 await asyncio.wait_for(bus.stop(), shutdown_timeout_s)
@@ -119,7 +141,10 @@ def create_app(
         docs_url=f"{PREFIX}/docs",
     )
     errors.install(app)
-    app.include_router(pipelines.router, prefix=PREFIX)
-    app.include_router(jobs.router, prefix=PREFIX)
-    app.include_router(health.router, prefix=PREFIX)
+    # every route but /health needs an API token when the server is not on loopback (auth.py)
+    for router in (pipelines.router, jobs.router, data.router, models.router):
+        app.include_router(
+            router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)
+        )
+    app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
     return app

@@ -96,7 +96,14 @@ def job_detail(job: Job, *, catalog: Catalog) -> schemas.JobDetail:
         **job_summary(job).model_dump(),
         roles=roles,
         members=[
-            schemas.MemberOut(party_id=m.party_id, role=m.role, answer=m.answer, reason=m.reason)
+            schemas.MemberOut(
+                party_id=m.party_id,
+                role=m.role,
+                answer=m.answer,
+                reason=m.reason,
+                job_state=m.job_state,
+                job_reason=m.job_reason,
+            )
             for m in job.members
         ],
         steps=steps,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flow_server.dsl import DslError
+from flow_server.states import IllegalTransition
 
 # DSL errors about the document's syntax; every other DSL error is about its content (422)
 _SYNTAX = frozenset({"malformed_yaml", "empty_file", "bad_encoding", "invalid_document"})
@@ -46,6 +47,12 @@ async def _dsl_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(exc.code, exc.message, exc.where), status_code=status)
 
 
+async def _illegal_transition(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, IllegalTransition)
+    message = f"{exc.what} is {exc.current}: it cannot go to {exc.new}"
+    return JSONResponse(error_body("illegal_transition", message), status_code=409)
+
+
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
@@ -68,5 +75,6 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(DslError, _dsl_error)
+    app.add_exception_handler(IllegalTransition, _illegal_transition)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -25,10 +25,13 @@ from flow_server.states import JobState, TaskState
 
 __all__ = [
     "Answer",
+    "ApiToken",
     "Base",
+    "DataTable",
     "Job",
     "JobParty",
     "JobState",
+    "Model",
     "OutboxRecord",
     "Pipeline",
     "ProcessedMessage",
@@ -79,6 +82,13 @@ class Job(Base):
     party_args: Mapped[dict[str, Any]]  # this party's own parties-args only
     # when this party created or accepted the job: a step reads federation records from here on
     fed_since_ms: Mapped[int] = mapped_column(BigInteger)
+    # the initiator's deadline for every party's answer to the proposal (None elsewhere)
+    accept_deadline_ms: Mapped[int | None] = mapped_column(BigInteger)
+    # step → the attempt it runs at now (absent: 1); raised by auto-retries and reruns, the same
+    # on every party, so messages of an older attempt are never read
+    step_attempts: Mapped[dict[str, Any] | None]
+    # step → automatic retries used since the step last started afresh (absent: 0)
+    step_retries: Mapped[dict[str, Any] | None]
     created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
 
@@ -99,6 +109,9 @@ class JobParty(Base):
     position: Mapped[int] = mapped_column(Integer)
     answer: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+    # the job's state as that party last reported it (this party's own: the job's state)
+    job_state: Mapped[str | None] = mapped_column(String(16))
+    job_reason: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="members")
 
@@ -144,4 +157,59 @@ class OutboxRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     topic: Mapped[str] = mapped_column(String(64))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+# --- data tables, trained models and API tokens (this party's own; never sent to peers) -------
+
+
+class DataTable(Base):
+    """A CSV this party registered (uploaded into ``STATE_DIR/data`` or an existing path).
+
+    A job's party arg ``table:<id or name>`` resolves to ``path`` when the job is created or
+    accepted here.
+    """
+
+    __tablename__ = "data_tables"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    path: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # "upload" or "path"
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    id_column: Mapped[str] = mapped_column(String(200))
+    label_column: Mapped[str | None] = mapped_column(String(200))
+    columns: Mapped[dict[str, Any]]  # column name -> "id" / "label" / "numeric" / "categorical"
+    preview: Mapped[dict[str, Any]]  # {"header": [...], "rows": [[...], ...]} (first 10 rows)
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
+
+
+class Model(Base):
+    """A trained model output of a step that succeeded on this party, or an imported one."""
+
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    step: Mapped[str] = mapped_column(String(200))
+    party_id: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(32))
+    component: Mapped[str] = mapped_column(String(64), index=True)
+    parameters: Mapped[dict[str, Any]]  # the step's args as it ran here
+    metrics: Mapped[dict[str, Any]]  # scalar metrics of an evaluation of its predictions
+    path: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(16))  # "job" or "import"
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
+
+
+class ApiToken(Base):
+    """An API token, stored as the SHA-256 of the token (the token itself is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell it
     created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)

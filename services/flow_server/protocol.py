@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
-from flow_server import scheduler, states
+from flow_server import models_registry, references, scheduler, states
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
     ArgRef,
@@ -64,6 +65,8 @@ class PartyContext:
     peers: frozenset[str]
     catalog: Catalog
     default_output: Path  # used when a party gives no `output` argument
+    # how long the initiator waits for every party's answer to a proposal
+    accept_timeout_s: float = 60.0
 
 
 def derived_id(*parts: str) -> str:
@@ -87,6 +90,21 @@ def job_pipeline(job: Job, catalog: Catalog) -> Pipeline:
 
 def job_spec(job: Job, me: str) -> JobSpec:
     return JobSpec(job_parties(job), dict(job.common_args), {me: dict(job.party_args)})
+
+
+def step_attempt(job: Job, step: str) -> int:
+    """The attempt ``step`` runs at now, the same on every party (1 until a retry or rerun)."""
+    return int((job.step_attempts or {}).get(step, 1))
+
+
+def auto_retries(job: Job, step: Step) -> int:
+    """``auto-retries`` of a step: from the pipeline's step args or the job's common args (never
+    one party's own args, since every party of the step must decide the same)."""
+    value = job.common_args.get("auto-retries", step.args.get("auto-retries", 0))
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def task_views(job: Job) -> dict[tuple[str, str], scheduler.TaskView]:
@@ -161,38 +179,62 @@ def set_job_state(
     cause: str,
     notify_peers: bool = False,
 ) -> None:
-    """Move a job to ``state``, announce it, and (for an ending) tell the other parties.
+    """Move a job to ``state``, announce it, and tell the other parties.
+
+    Every party tells the others each state its job moves to (``job.status`` on fl.out.ctl): that
+    is each party's view of the job that ``GET /jobs/{id}`` shows. An ending also settles this
+    party's own tasks (see ``_settle``). ``notify_peers`` is kept for callers that say an ending
+    must reach the peers; every state change reaches them anyway.
 
     The same state again is a no-op; a move the transition table forbids raises
     ``states.IllegalTransition`` before anything is written.
     """
+    del notify_peers
     if job.state == state:
         return
     _move_job(job, state, reason)
+    _after_job_move(session, ctx, job, cause=cause)
+
+
+def _after_job_move(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    _record_view(job, ctx.me, job.state, job.reason)
     _announce(session, ctx, job, cause=cause)
-    if notify_peers:
-        for party in job_parties(job):
-            if party == ctx.me:
-                continue
-            emit(
-                session,
-                topics.OUT_CTL,
-                Envelope(
-                    id=derived_id(cause, job.id, "job.status", state, party),
-                    type="job.status",
-                    job_id=job.id,
-                    src=ctx.me,
-                    dst=party,
-                    body={"state": state, "reason": reason},
-                ),
-            )
+    _tell_peers(session, ctx, job, cause=cause)
+    if job.state in JobState.TERMINAL:
+        _settle(session, ctx, job, cause=cause)
+
+
+def _tell_peers(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    for party in job_parties(job):
+        if party == ctx.me:
+            continue
+        emit(
+            session,
+            topics.OUT_CTL,
+            Envelope(
+                id=derived_id(cause, job.id, "job.status", job.state, party),
+                type="job.status",
+                job_id=job.id,
+                src=ctx.me,
+                dst=party,
+                body={"state": job.state, "reason": job.reason},
+            ),
+        )
 
 
 def _move_job(job: Job, state: str, reason: str | None) -> None:
-    """The one place a job's state is written."""
+    """The one place a job's state is written (a rerun aside, see ``rerun_job``)."""
     states.check_job_transition(job.id, job.state, state)
     job.state = state
     job.reason = reason
+
+
+def _record_view(job: Job, party: str, state: str, reason: str | None) -> None:
+    """Remember ``party``'s last reported state of the job (its view, shown by the API)."""
+    member = _member(job, party)
+    if member is not None:
+        member.job_state = state
+        member.job_reason = reason
 
 
 def start_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
@@ -236,7 +278,7 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
             )
             return
         root = str(args.get("output") or ctx.default_output)
-        attempt = 1
+        attempt = step_attempt(job, step.name)
         task = Task(
             step=step.name,
             party_id=ctx.me,
@@ -282,6 +324,7 @@ def submit_job(
     pipeline = parse_pipeline(pipeline_row.yaml_text, ctx.catalog)
     spec = parse_job(job_yaml)
     check_job(spec, pipeline, me=ctx.me, peers=ctx.peers, check_args_of=list(spec.parties))
+    spec.party_args[ctx.me] = references.resolve_args(session, spec.party_args[ctx.me], me=ctx.me)
     _check_local_data(spec, pipeline, ctx.me)
     job = Job(
         id=new_id(),
@@ -295,6 +338,8 @@ def submit_job(
         party_args=spec.party_args[ctx.me],
         fed_since_ms=now_ms(),
     )
+    if len(spec.parties) > 1:
+        job.accept_deadline_ms = now_ms() + int(ctx.accept_timeout_s * 1000)
     job.members = [
         JobParty(
             party_id=p,
@@ -403,6 +448,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         own = env.body.get("party_args") or {}
         if not isinstance(common, dict) or not isinstance(own, dict):
             raise DslError("bad_proposal", "common_args and party_args must be mappings")
+        own = references.resolve_args(session, own, me=ctx.me)
         spec = JobSpec(parties, common, {ctx.me: own} if ctx.me in parties else {})
         if initiator not in parties:
             raise DslError("bad_proposal", f"the initiator {initiator} is not a party of the job")
@@ -520,7 +566,11 @@ def on_job_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
     """
     job = _job(session, env)
     state = _body(env, "state", str)
-    if job is None or state not in JobState.TERMINAL or state == JobState.SUCCESS:
+    if job is None:
+        return
+    if env.src in job_parties(job) and state in JobState.ALL:
+        _record_view(job, env.src, state, _body(env, "reason", str, required=False))
+    if state not in JobState.TERMINAL or state == JobState.SUCCESS:
         return
     if job.state in JobState.TERMINAL:
         if job.state != state:
@@ -559,7 +609,12 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
     reason = _body(env, "reason", str, required=False)
     outputs = _body(env, "outputs", dict, required=False) or {}
     attempt = env.body.get("attempt")
-    attempt = attempt if isinstance(attempt, int) else None
+    attempt = attempt if isinstance(attempt, int) and attempt > 0 else None
+    current = step_attempt(job, step)
+    if attempt is not None and attempt < current:
+        # a retried or rerun step's old attempt (e.g. the copy killed for the retry)
+        log.info("task %s/%s on %s: status of old attempt %d ignored", job.id, step, party, attempt)
+        return
 
     task = next((t for t in job.tasks if t.step == step and t.party_id == party), None)
     if task is None:
@@ -569,29 +624,137 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
             role=parties[party],
             state=TaskState.WAITING,
             outputs={},
-            attempt=attempt or 1,
+            attempt=attempt or current,
         )
         job.tasks.append(task)
     if _update_task(job, task, state, reason, attempt) and party == ctx.me:
         task.outputs = {str(k): str(v) for k, v in outputs.items()}
+        if state == TaskState.SUCCESS:
+            models_registry.on_task_success(session, job=job, task=task, catalog=ctx.catalog)
     if party == ctx.me:
-        for other in parties:
-            if other == ctx.me:
-                continue
-            emit(
-                session,
-                topics.OUT_CTL,
-                Envelope(
-                    id=derived_id(env.id, "forward", other),
-                    type="task.status",
-                    job_id=job.id,
-                    task=step,
-                    src=ctx.me,
-                    dst=other,
-                    body={"party": ctx.me, "state": state, "reason": reason},
-                ),
-            )
+        _forward(session, ctx, job, task, cause=env.id)
+    if (
+        task.state == TaskState.FAILED
+        and task.attempt == step_attempt(job, step)
+        and job.state in (JobState.RUNNING, JobState.PAUSED)
+    ):
+        _maybe_retry(session, ctx, job, step, cause=env.id)
     schedule(session, ctx, job, cause=env.id)
+
+
+def _forward(session: Session, ctx: PartyContext, job: Job, task: Task, *, cause: str) -> None:
+    """Tell every other party of the job this party's task state (no paths, no outputs)."""
+    for other in job_parties(job):
+        if other == ctx.me:
+            continue
+        emit(
+            session,
+            topics.OUT_CTL,
+            Envelope(
+                id=derived_id(cause, "forward", task.step, str(task.attempt), other),
+                type="task.status",
+                job_id=job.id,
+                task=task.step,
+                src=ctx.me,
+                dst=other,
+                body={
+                    "party": ctx.me,
+                    "state": task.state,
+                    "reason": task.reason,
+                    "attempt": task.attempt,
+                },
+            ),
+        )
+
+
+def _maybe_retry(session: Session, ctx: PartyContext, job: Job, step: str, *, cause: str) -> None:
+    """Run a failed step again at attempt + 1 on all its parties, if it has retries left.
+
+    Every party of the step sees the same failure (its own or forwarded) and decides the same
+    way, so they all start the new attempt together; each kills its own copy of the old attempt.
+    """
+    pipeline_step = next((s for s in _steps_of(job, ctx) if s.name == step), None)
+    if pipeline_step is None:
+        return
+    used = int((job.step_retries or {}).get(step, 0))
+    if used >= auto_retries(job, pipeline_step):
+        return
+    attempt = step_attempt(job, step) + 1
+    log.info("job %s: retrying step %s (attempt %d, retry %d)", job.id, step, attempt, used + 1)
+    restart_steps(session, ctx, job, {step: attempt}, cause=cause, why="retried")
+    job.step_retries = {**(job.step_retries or {}), step: used + 1}
+
+
+def restart_steps(
+    session: Session,
+    ctx: PartyContext,
+    job: Job,
+    attempts: dict[str, int],
+    *,
+    cause: str,
+    why: str,
+) -> None:
+    """Forget the tasks of ``attempts``' steps (every party's) and set their new attempts, so
+    that ``schedule`` dispatches them again; this party's copies still alive are killed."""
+    for name, attempt in attempts.items():
+        for task in [t for t in job.tasks if t.step == name]:
+            if task.party_id == ctx.me and task.state not in TaskState.TERMINAL:
+                _control(
+                    session,
+                    ctx,
+                    job,
+                    "job.stop",
+                    cause=cause,
+                    step=name,
+                    body={"attempt": task.attempt, "reason": f"step {why} at attempt {attempt}"},
+                )
+            job.tasks.remove(task)
+    # the deletes first: the new attempts' rows reuse the (job, step, party) key
+    session.flush()
+    job.step_attempts = {**(job.step_attempts or {}), **attempts}
+    job.step_retries = {k: v for k, v in (job.step_retries or {}).items() if k not in attempts}
+
+
+def _control(
+    session: Session,
+    ctx: PartyContext,
+    job: Job,
+    kind: str,
+    *,
+    cause: str,
+    step: str | None = None,
+    body: dict[str, Any] | None = None,
+) -> None:
+    """A command to this party's task_engine workers on fl.control (``job.stop`` / ``pause`` /
+    ``resume``; with ``task`` set, only that step's copies)."""
+    emit(
+        session,
+        topics.CONTROL,
+        Envelope(
+            id=derived_id(cause, job.id, "control", kind, step or ""),
+            type=kind,
+            job_id=job.id,
+            task=step,
+            src=ctx.me,
+            dst=ctx.me,
+            body=body or {},
+        ),
+    )
+
+
+def _settle(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """A job ended: this party's tasks still waiting or running are canceled, and killed."""
+    active = [t for t in job.tasks if t.party_id == ctx.me and t.state not in TaskState.TERMINAL]
+    if not active:
+        return
+    _control(session, ctx, job, "job.stop", cause=cause, body={"reason": job.reason})
+    for task in active:
+        states.check_task_transition(
+            job.id, task.step, task.party_id, task.state, TaskState.CANCELED
+        )
+        task.state = TaskState.CANCELED
+        task.reason = f"job {job.state}" + (f": {job.reason}" if job.reason else "")
+        _forward(session, ctx, job, task, cause=cause)
 
 
 def _update_task(job: Job, task: Task, state: str, reason: str | None, attempt: int | None) -> bool:
@@ -602,6 +765,11 @@ def _update_task(job: Job, task: Task, state: str, reason: str | None, attempt: 
     other move the table forbids raises ``states.IllegalTransition``.
     """
     new_attempt = attempt is not None and attempt > task.attempt
+    if job.state in JobState.TERMINAL and task.state == TaskState.CANCELED and not new_attempt:
+        # a task the job's ending canceled, whose step ended on its own meanwhile
+        if state != task.state:
+            log.info("task %s/%s: %s after the job ended; ignored", job.id, task.step, state)
+        return False
     if not new_attempt:
         if attempt is not None and attempt < task.attempt:
             log.info("task %s/%s: status of old attempt %d ignored", job.id, task.step, attempt)
@@ -618,6 +786,203 @@ def _update_task(job: Job, task: Task, state: str, reason: str | None, attempt: 
     return True
 
 
+# --- lifecycle commands: stop, pause, resume, rerun, delete -----------------------------------
+#
+# Asked on any party (REST), applied there and sent to every other party as ``job.stop`` /
+# ``job.pause`` / ``job.resume`` / ``job.rerun`` / ``job.delete`` on fl.out.ctl; each party applies
+# it to its own copy of the job and tells its workers on fl.control. Illegal requests raise
+# ``states.IllegalTransition`` before anything is written.
+
+
+def _request_peers(
+    session: Session, ctx: PartyContext, job: Job, kind: str, body: dict[str, Any], *, cause: str
+) -> None:
+    for party in job_parties(job):
+        if party != ctx.me:
+            emit(
+                session,
+                topics.OUT_CTL,
+                Envelope(
+                    id=derived_id(cause, job.id, kind, party),
+                    type=kind,
+                    job_id=job.id,
+                    src=ctx.me,
+                    dst=party,
+                    body=body,
+                ),
+            )
+
+
+def stop_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """Cancel the job on every party; running steps are killed."""
+    if job.state in JobState.TERMINAL:
+        raise states.IllegalTransition(f"job {job.id}", job.state, JobState.CANCELED)
+    reason = f"stopped on party {ctx.me}"
+    _request_peers(session, ctx, job, "job.stop", {"reason": reason}, cause=cause)
+    set_job_state(session, ctx, job, JobState.CANCELED, reason=reason, cause=cause)
+
+
+def pause_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """Suspend the job's running steps on every party and dispatch nothing until resumed."""
+    states.check_job_transition(job.id, job.state, JobState.PAUSED)
+    if job.state == JobState.PAUSED:
+        return
+    _request_peers(session, ctx, job, "job.pause", {}, cause=cause)
+    _pause(session, ctx, job, f"paused on party {ctx.me}", cause=cause)
+
+
+def _pause(session: Session, ctx: PartyContext, job: Job, reason: str, *, cause: str) -> None:
+    set_job_state(session, ctx, job, JobState.PAUSED, reason=reason, cause=cause)
+    _control(session, ctx, job, "job.pause", cause=cause)
+
+
+def resume_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    if job.state != JobState.PAUSED:
+        raise states.IllegalTransition(f"job {job.id} (resume)", job.state, JobState.RUNNING)
+    _request_peers(session, ctx, job, "job.resume", {}, cause=cause)
+    _resume(session, ctx, job, cause=cause)
+
+
+def _resume(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    set_job_state(session, ctx, job, JobState.RUNNING, cause=cause)
+    _control(session, ctx, job, "job.resume", cause=cause)
+    schedule(session, ctx, job, cause=cause)
+
+
+def rerun_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> dict[str, int]:
+    """Run the job again from its failed (canceled, timed-out) steps on every party.
+
+    The steps that succeeded on every party keep their outputs; the others and everything
+    downstream of them run again at their attempt + 1. Returns those steps' new attempts.
+    """
+    states.check_job_rerun(job.id, job.state)
+    pipeline = job_pipeline(job, ctx.catalog)
+    parties = job_parties(job)
+    tasks = task_views(job)
+    not_done = {s.name for s in pipeline.steps if not scheduler.step_done(s, parties, tasks)}
+    attempts = {
+        name: max([t.attempt for t in job.tasks if t.step == name] + [step_attempt(job, name)]) + 1
+        for name in sorted(scheduler.downstream(pipeline, not_done))
+    }
+    _request_peers(session, ctx, job, "job.rerun", {"attempts": attempts}, cause=cause)
+    _rerun(session, ctx, job, attempts, cause=cause)
+    return attempts
+
+
+def _rerun(
+    session: Session, ctx: PartyContext, job: Job, attempts: dict[str, int], *, cause: str
+) -> None:
+    if job.state in JobState.RERUNNABLE:
+        states.check_job_rerun(job.id, job.state)
+        job.state = JobState.RUNNING
+        job.reason = None
+        _after_job_move(session, ctx, job, cause=cause)
+    elif job.state not in (JobState.RUNNING, JobState.PAUSED):
+        raise states.IllegalTransition(f"job {job.id} (rerun)", job.state, JobState.RUNNING)
+    restart_steps(session, ctx, job, attempts, cause=cause, why="rerun")
+    schedule(session, ctx, job, cause=cause)
+
+
+def delete_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> None:
+    """Forget an ended job on every party."""
+    if job.state not in JobState.TERMINAL:
+        what = f"job {job.id} (delete: stop it first)"
+        raise states.IllegalTransition(what, job.state, "deleted")
+    _request_peers(session, ctx, job, "job.delete", {}, cause=cause)
+    session.delete(job)
+
+
+def expire_acceptance(
+    session: Session, ctx: PartyContext, job_id: str, *, now: int | None = None
+) -> bool:
+    """End a job still waiting for answers at its acceptance deadline (``timeout``, naming the
+    parties that did not answer); False if it has moved on, or its deadline is still ahead."""
+    job = session.get(Job, job_id)
+    if (
+        job is None
+        or job.state != JobState.WAITING
+        or job.initiator != ctx.me
+        or job.accept_deadline_ms is None
+        or (now if now is not None else now_ms()) < job.accept_deadline_ms
+    ):
+        return False
+    pending = [m.party_id for m in job.members if m.answer == Answer.PENDING]
+    who = ("party " if len(pending) == 1 else "parties ") + ", ".join(pending)
+    reason = f"no answer to the proposal from {who} within {ctx.accept_timeout_s:g} s"
+    set_job_state(
+        session, ctx, job, JobState.TIMEOUT, reason=reason, cause=f"accept-timeout/{job.id}"
+    )
+    return True
+
+
+def waiting_for_answers(
+    sessions: sessionmaker[Session], ctx: PartyContext
+) -> list[tuple[str, int]]:
+    """(job id, deadline) of every job this party initiated that still waits for answers."""
+    with sessions() as session:
+        rows = session.execute(
+            select(Job.id, Job.accept_deadline_ms).where(
+                Job.state == JobState.WAITING,
+                Job.initiator == ctx.me,
+                Job.accept_deadline_ms.is_not(None),
+            )
+        )
+        return [(r.id, int(r.accept_deadline_ms)) for r in rows]
+
+
+def _peer_job(session: Session, env: Envelope) -> Job | None:
+    job = _job(session, env)
+    if job is not None and env.src not in job_parties(job):
+        raise ProtocolError(f"{env.type} for {job.id} from {env.src}, not a party of it")
+    return job
+
+
+def on_stop(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _peer_job(session, env)
+    if job is None or job.state in JobState.TERMINAL:
+        return
+    reason = _body(env, "reason", str, required=False) or f"stopped on party {env.src}"
+    set_job_state(session, ctx, job, JobState.CANCELED, reason=reason, cause=env.id)
+
+
+def on_pause(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _peer_job(session, env)
+    if job is None or job.state != JobState.RUNNING:
+        return
+    _pause(session, ctx, job, f"paused on party {env.src}", cause=env.id)
+
+
+def on_resume(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _peer_job(session, env)
+    if job is None or job.state != JobState.PAUSED:
+        return
+    _resume(session, ctx, job, cause=env.id)
+
+
+def on_rerun(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _peer_job(session, env)
+    if job is None:
+        return
+    raw = _body(env, "attempts", dict)
+    steps = {s.name for s in _steps_of(job, ctx)}
+    attempts: dict[str, int] = {}
+    for name, attempt in raw.items():
+        if name not in steps or not isinstance(attempt, int) or attempt < 1:
+            raise ProtocolError(f"job.rerun for {job.id}: bad attempt {name!r}: {attempt!r}")
+        attempts[name] = attempt
+    _rerun(session, ctx, job, attempts, cause=env.id)
+
+
+def on_delete(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    job = _peer_job(session, env)
+    if job is None:
+        return
+    if job.state not in JobState.TERMINAL:
+        reason = f"deleted on party {env.src}"
+        set_job_state(session, ctx, job, JobState.CANCELED, reason=reason, cause=env.id)
+    session.delete(job)
+
+
 _HANDLERS = {
     "job.propose": on_propose,
     "job.accept": on_accept,
@@ -625,4 +990,9 @@ _HANDLERS = {
     "job.start": on_start,
     "job.status": on_job_status,
     "task.status": on_task_status,
+    "job.stop": on_stop,
+    "job.pause": on_pause,
+    "job.resume": on_resume,
+    "job.rerun": on_rerun,
+    "job.delete": on_delete,
 }

@@ -16,6 +16,10 @@ from flow_server.dsl import ArgRef, Pipeline, Step, takes_part
 SUCCESS = "success"
 FAILED = "failed"
 RUNNING = "running"
+CANCELED = "canceled"
+TIMEOUT = "timeout"
+# a task ending in one of these ends the job in the same state
+_ENDING = {FAILED: "failed", TIMEOUT: "timed out", CANCELED: "was canceled"}
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ Tasks = Mapping[tuple[str, str], TaskView]
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # running, success or failed
+    state: str  # running, success, failed, timeout or canceled
     reason: str | None = None
 
 
@@ -62,16 +66,27 @@ def ready_steps(
 
 
 def job_outcome(pipeline: Pipeline, parties: Mapping[str, str], tasks: Tasks) -> Outcome:
-    """Failed as soon as any task failed anywhere; success when every step is done."""
+    """Failed (timeout, canceled) as soon as any task failed (timed out, was canceled) anywhere;
+    success when every step is done."""
     for step in pipeline.steps:
         for party in participants(step, parties):
             task = tasks.get((step.name, party))
-            if task is not None and task.state == FAILED:
+            if task is not None and task.state in _ENDING:
                 why = f": {task.reason}" if task.reason else ""
-                return Outcome(FAILED, f"step '{step.name}' failed on party {party}{why}")
+                how = _ENDING[task.state]
+                return Outcome(task.state, f"step '{step.name}' {how} on party {party}{why}")
     if all(step_done(step, parties, tasks) for step in pipeline.steps):
         return Outcome(SUCCESS)
     return Outcome(RUNNING)
+
+
+def downstream(pipeline: Pipeline, names: set[str]) -> set[str]:
+    """``names`` and every step that depends on one of them, directly or not."""
+    out = set(names)
+    for step in pipeline.steps:  # in order: a step comes after its dependencies
+        if out.intersection(step.deps):
+            out.add(step.name)
+    return out
 
 
 class UnresolvedInput(LookupError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 
 class ErrorOut(BaseModel):
@@ -61,6 +63,9 @@ class MemberOut(BaseModel):
     role: str
     answer: str  # pending / accepted / rejected, as this party knows it
     reason: str | None
+    # the job's state as that party last reported it (its view of the job)
+    job_state: str | None = None
+    job_reason: str | None = None
 
 
 class TaskOut(BaseModel):
@@ -89,3 +94,72 @@ class Health(BaseModel):
     status: str
     party_id: str
     consumer: str
+
+
+# --- data tables -------------------------------------------------------------------------------
+
+
+class RegisterTable(BaseModel):
+    """Register a CSV that already exists on this party's filesystem."""
+
+    path: str
+    name: str | None = None
+
+
+class Preview(BaseModel):
+    header: list[str]
+    rows: list[list[str]]
+
+
+class TableOut(BaseModel):
+    table_id: str
+    name: str
+    path: str
+    source: str  # "upload" or "path"
+    size_bytes: int
+    rows: int
+    id_column: str
+    label_column: str | None
+    columns: dict[str, str]  # name -> id / label / numeric / categorical
+    created_ms: int
+
+
+class TableDetail(TableOut):
+    preview: Preview  # the first 10 rows
+
+
+class TableList(BaseModel):
+    items: list[TableOut]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+class ModelOut(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    job_id: str | None
+    step: str
+    party_id: str
+    role: str
+    component: str
+    parameters: dict[str, Any]
+    metrics: dict[str, Any]
+    path: str
+    source: str  # "job" or "import"
+    created_ms: int
+
+
+class ModelList(BaseModel):
+    items: list[ModelOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class Deleted(BaseModel):
+    deleted: str

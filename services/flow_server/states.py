@@ -14,6 +14,10 @@ Jobs: ``waiting → running ⇄ paused → success | failed | canceled | timeout
              │          └─> failed | canceled | timeout
              └─> rejected | failed | canceled | timeout
 
+A rerun (from the failed step) is the one way out of an ending: ``failed | canceled | timeout →
+running`` through ``check_job_rerun`` only, never through an ordinary state write, so a late
+event can never revive a job.
+
 ``waiting → failed``: a party that accepted may hear that the job failed elsewhere before its
 ``job.start`` arrives (a third party's failure, or the initiator failing to start); it must end too
 rather than wait forever. ``waiting → timeout``: the acceptance deadline passed.
@@ -46,6 +50,7 @@ __all__ = [
     "IllegalTransition",
     "JobState",
     "TaskState",
+    "check_job_rerun",
     "check_job_transition",
     "check_task_transition",
     "is_stale_task_state",
@@ -64,6 +69,8 @@ class JobState:
 
     ALL = (WAITING, RUNNING, PAUSED, SUCCESS, FAILED, CANCELED, TIMEOUT, REJECTED)
     TERMINAL = frozenset({SUCCESS, FAILED, CANCELED, TIMEOUT, REJECTED})
+    # endings a rerun may start again from
+    RERUNNABLE = frozenset({FAILED, CANCELED, TIMEOUT})
 
 
 class TaskState:
@@ -117,6 +124,12 @@ def check_job_transition(job_id: str, current: str, new: str) -> None:
     Staying in the same (known) state is allowed: it writes nothing.
     """
     _check(JOB_TRANSITIONS, f"job {job_id}", current, new)
+
+
+def check_job_rerun(job_id: str, current: str) -> None:
+    """Raise ``IllegalTransition`` unless job ``job_id`` may be rerun from state ``current``."""
+    if current not in JobState.RERUNNABLE:
+        raise IllegalTransition(f"job {job_id} (rerun)", current, JobState.RUNNING)
 
 
 def check_task_transition(

@@ -34,6 +34,10 @@ from task_engine.step import SOCKET_FILE, write_spec
 RUNNING: Final = "running"
 SUCCESS: Final = "success"
 FAILED: Final = "failed"
+CANCELED: Final = "canceled"
+TIMEOUT: Final = "timeout"
+# a step's own wall-clock limit, in seconds: its ``timeout`` arg, else the job's ``task-timeout``
+TIMEOUT_ARGS: Final = ("timeout", "task-timeout")
 
 # After the process has exited, how long to wait for the frames still in the socket buffer.
 DRAIN_TIMEOUT_S: Final = 5.0
@@ -92,6 +96,20 @@ class Task:
             )
         except (TypeError, ValueError) as exc:
             raise TaskError(f"malformed task.run body: {exc}") from exc
+
+    def timeout_s(self, default_s: float) -> float:
+        """The step's wall-clock limit: its own (``TIMEOUT_ARGS``), at most the worker's."""
+        for key in TIMEOUT_ARGS:
+            value = self.args.get(key)
+            if value is None:
+                continue
+            try:
+                seconds = float(value)
+            except (TypeError, ValueError):
+                continue
+            if seconds > 0:
+                return min(seconds, default_s)
+        return default_s
 
     @property
     def peers(self) -> set[str]:
@@ -181,10 +199,11 @@ class StepExecution:
         self.task = task
         self._bus = bus
         self._runtime = runtime
-        self._timeout_s = timeout_s
+        self._timeout_s = task.timeout_s(timeout_s)
         self._imports = imports
         self.work_dir = state_dir / "work" / task.job_id / task.step / str(task.attempt)
         self.started_at = time.time()
+        self._started_mono = time.monotonic()
         self._server: asyncio.Server | None = None
         self._fed: Subscription | None = None
         self._handle: StepHandle | None = None
@@ -194,7 +213,12 @@ class StepExecution:
         self._result: Outcome | None = None
         self._protocol_error: str | None = None
         self._stop_reason: str | None = None
+        self._stop_state = FAILED
         self._seen_fed: set[str] = set()
+        # pause bookkeeping: time spent suspended does not count against the timeout
+        self._suspended_at: float | None = None
+        self._suspended_s = 0.0
+        self._suspension_changed = asyncio.Event()
 
     def describe(self) -> dict[str, Any]:
         t = self.task
@@ -205,7 +229,12 @@ class StepExecution:
             "component": t.component,
             "role": t.role,
             "started_at": self.started_at,
+            "suspended": self.suspended,
         }
+
+    @property
+    def suspended(self) -> bool:
+        return self._suspended_at is not None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -265,25 +294,71 @@ class StepExecution:
         )
         return outcome
 
-    async def stop(self, reason: str) -> None:
-        """Kill the step (worker shutdown, or a later stop command); supervise() reports it."""
+    async def stop(self, reason: str, *, state: str = FAILED) -> None:
+        """Kill the step (worker shutdown, a stop command); supervise() reports it as ``state``."""
         self._stop_reason = reason
+        self._stop_state = state
         if self._handle is not None:
             await self._handle.kill()
 
-    async def _await_end(self, handle: StepHandle) -> Outcome:
-        remaining = self._timeout_s - (time.time() - self.started_at)
+    def suspend(self) -> None:
+        """Freeze the step's processes (pause); its timeout clock stops too."""
+        if self._handle is None or self.suspended:
+            return
+        if self._handle.suspend():
+            self._suspended_at = time.monotonic()
+            self._suspension_changed.set()
+        else:
+            _log.warning("step %s/%s cannot be suspended here", self.task.job_id, self.task.step)
+
+    def resume(self) -> None:
+        if self._handle is None or self._suspended_at is None:
+            return
+        self._handle.resume()
+        self._suspended_s += time.monotonic() - self._suspended_at
+        self._suspended_at = None
+        self._suspension_changed.set()
+
+    def _active_s(self) -> float:
+        """Wall-clock seconds the step has run, not counting suspensions."""
+        paused = self._suspended_s
+        if self._suspended_at is not None:
+            paused += time.monotonic() - self._suspended_at
+        return time.monotonic() - self._started_mono - paused
+
+    async def _wait_or_time_out(self, handle: StepHandle) -> StepExit | None:
+        """The step's exit, or None once it has run (unsuspended) for longer than its timeout."""
+        ended = asyncio.ensure_future(handle.wait())
         try:
-            ended: StepExit = await asyncio.wait_for(handle.wait(), max(remaining, 0.0))
-        except TimeoutError:
+            while True:
+                self._suspension_changed.clear()
+                changed = asyncio.ensure_future(self._suspension_changed.wait())
+                limit = None if self.suspended else max(self._timeout_s - self._active_s(), 0.0)
+                done, _ = await asyncio.wait(
+                    {ended, changed}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+                )
+                changed.cancel()
+                if ended in done:
+                    return ended.result()
+                if changed not in done:
+                    return None
+        finally:
+            if not ended.done():
+                ended.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ended
+
+    async def _await_end(self, handle: StepHandle) -> Outcome:
+        ended = await self._wait_or_time_out(handle)
+        if ended is None:
             await handle.kill()
-            return Outcome(FAILED, f"step timed out after {self._timeout_s:g} s and was killed")
+            return Outcome(TIMEOUT, f"step timed out after {self._timeout_s:g} s and was killed")
         with contextlib.suppress(TimeoutError):
             # Frames the step wrote just before exiting may still be in the socket buffer.
             if self._connected.is_set():
                 await asyncio.wait_for(self._frames_done.wait(), DRAIN_TIMEOUT_S)
         if self._stop_reason is not None:
-            return Outcome(FAILED, self._stop_reason)
+            return Outcome(self._stop_state, self._stop_reason)
         if self._protocol_error is not None:
             return Outcome(FAILED, self._protocol_error)
         if self._result is not None:

@@ -339,6 +339,12 @@ class JobHandle:
                 await self._log_task
             self._log_task = None
 
+    def suspend(self) -> bool:
+        return False  # a pod cannot be frozen from here: a paused job's Job keeps running
+
+    def resume(self) -> None:
+        return None
+
     async def kill(self) -> None:
         self._killed = True
         await self._api.delete_job(self._config.namespace, self.name, self._config.kill_grace_s)

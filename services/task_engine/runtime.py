@@ -64,6 +64,14 @@ class StepHandle(Protocol):
         """Stop the step and everything it started; :meth:`wait` then returns."""
         ...
 
+    def suspend(self) -> bool:
+        """Freeze every process of the step (SIGSTOP); False if this runtime cannot."""
+        ...
+
+    def resume(self) -> None:
+        """Let a suspended step go on (SIGCONT)."""
+        ...
+
 
 class StepRuntime(Protocol):
     """Starts step processes."""
@@ -79,6 +87,45 @@ def tail(path: Path, limit: int = STDERR_TAIL_BYTES) -> str:
             return fh.read().decode(errors="replace")
     except FileNotFoundError:
         return ""
+
+
+def descendants(root: int) -> list[int]:
+    """The pids of every live process below ``root`` (children first, then theirs), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # the command name, in parentheses, may itself contain spaces and parentheses
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for child in children.get(todo.pop(0), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def signal_tree(root: int, sig: signal.Signals, *, include_root: bool) -> None:
+    """Send ``sig`` to ``root``'s descendants (and ``root``); a freeze is repeated until no new
+    process appeared, so that one forked meanwhile is frozen too."""
+    sent: set[int] = set()
+    while True:
+        pids = [*([root] if include_root else []), *descendants(root)]
+        new = [p for p in pids if p not in sent]
+        if not new:
+            return
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        sent.update(new)
+        if sig != signal.SIGSTOP:
+            return
 
 
 class ProcessHandle:
@@ -105,11 +152,22 @@ class ProcessHandle:
             stderr_tail=tail(self._work_dir / STDERR_FILE),
         )
 
+    def suspend(self) -> bool:
+        # the group, and any process of the step that left it (a new session of its own)
+        self._signal_group(signal.SIGSTOP)
+        signal_tree(self.pid, signal.SIGSTOP, include_root=True)
+        return True
+
+    def resume(self) -> None:
+        self._signal_group(signal.SIGCONT)
+        signal_tree(self.pid, signal.SIGCONT, include_root=True)
+
     async def kill(self) -> None:
         if self._proc.returncode is not None:
             self._signal_group(signal.SIGKILL)
             return
         self._signal_group(signal.SIGTERM)
+        self.resume()  # a suspended step must run to see its SIGTERM
         try:
             await asyncio.wait_for(asyncio.shield(self._proc.wait()), self._kill_grace_s)
         except TimeoutError:

@@ -70,6 +70,7 @@ from task_engine.runtime import (
     StepExit,
     StepLaunch,
     StepRuntime,
+    signal_tree,
 )
 from task_engine.step import SOCKET_FILE
 
@@ -125,6 +126,24 @@ class SandboxHandle(ProcessHandle):
     ) -> None:
         super().__init__(proc, work_dir, kill_grace_s)
         self.sandbox_pid = sandbox_pid
+
+    def suspend(self) -> bool:
+        """Freeze the processes inside the sandbox.
+
+        bubblewrap's ``--new-session`` puts the step in a session (and group) of its own inside
+        the PID namespace, so signalling bubblewrap's group would miss it: every process below
+        the namespace's init is frozen instead (bubblewrap and the init stay awake, harmlessly).
+        """
+        if self.sandbox_pid is None:
+            return super().suspend()
+        signal_tree(self.sandbox_pid, signal.SIGSTOP, include_root=False)
+        return True
+
+    def resume(self) -> None:
+        if self.sandbox_pid is None:
+            super().resume()
+            return
+        signal_tree(self.sandbox_pid, signal.SIGCONT, include_root=False)
 
     async def wait(self) -> StepExit:
         ended = await super().wait()

@@ -16,6 +16,13 @@ commits a task's offset only once its step has *started*: work dir prepared, pro
   attempt: the first copy exits with its worker, the second is fed the peers' messages from
   ``fed_since_ms`` again.)
 
+Control. Every worker also reads ``fl.control`` without a group (each sees every command) from
+the moment it started: ``job.stop`` kills the named job's steps here (with ``task`` set, only that
+step's copies up to ``attempt``) and reports them ``canceled``; ``job.pause`` freezes them
+(SIGSTOP on every process of the step) and ``job.resume`` thaws them (SIGCONT). A ``task.run``
+that reaches the worker after its job was stopped (created before the stop) is reported
+``canceled`` without running; one of a paused job starts frozen.
+
 Shutdown is bounded: consuming stops, every running step is killed with its process group and
 reported ``failed`` ("worker stopped"), then the health server and the bus are closed.
 """
@@ -26,20 +33,31 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from fedcore import topics
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
-from task_engine.execution import FAILED, StepExecution, Task, TaskError, status_envelope
+from task_engine.execution import (
+    CANCELED,
+    FAILED,
+    StepExecution,
+    Task,
+    TaskError,
+    status_envelope,
+)
 from task_engine.health import HealthServer, bind_tcp, health_app, health_server
 from task_engine.runtime import StepRuntime
 from task_engine.sandbox import select_runtime
 
 SHUTDOWN_TIMEOUT_S: Final = 20.0
+# how many stopped / paused jobs a worker remembers (for task.run envelopes still in flight)
+REMEMBERED_JOBS: Final = 1000
 
 _log = logging.getLogger(__name__)
 
@@ -75,6 +93,9 @@ class Worker:
         self._health: HealthServer | None = None
         self._failure: Exception | None = None
         self._entered = False
+        # job id → when it was stopped (the stop envelope's ts); job ids paused now
+        self._stopped_jobs: OrderedDict[str, float] = OrderedDict()
+        self._paused_jobs: OrderedDict[str, None] = OrderedDict()
 
     @property
     def group_id(self) -> str:
@@ -121,13 +142,15 @@ class Worker:
                 self.settings.task_engine_port,
             )
             serving = asyncio.create_task(self._health.serve([listener]), name="health")
+            controlling = asyncio.create_task(self._control(), name="control")
             consuming = asyncio.create_task(self._consume(), name="consume")
             stopping = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 await self._wait_health_started(serving)
                 self._started.set()
                 done, _ = await asyncio.wait(
-                    {serving, consuming, stopping}, return_when=asyncio.FIRST_COMPLETED
+                    {serving, consuming, controlling, stopping},
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in done - {stopping}:
                     task.result()  # a service loop ended: re-raise its error
@@ -135,8 +158,11 @@ class Worker:
             finally:
                 stopping.cancel()
                 consuming.cancel()
+                controlling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await consuming
+                with contextlib.suppress(asyncio.CancelledError):
+                    await controlling
                 await self._stop_steps()
                 self._health.should_exit = True
                 await serving
@@ -180,6 +206,45 @@ class Worker:
                     self._slots.release()
                 await sub.commit()
 
+    async def _control(self) -> None:
+        since_ms = int(time.time() * 1000)
+        async with self._bus.subscribe(
+            [topics.CONTROL], group_id=None, start_time_ms=since_ms
+        ) as sub:
+            async for env in sub:
+                await self.on_control(env)
+
+    async def on_control(self, env: Envelope) -> None:
+        """Apply one ``fl.control`` command to this worker's steps of the job."""
+        if env.dst is not None and env.dst != self.settings.party_id:
+            return
+        mine = [e for e in self._executions.values() if e.task.job_id == env.job_id]
+        if env.type == "job.stop":
+            reason = str(env.body.get("reason") or "stopped")
+            if env.task is None:
+                _remember(self._stopped_jobs, env.job_id, env.ts)
+                self._paused_jobs.pop(env.job_id, None)
+            else:
+                upto = env.body.get("attempt")
+                mine = [
+                    e
+                    for e in mine
+                    if e.task.step == env.task
+                    and (not isinstance(upto, int) or e.task.attempt <= upto)
+                ]
+            _log.info("stopping %d step(s) of job %s: %s", len(mine), env.job_id, reason)
+            await asyncio.gather(*(e.stop(reason, state=CANCELED) for e in mine))
+        elif env.type == "job.pause":
+            _remember(self._paused_jobs, env.job_id, None)
+            for execution in mine:
+                execution.suspend()
+        elif env.type == "job.resume":
+            self._paused_jobs.pop(env.job_id, None)
+            for execution in mine:
+                execution.resume()
+        else:
+            _log.warning("unknown control command %s for job %s", env.type, env.job_id)
+
     async def _take(self, env: Envelope) -> bool:
         """Start the step of one ``fl.tasks`` envelope (True: the step owns the slot now) or skip
         it (False); either way the envelope is committed afterwards."""
@@ -209,6 +274,12 @@ class Worker:
                 task.attempt,
             )
             return False
+        stopped_at = self._stopped_jobs.get(task.job_id)
+        if stopped_at is not None and env.ts <= stopped_at:
+            await self._bus.publish(
+                topics.STATUS, status_envelope(task, CANCELED, reason="the job was stopped")
+            )
+            return False
         assert self._runtime is not None, "run() selects the runtime first"
         execution = StepExecution(
             task,
@@ -227,6 +298,8 @@ class Worker:
                 status_envelope(task, FAILED, reason=f"could not start the step: {exc}"),
             )
             return False
+        if task.job_id in self._paused_jobs:
+            execution.suspend()
         supervisor = asyncio.create_task(self._supervise(execution), name=f"step-{task.step}")
         self._executions[supervisor] = execution
         return True
@@ -255,6 +328,16 @@ class Worker:
         for task in pending:
             task.cancel()
         await asyncio.wait(supervisors)
+
+
+_V = TypeVar("_V")
+
+
+def _remember(jobs: OrderedDict[str, _V], job_id: str, value: _V) -> None:
+    jobs[job_id] = value
+    jobs.move_to_end(job_id)
+    while len(jobs) > REMEMBERED_JOBS:
+        jobs.popitem(last=False)
 
 
 def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:

@@ -61,6 +61,17 @@ def te_sleep(ctx: Context) -> None:
     time.sleep(300)
 
 
+@component("te_tick", roles=("guest",))
+def te_tick(ctx: Context) -> None:
+    """Counts in a file every 50 ms, from a child process, for at most a minute."""
+    script = (
+        "import sys, time\n"
+        "for i in range(1, 1200):\n"
+        "    open(sys.argv[1], 'w').write(str(i)); time.sleep(0.05)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, ctx.args["tick_file"]], check=True)
+
+
 @component("te_escape", roles=("guest",))
 def te_escape(ctx: Context) -> None:
     """Tries what a sandboxed step must not do (``args["try"]``); succeeds only if it got out."""

@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 COMPONENTS = ("task_engine_components",)
 GUEST, HOST = "10000", "20000"
 WAIT_S = 60.0
+ENDED = ("success", "failed", "canceled", "timeout")
 
 
 def now_ms() -> int:
@@ -197,13 +198,13 @@ async def collect(
 
 def ended(n: int = 1) -> Callable[[list[Envelope]], bool]:
     def check(envs: list[Envelope]) -> bool:
-        return sum(e.body["state"] in ("success", "failed") for e in envs) >= n
+        return sum(e.body["state"] in ENDED for e in envs) >= n
 
     return check
 
 
 def final(statuses: list[Envelope]) -> Envelope:
-    return next(e for e in statuses if e.body["state"] in ("success", "failed"))
+    return next(e for e in statuses if e.body["state"] in ENDED)
 
 
 def read(path: str) -> str:
@@ -378,9 +379,9 @@ async def test_steps_over_their_timeout_are_killed_with_their_process_group(
     order = [(e.task, e.body["state"]) for e in statuses]
     assert order == [
         ("slow1", "running"),
-        ("slow1", "failed"),
+        ("slow1", "timeout"),
         ("slow2", "running"),
-        ("slow2", "failed"),
+        ("slow2", "timeout"),
     ]
     for env in statuses[1::2]:
         assert env.body["reason"] == "step timed out after 2 s and was killed"
@@ -484,3 +485,75 @@ async def test_a_busy_health_port_is_a_plain_error_and_shutdown_is_safe(tmp_path
     await worker.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         await worker.run()
+
+
+def _control(kind: str, job: str, party: str, **body: Any) -> Envelope:
+    return Envelope(type=kind, job_id=job, src=party, dst=party, body=body)
+
+
+def _ticks(path: Path) -> int:
+    text = path.read_text() if path.exists() else ""
+    return int(text) if text else 0
+
+
+async def test_control_pauses_resumes_and_stops_a_jobs_steps(
+    workers: tuple[Worker, Worker], buses: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    """fl.control: pause freezes every process of the step (its ticks stop, and its timeout
+    clock), resume lets it go on, stop kills it and reports ``canceled``."""
+    guest, _ = workers
+    bus_a, _ = buses
+    job = uuid.uuid4().hex
+    ticks = tmp_path / GUEST / job / "tick" / "ticks"  # in the step's (writable) output dir
+    await bus_a.publish(
+        topics.TASKS,
+        task_run(job, "tick", "te_tick", "guest", GUEST, tmp_path, args={"tick_file": str(ticks)}),
+    )
+    await collect(bus_a, topics.STATUS, job, lambda es: len(es) >= 1)
+    for _ in range(200):
+        if _ticks(ticks) >= 3:
+            break
+        await asyncio.sleep(0.05)
+    await bus_a.publish(topics.CONTROL, _control("job.pause", job, GUEST))
+    for _ in range(200):
+        if any(s["job_id"] == job and s["suspended"] for s in guest.running):
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    frozen = _ticks(ticks)
+    await asyncio.sleep(0.8)
+    assert _ticks(ticks) == frozen  # nothing of the step runs while paused
+    await bus_a.publish(topics.CONTROL, _control("job.resume", job, GUEST))
+    for _ in range(200):
+        if _ticks(ticks) > frozen + 2:
+            break
+        await asyncio.sleep(0.05)
+    assert _ticks(ticks) > frozen + 2
+    await bus_a.publish(topics.CONTROL, _control("job.stop", job, GUEST, reason="stopped by x"))
+    statuses = await collect(bus_a, topics.STATUS, job, ended())
+    assert final(statuses).body["state"] == "canceled"
+    assert final(statuses).body["reason"] == "stopped by x"
+    assert [s for s in guest.running if s["job_id"] == job] == []
+    assert processes_in(Path(guest.settings.state_dir) / "work" / job / "tick" / "0") == []
+    # a task.run of the stopped job still in flight is not run
+    late = task_run(job, "tick2", "te_tick", "guest", GUEST, tmp_path, args={"tick_file": "x"})
+    late.ts = statuses[0].ts - 1
+    await bus_a.publish(topics.TASKS, late)
+    statuses = await collect(
+        bus_a, topics.STATUS, job, lambda es: any(e.task == "tick2" for e in es)
+    )
+    assert [e.body["state"] for e in statuses if e.task == "tick2"] == ["canceled"]
+
+
+async def test_a_steps_own_timeout_ends_it_as_timeout(
+    workers: tuple[Worker, Worker], buses: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    bus_a, _ = buses
+    job = uuid.uuid4().hex
+    args = {"tick_file": str(tmp_path / GUEST / job / "tick" / "t"), "timeout": 1}
+    await bus_a.publish(
+        topics.TASKS, task_run(job, "tick", "te_tick", "guest", GUEST, tmp_path, args=args)
+    )
+    done = final(await collect(bus_a, topics.STATUS, job, ended()))
+    assert done.body["state"] == "timeout"
+    assert done.body["reason"] == "step timed out after 1 s and was killed"

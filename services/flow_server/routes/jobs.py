@@ -1,14 +1,18 @@
-"""``/pipelines/{id}/jobs`` and ``/jobs``: submit a job.yaml, list jobs, read one job's state."""
+"""``/pipelines/{id}/jobs`` and ``/jobs``: submit a job.yaml, list jobs, read one job's state,
+and stop, pause, resume, rerun or delete a job on every party."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, File, Query, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
+from sqlalchemy.orm import Session
 
+from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
 from flow_server.deps import ServerDep, SessionDep
 from flow_server.errors import NotFound
@@ -33,16 +37,22 @@ async def submit_job(
 ) -> schemas.JobCreated:
     data = await parameters.read()
 
-    def create() -> tuple[str, str]:
+    def create() -> tuple[str, str, tuple[str, int] | None]:
         with server.sessions.begin() as session:
             row = session.get(PipelineRow, pipeline_id)
             if row is None:
                 raise NotFound("pipeline", pipeline_id)
             job = protocol.submit_job(session, server.party, pipeline_row=row, job_yaml=data)
-            return job.id, job.state
+            if job.accept_deadline_ms is not None and server.deadlines is not None:
+                deadline = (job.id, job.accept_deadline_ms)
+            else:
+                deadline = None
+            return job.id, job.state, deadline
 
     async with server.lock:
-        job_id, state = await asyncio.to_thread(create)
+        job_id, state, deadline = await asyncio.to_thread(create)
+        if deadline is not None and server.deadlines is not None:
+            server.deadlines.arm(*deadline)
         try:
             await server.outbox.flush()
         except KafkaError as exc:
@@ -70,3 +80,78 @@ def get_job(job_id: str, session: SessionDep, server: ServerDep) -> schemas.JobD
     if job is None:
         raise NotFound("job", job_id)
     return crud.job_detail(job, catalog=server.catalog)
+
+
+Command = Callable[[Session, protocol.PartyContext, Job], object]
+
+
+async def _command(server: ServerDep, job_id: str, command: Command) -> schemas.JobSummary | None:
+    """Apply a lifecycle command in one transaction, then send what it caused."""
+
+    def run() -> schemas.JobSummary | None:
+        with server.sessions.begin() as session:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise NotFound("job", job_id)
+            command(session, server.party, job)
+            session.flush()
+            return crud.job_summary(job) if session.get(Job, job_id) is not None else None
+
+    async with server.lock:
+        summary = await asyncio.to_thread(run)
+        try:
+            await server.outbox.flush()
+        except KafkaError as exc:
+            log.warning("job %s: command committed, its messages not sent yet: %r", job_id, exc)
+    return summary
+
+
+def _cause() -> str:
+    return f"rest/{new_id()}"
+
+
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": schemas.ErrorOut, "description": "not allowed in the job's state"}
+}
+
+
+@router.post("/jobs/{job_id}/stop", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def stop_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None:
+    """Cancel the job on every party; its running steps are killed."""
+    return await _command(
+        server, job_id, lambda s, ctx, job: protocol.stop_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.post("/jobs/{job_id}/pause", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def pause_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None:
+    """Suspend the job's running steps on every party; nothing new starts until resumed."""
+    return await _command(
+        server, job_id, lambda s, ctx, job: protocol.pause_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.post("/jobs/{job_id}/resume", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def resume_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None:
+    """Continue a paused job on every party."""
+    return await _command(
+        server, job_id, lambda s, ctx, job: protocol.resume_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.post("/jobs/{job_id}/rerun", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def rerun_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None:
+    """Run a failed, canceled or timed-out job again from the steps that did not succeed,
+    reusing the outputs of those that did, on every party."""
+    return await _command(
+        server, job_id, lambda s, ctx, job: protocol.rerun_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses=_CONFLICT)
+async def delete_job(job_id: str, server: ServerDep) -> Response:
+    """Forget an ended job on every party (409 while it is not ended: stop it first)."""
+    await _command(
+        server, job_id, lambda s, ctx, job: protocol.delete_job(s, ctx, job, cause=_cause())
+    )
+    return Response(status_code=204)

@@ -1,0 +1,429 @@
+"""The ``tessera`` commands that drive a flow_server through the SDK: pipelines, jobs, data,
+models, and API tokens (made directly in the flow_server's database).
+
+Every command takes ``--url`` (``$TESSERA_URL``, default the local stack) and ``--token``
+(``$TESSERA_TOKEN``). An error prints the server's message on stderr and exits non-zero: 1 for
+an error answer or a failed job, 2 for a problem on this side (a missing file, no connection).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tessera.sdk import (
+    DEFAULT_DASHBOARD_URL,
+    DEFAULT_URL,
+    ApiError,
+    ConnectionFailed,
+    JobDetail,
+    Tessera,
+)
+
+UrlOpt = Annotated[
+    str, typer.Option("--url", envvar="TESSERA_URL", help="the flow_server's base URL")
+]
+TokenOpt = Annotated[
+    str | None,
+    typer.Option("--token", envvar="TESSERA_TOKEN", help="an API token (tessera token create)"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the server's JSON answer")]
+JobArg = Annotated[str, typer.Argument(help="the job id")]
+
+pipeline_app = typer.Typer(help="Upload and list pipelines.", no_args_is_help=True)
+job_app = typer.Typer(help="Submit, follow and control jobs.", no_args_is_help=True)
+data_app = typer.Typer(help="Upload and list data tables.", no_args_is_help=True)
+model_app = typer.Typer(help="List, export and import trained models.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens of this party's flow_server.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(pipeline_app, name="pipeline")
+    app.add_typer(job_app, name="job")
+    app.add_typer(data_app, name="data")
+    app.add_typer(model_app, name="model")
+    app.add_typer(token_app, name="token")
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _client(url: str, token: str | None, **kwargs: Any) -> Iterator[Tessera]:
+    """The SDK client; its errors become a message on stderr and a non-zero exit."""
+    try:
+        with Tessera(url, token=token, **kwargs) as client:
+            yield client
+    except ApiError as exc:
+        raise _fail(f"{exc} [{exc.code}, HTTP {exc.status_code}]", 1) from None
+    except ConnectionFailed as exc:
+        raise _fail(str(exc), 2) from None
+    except OSError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+# --- pipeline ------------------------------------------------------------------------------------
+
+
+@pipeline_app.command("upload")
+def pipeline_upload(
+    file: Annotated[Path, typer.Argument(help="pipeline.yaml")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a pipeline.yaml; prints its id."""
+    with _client(url, token) as t:
+        created = t.upload_pipeline(file)
+    if as_json:
+        _print_json(created.model_dump())
+    else:
+        typer.echo(f"{created.pipeline_id}\t{created.name}\tsteps: {', '.join(created.steps)}")
+
+
+@pipeline_app.command("list")
+def pipeline_list(url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """The pipelines on this flow_server, newest first."""
+    with _client(url, token) as t:
+        for p in t.pipelines():
+            typer.echo(f"{p.pipeline_id}\t{p.name}\t{', '.join(p.steps)}")
+
+
+# --- job -----------------------------------------------------------------------------------------
+
+
+def _progress(job: JobDetail) -> str:
+    total = len(job.steps)
+    running = ", ".join(job.running_steps())
+    line = f"{job.job_id}  {job.state:<8} {job.steps_done()}/{total} steps done"
+    if running:
+        line += f"  running: {running}"
+    return line
+
+
+def _describe(job: JobDetail) -> str:
+    lines = [
+        f"job {job.job_id}  pipeline {job.pipeline_name}  initiator {job.initiator}",
+        f"state: {job.state}" + (f"  ({job.reason})" if job.reason else ""),
+        f"parties: {', '.join(job.parties)}",
+    ]
+    for step in job.steps:
+        tasks = "  ".join(
+            f"{t.party_id}={t.state}" + (f" ({t.reason})" if t.reason else "") for t in step.tasks
+        )
+        lines.append(f"  {step.name:<20} {step.component:<18} {tasks}")
+    return "\n".join(lines)
+
+
+def _watch(t: Tessera, job_id: str, interval_s: float, timeout_s: float) -> JobDetail:
+    tty = sys.stdout.isatty()
+    last = ""
+    started = time.monotonic()
+
+    def show(job: JobDetail) -> None:
+        nonlocal last
+        line = _progress(job)
+        if tty:
+            elapsed = time.monotonic() - started
+            typer.echo(f"\r{line}  [{elapsed:.0f}s]\x1b[K", nl=False)
+        elif line != last:
+            typer.echo(line)
+        last = line
+
+    try:
+        job = t.wait(job_id, timeout_s=timeout_s, interval_s=interval_s, on_update=show)
+    except TimeoutError as exc:
+        if tty:
+            typer.echo("")
+        raise _fail(str(exc), 1) from None
+    if tty:
+        typer.echo("")
+    return job
+
+
+def _finish(job: JobDetail) -> None:
+    if job.state == "success":
+        typer.echo(f"job {job.job_id} succeeded")
+        return
+    raise _fail(f"job {job.job_id} ended {job.state}: {job.failure_reason()}", 1)
+
+
+@job_app.command("submit")
+def job_submit(
+    pipeline: Annotated[str, typer.Argument(help="a pipeline id, or a pipeline.yaml to upload")],
+    job_file: Annotated[Path, typer.Argument(help="job.yaml")],
+    watch: Annotated[bool, typer.Option("--watch", help="follow the job until it ends")] = False,
+    interval_s: Annotated[float, typer.Option("--interval", help="poll every N s")] = 2.0,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="give up after N s")] = 3600.0,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Submit a job; prints its id (with --watch: follows it, exit 1 unless it succeeds)."""
+    with _client(url, token) as t:
+        pipeline_id = pipeline
+        if Path(pipeline).is_file():
+            pipeline_id = t.upload_pipeline(Path(pipeline)).pipeline_id
+        created = t.submit_job(pipeline_id, job_file)
+        typer.echo(created.job_id)
+        if watch:
+            job = _watch(t, created.job_id, interval_s, timeout_s)
+    if watch:
+        _finish(job)
+
+
+@job_app.command("status")
+def job_status(
+    job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """A job's state and each step's state on every party."""
+    with _client(url, token) as t:
+        job = t.job(job_id)
+    typer.echo(json.dumps(job.model_dump(), indent=2) if as_json else _describe(job))
+
+
+@job_app.command("list")
+def job_list(
+    state: Annotated[str | None, typer.Option(help="only jobs in this state")] = None,
+    limit: Annotated[int, typer.Option(help="at most N jobs")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Jobs on this flow_server, newest first."""
+    with _client(url, token) as t:
+        jobs = t.jobs(state=state, limit=limit)
+    for j in jobs.items:
+        typer.echo(f"{j.job_id}\t{j.state}\t{j.pipeline_name}\t{' '.join(j.parties)}")
+
+
+@job_app.command("watch")
+def job_watch(
+    job_id: JobArg,
+    interval_s: Annotated[float, typer.Option("--interval", help="poll every N s")] = 2.0,
+    timeout_s: Annotated[float, typer.Option("--timeout", help="give up after N s")] = 3600.0,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Follow a job with a live progress line until it ends; exit 1 unless it succeeds."""
+    with _client(url, token) as t:
+        job = _watch(t, job_id, interval_s, timeout_s)
+    _finish(job)
+
+
+def _control(action: str, job_id: str, url: str, token: str | None) -> None:
+    with _client(url, token) as t:
+        actions = {
+            "stop": t.stop_job,
+            "pause": t.pause_job,
+            "resume": t.resume_job,
+            "rerun": t.rerun_job,
+        }
+        job = actions[action](job_id)
+    typer.echo(f"{action}: job {job.job_id} is {job.state}")
+
+
+@job_app.command("stop")
+def job_stop(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Stop a job on every party."""
+    _control("stop", job_id, url, token)
+
+
+@job_app.command("pause")
+def job_pause(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Pause a running job on every party."""
+    _control("pause", job_id, url, token)
+
+
+@job_app.command("resume")
+def job_resume(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Resume a paused job."""
+    _control("resume", job_id, url, token)
+
+
+@job_app.command("rerun")
+def job_rerun(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Rerun a job from its failed step, reusing the outputs of the steps that succeeded."""
+    _control("rerun", job_id, url, token)
+
+
+@job_app.command("logs")
+def job_logs(
+    job_id: JobArg,
+    dashboard_url: Annotated[
+        str,
+        typer.Option("--dashboard-url", envvar="TESSERA_DASHBOARD_URL", help="the dashboard"),
+    ] = DEFAULT_DASHBOARD_URL,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """The job's recent log lines on every party (from this party's dashboard)."""
+    with _client(url, token, dashboard_url=dashboard_url) as t:
+        logs = t.logs(job_id)
+    for x in logs.lines:
+        typer.echo(f"{x.ts:.3f}\t{x.level}\t{x.party}\t{x.step or '-'}\t{x.line}")
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+@data_app.command("upload")
+def data_upload(
+    file: Annotated[Path, typer.Argument(help="a CSV file (streamed, any size)")],
+    name: Annotated[str | None, typer.Option(help="table name (default: the file's)")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upload a CSV; prints the table's id and detected schema. Jobs name it `table:<name>`."""
+    if not file.is_file():
+        raise _fail(f"{file} is not a file", 2)
+    with _client(url, token, timeout_s=600.0) as t:
+        table = t.upload_table(file, name=name)
+    if as_json:
+        _print_json(table.model_dump())
+        return
+    typer.echo(
+        f"{table.table_id}\t{table.name}\t{table.rows} rows\tid: {table.id_column}\t"
+        f"label: {table.label_column or '-'}"
+    )
+
+
+@data_app.command("register")
+def data_register(
+    path: Annotated[str, typer.Argument(help="an absolute path on the flow_server's host")],
+    name: Annotated[str | None, typer.Option(help="table name (default: the file's)")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Register a CSV that already exists where the flow_server runs."""
+    with _client(url, token, timeout_s=600.0) as t:
+        table = t.register_table(path, name=name)
+    typer.echo(f"{table.table_id}\t{table.name}\t{table.rows} rows")
+
+
+@data_app.command("list")
+def data_list(
+    limit: Annotated[int, typer.Option(help="at most N tables")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Registered tables, newest first."""
+    with _client(url, token) as t:
+        tables = t.tables(limit=limit)
+    if as_json:
+        _print_json(tables.model_dump())
+        return
+    for x in tables.items:
+        typer.echo(f"{x.table_id}\t{x.name}\t{x.rows} rows\t{x.source}\t{x.path}")
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+@model_app.command("list")
+def model_list(
+    job: Annotated[str | None, typer.Option("--job", help="only this job's models")] = None,
+    limit: Annotated[int, typer.Option(help="at most N models")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Trained models of this party, newest first."""
+    with _client(url, token) as t:
+        models = t.models(job_id=job, limit=limit)
+    if as_json:
+        _print_json(models.model_dump())
+        return
+    for m in models.items:
+        metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(m.metrics.items()) if k != "samples")
+        typer.echo(
+            f"{m.model_id}\t{m.component}\t{m.job_id or '-'}/{m.step}\t{m.role}\t{metrics or '-'}"
+        )
+
+
+@model_app.command("export")
+def model_export(
+    model_id: Annotated[str, typer.Argument(help="the model id")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file (default model-<id>.tar.gz)")
+    ] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Save a model as a .tar.gz (metadata.json + the model file)."""
+    dest = output or Path(f"model-{model_id}.tar.gz")
+    partial = dest.with_name(dest.name + ".part")
+    with _client(url, token) as t:
+        try:
+            t.export_model(model_id, partial)
+        finally:
+            if partial.exists() and partial.stat().st_size == 0:
+                partial.unlink()
+    partial.replace(dest)
+    typer.echo(str(dest))
+
+
+@model_app.command("import")
+def model_import(
+    archive: Annotated[Path, typer.Argument(help="a .tar.gz from `tessera model export`")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Register an exported model on this party; prints its new id."""
+    with _client(url, token) as t:
+        model = t.import_model(archive)
+    typer.echo(f"{model.model_id}\t{model.component}\t{model.step}")
+
+
+# --- token ---------------------------------------------------------------------------------------
+
+
+@token_app.command("create")
+def token_create(
+    env_file: Annotated[
+        Path | None,
+        typer.Option("--env-file", help="the party's env file (its DATABASE_URL / STATE_DIR)"),
+    ] = None,
+    name: Annotated[str, typer.Option(help="what the token is for")] = "default",
+) -> None:
+    """Make an API token in the flow_server's database and print it (only this once)."""
+    # imported here: the other commands need only the SDK, not the server's packages
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from fedcore.settings import PartySettings, SettingsError
+    from flow_server import auth
+    from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
+
+    try:
+        settings = PartySettings.from_env(env_file)
+    except (SettingsError, OSError) as exc:
+        raise _fail(str(exc), 2) from None
+    try:
+        engine = make_engine(settings.db_url)
+        try:
+            upgrade_to_head(engine)
+            with make_sessionmaker(engine).begin() as session:
+                new = auth.create_token(session, name=name)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        raise _fail(f"cannot write to the database {settings.db_url}: {exc}", 2) from None
+    typer.echo(new.token)
+    typer.echo(
+        f"token {new.token_id} ({name}) created; it is shown only now. "
+        "Send it as 'Authorization: Bearer <token>' or set TESSERA_TOKEN.",
+        err=True,
+    )

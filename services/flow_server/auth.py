@@ -1,0 +1,97 @@
+"""API tokens: made by ``tessera token create``, stored as their SHA-256, checked on each request.
+
+A token is required (``Authorization: Bearer <token>``) on every route but ``/health`` whenever
+the flow_server listens on anything but loopback, or when ``REQUIRE_API_TOKEN=1``. The local
+stack on 127.0.0.1 accepts requests without one, so the documented curl calls work as written.
+A token is 32 random bytes, so an unsalted SHA-256 is enough to make a stolen database useless.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from fedcore.envelope import new_id
+from fedcore.settings import PartySettings
+from flow_server.deps import ServerDep
+from flow_server.errors import ApiError
+from flow_server.models import ApiToken
+
+TOKEN_PREFIX = "tsr_"
+
+_bearer = HTTPBearer(auto_error=False, description="an API token from `tessera token create`")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def token_required(settings: PartySettings) -> bool:
+    return settings.require_api_token or not is_loopback(settings.bind_host)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewToken:
+    token_id: str
+    name: str
+    token: str  # shown once, never stored
+
+
+def create_token(session: Session, *, name: str) -> NewToken:
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(id=new_id(), name=name, token_hash=hash_token(token), prefix=token[:10])
+    session.add(row)
+    session.flush()  # fills the defaults (created_ms)
+    return NewToken(token_id=row.id, name=name, token=token)
+
+
+def check_token(session: Session, token: str) -> ApiToken | None:
+    """The token's row, or None; the stored hash is compared in constant time."""
+    digest = hash_token(token)
+    row = session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return row
+
+
+def require_token(
+    server: ServerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """The route dependency: a 401 JSON error unless a valid token is given (when required)."""
+    if not token_required(server.settings):
+        return
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(
+            401,
+            "token_required",
+            "this flow_server requires an API token: send 'Authorization: Bearer <token>' "
+            "(make one with `tessera token create`)",
+            "headers.authorization",
+        )
+    with server.sessions() as session:
+        if check_token(session, credentials.credentials) is None:
+            raise ApiError(
+                401, "invalid_token", "the API token is not valid", "headers.authorization"
+            )
+
+
+TokenDep = Depends(require_token)

@@ -1,0 +1,225 @@
+"""End to end: controlling a running job across two real parties.
+
+Stop, pause, resume and rerun are sent to one party and must reach the other; a failure on the
+host fails the job on both parties with the host's reason; a proposal the host cannot accept ends
+``rejected``; a flow_server killed with SIGKILL mid-job is restarted and the job still finishes.
+Training is made long enough (many iterations, no early stopping) that "during training" is not
+a race.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tessera.client import ApiError, DashboardClient, FlowClient, JobView
+from tessera.envfiles import local_parties, write_env_files
+from tessera.example import PIPELINE_YAML, DemoData, make_demo_data, render_job
+from tessera.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+GUEST, HOST = "10000", "20000"
+# Long enough to act on a running train step; tol 0 turns early stopping off.
+LONG_TRAINING = {"max-iter": 400, "tol": 0}
+_ENDED = ("success", "failed", "canceled", "timeout", "rejected")
+
+
+@dataclass
+class Lifecycle:
+    stack: Stack
+    data: DemoData
+    root: Path
+    pipeline_id: str
+
+    def flow(self, party: str) -> FlowClient:
+        return FlowClient(self.stack.party(party).flow_server_url)
+
+    def job_text(self, *, host_args: dict[str, Any] | None = None) -> bytes:
+        job = yaml.safe_load(render_job(self.data, self.root / "output"))
+        job["common-args"].update(LONG_TRAINING)
+        for key, args in job["parties-args"].items():
+            if str(key) == HOST:
+                args.update(host_args or {})
+        return yaml.safe_dump(job, sort_keys=False).encode()
+
+    def submit(self, **kwargs: Any) -> str:
+        with self.flow(GUEST) as guest:
+            return guest.submit_job(self.pipeline_id, self.job_text(**kwargs))
+
+    def running_steps(self, party: str) -> list[Any]:
+        body = httpx.get(self.stack.party(party).health_url("task_engine"), timeout=10).json()
+        return list(body["running"])
+
+
+@pytest.fixture(scope="module")
+def lifecycle(
+    kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lifecycle]:
+    root = tmp_path_factory.mktemp("lifecycle")
+    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
+    env_files = write_env_files(parties, root / "env")
+    data = make_demo_data(root / "data")
+    with Stack(env_files, start_brokers=False) as stack:
+        with FlowClient(stack.party(GUEST).flow_server_url) as guest:
+            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
+        yield Lifecycle(stack, data, root, pipeline_id)
+
+
+def _until(what: str, check: Callable[[], Any], timeout_s: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            result = check()
+        except (ApiError, httpx.TransportError):
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.3)
+
+
+def _job(lc: Lifecycle, party: str, job_id: str) -> JobView:
+    with lc.flow(party) as flow:
+        return flow.job(job_id)
+
+
+def _state(lc: Lifecycle, party: str, job_id: str, *states: str) -> JobView | None:
+    job = _job(lc, party, job_id)
+    return job if job.state in states else None
+
+
+def _settled(lc: Lifecycle, party: str, job_id: str) -> JobView | None:
+    """The job ended on ``party`` and no task of any party is still running in its view."""
+    job = _state(lc, party, job_id, *_ENDED)
+    return job if job and not any(t.state == "running" for t in job.tasks) else None
+
+
+def _training(lc: Lifecycle, job_id: str) -> bool:
+    """The train step runs on both parties (intersect and scale are done)."""
+    job = _job(lc, GUEST, job_id)
+    train = [t for t in job.tasks if t.step == "train"]
+    return len(train) == 2 and all(t.state == "running" for t in train)
+
+
+def _attempts(job: JobView) -> dict[tuple[str, str], int]:
+    return {
+        (step["name"], str(t["party_id"])): int(t["attempt"])
+        for step in job.raw["steps"]
+        for t in step["tasks"]
+    }
+
+
+def _auc(lc: Lifecycle, job_id: str) -> float:
+    with DashboardClient(lc.stack.party(GUEST).dashboard_url) as dashboard:
+        metrics = _until("the guest dashboard has AUC", lambda: _has_auc(dashboard, job_id), 60)
+    return float(metrics["auc"])
+
+
+def _has_auc(dashboard: DashboardClient, job_id: str) -> dict[str, Any] | None:
+    metrics = dashboard.metrics(job_id)
+    return metrics if metrics.get("auc") is not None else None
+
+
+@pytest.fixture(scope="module")
+def paused_then_resumed(lifecycle: Lifecycle) -> tuple[str, float]:
+    """A job paused from the host during training and resumed from the guest."""
+    lc = lifecycle
+    job_id = lc.submit()
+    _until("training runs on both parties", lambda: _training(lc, job_id))
+    with lc.flow(HOST) as host:
+        host.pause(job_id)
+    for party in (GUEST, HOST):
+        _until(f"paused on {party}", lambda p=party: _state(lc, p, job_id, "paused"), 30)
+    time.sleep(2.0)
+    assert _job(lc, GUEST, job_id).state == "paused"  # nothing moved on while paused
+    with lc.flow(GUEST) as guest:
+        guest.resume(job_id)
+    for party in (GUEST, HOST):
+        job = _until(f"ended on {party}", lambda p=party: _state(lc, p, job_id, *_ENDED), 300)
+        assert job.state == "success", job.failure_reason()
+    return job_id, _auc(lc, job_id)
+
+
+def test_stop_during_training_cancels_both_parties_and_rerun_reuses_earlier_steps(
+    lifecycle: Lifecycle, paused_then_resumed: tuple[str, float]
+) -> None:
+    lc = lifecycle
+    job_id = lc.submit()
+    _until("training runs on both parties", lambda: _training(lc, job_id))
+    with lc.flow(HOST) as host:
+        host.stop(job_id)
+    for party in (GUEST, HOST):
+        job = _until(
+            f"the job and its tasks settled on {party}",
+            lambda p=party: _settled(lc, p, job_id),
+            60,
+        )
+        assert job.state == "canceled"
+        train = {t.party: t.state for t in job.tasks if t.step == "train"}
+        assert train == {GUEST: "canceled", HOST: "canceled"}
+    for party in (GUEST, HOST):
+        _until(f"no step runs on {party}", lambda p=party: not lc.running_steps(p), 30)
+
+    with lc.flow(GUEST) as guest:
+        guest.rerun(job_id)
+    for party in (GUEST, HOST):
+        job = _until(f"ended on {party}", lambda p=party: _state(lc, p, job_id, *_ENDED), 300)
+        assert job.state == "success", job.failure_reason()
+        attempts = _attempts(job)
+        assert attempts[("intersect", party)] == attempts[("scale", party)] == 1
+        assert attempts[("train", party)] == 2
+
+    # The rerun trained uninterrupted: a paused and resumed training ends at the same model.
+    assert _auc(lc, job_id) == pytest.approx(paused_then_resumed[1], abs=1e-6)
+
+
+def test_a_step_failing_on_the_host_fails_the_job_on_both_with_the_hosts_reason(
+    lifecycle: Lifecycle,
+) -> None:
+    lc = lifecycle
+    job_id = lc.submit(host_args={"method": "no-such-scaling"})  # only `scale` reads it
+    for party in (GUEST, HOST):
+        job = _until(f"settled on {party}", lambda p=party: _settled(lc, p, job_id), 120)
+        assert job.state == "failed"
+        assert HOST in (job.reason or "") and "no-such-scaling" in (job.reason or ""), job.reason
+        assert not any(t.state == "running" for t in job.tasks), job.tasks
+        scale = {t.party: t for t in job.tasks if t.step == "scale"}
+        assert scale[HOST].state == "failed"
+
+
+def test_a_proposal_the_host_cannot_accept_ends_rejected_with_its_reason(
+    lifecycle: Lifecycle,
+) -> None:
+    lc = lifecycle
+    job_id = lc.submit(host_args={"input": str(lc.root / "no-such-file.csv")})
+    job = _until("rejected on the guest", lambda: _state(lc, GUEST, job_id, *_ENDED), 60)
+    assert job.state == "rejected"
+    assert HOST in (job.reason or "") and "no-such-file.csv" in (job.reason or ""), job.reason
+
+
+def test_a_flow_server_killed_mid_job_is_restarted_and_the_job_finishes(
+    lifecycle: Lifecycle,
+) -> None:
+    lc = lifecycle
+    job_id = lc.submit()
+    _until("training runs on both parties", lambda: _training(lc, job_id))
+    guest_flow = next(p for p in lc.stack.parties if p.party_id == GUEST).services["flow_server"]
+    pid = guest_flow.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _until("the guest flow_server is gone", lambda: not guest_flow.running(), 30)
+    lc.stack.up()  # starts what is not running and waits until every service is healthy
+    for party in (GUEST, HOST):
+        job = _until(f"ended on {party}", lambda p=party: _state(lc, p, job_id, *_ENDED), 300)
+        assert job.state == "success", job.failure_reason()
