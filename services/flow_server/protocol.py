@@ -177,19 +177,16 @@ def set_job_state(
     *,
     reason: str | None = None,
     cause: str,
-    notify_peers: bool = False,
 ) -> None:
     """Move a job to ``state``, announce it, and tell the other parties.
 
     Every party tells the others each state its job moves to (``job.status`` on fl.out.ctl): that
     is each party's view of the job that ``GET /jobs/{id}`` shows. An ending also settles this
-    party's own tasks (see ``_settle``). ``notify_peers`` is kept for callers that say an ending
-    must reach the peers; every state change reaches them anyway.
+    party's own tasks (see ``_settle``).
 
     The same state again is a no-op; a move the transition table forbids raises
     ``states.IllegalTransition`` before anything is written.
     """
-    del notify_peers
     if job.state == state:
         return
     _move_job(job, state, reason)
@@ -258,7 +255,6 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
             outcome.state,
             reason=outcome.reason,
             cause=cause,
-            notify_peers=outcome.state == JobState.FAILED,
         )
         return
     spec = job_spec(job, ctx.me)
@@ -274,7 +270,6 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
                 JobState.FAILED,
                 reason=f"party {ctx.me}: {exc}",
                 cause=cause,
-                notify_peers=True,
             )
             return
         root = str(args.get("output") or ctx.default_output)
@@ -541,7 +536,6 @@ def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
         JobState.REJECTED,
         reason=f"party {env.src} rejected the job: {reason}",
         cause=env.id,
-        notify_peers=True,
     )
 
 
