@@ -56,9 +56,11 @@ lint: install ## ruff and mypy
 	$(PY) -m mypy libs services
 
 .PHONY: bench
-bench: install ## every benchmark (Paillier micro-bench, hetero_lr on the shared data); JSON lines
+bench: install ## every benchmark (Paillier, hetero_lr, hetero_secureboost, bridge); JSON lines
 	$(PY) -m bench paillier
 	$(PY) -m bench hetero_lr
+	$(PY) -m bench hetero_secureboost
+	$(PY) -m bench bridge
 
 .PHONY: deploy-tools
 deploy-tools: ## helm, kubeconform and offline Kubernetes schemas into .cache/ (deploy tests)

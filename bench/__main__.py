@@ -6,13 +6,14 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bridge, hetero_lr, paillier
+from bench import bridge, hetero_lr, paillier, secureboost
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "paillier": paillier.run,
     "hetero_lr": hetero_lr.run,
     "bridge": bridge.run,
+    "hetero_secureboost": secureboost.run,
 }
 
 
