@@ -30,7 +30,7 @@ pytestmark = pytest.mark.e2e
 
 GUEST, HOST = "10000", "20000"
 # Long enough to act on a running train step; tol 0 turns early stopping off.
-LONG_TRAINING = {"max-iter": 400, "tol": 0}
+LONG_TRAINING = {"max-iter": 200, "tol": 0}
 _ENDED = ("success", "failed", "canceled", "timeout", "rejected")
 
 
