@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 _PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
 _PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
@@ -74,6 +74,11 @@ class PartySettings(BaseModel):
     # how long a job's initiator waits for every party to accept its proposal
     accept_timeout_s: float = 60.0
     worker_concurrency: int = 2
+    # how often each task_engine worker lists its running steps on fl.status (worker.heartbeat),
+    # and how long the flow_server waits for a running step to be listed before it fails it
+    # (default: three intervals)
+    heartbeat_interval_s: float = Field(default=5.0, gt=0)
+    heartbeat_timeout_s: float | None = Field(default=None, gt=0)
     # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
     step_runtime: Literal["sandbox", "process", "kubernetes"] = "sandbox"
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
@@ -89,6 +94,24 @@ class PartySettings(BaseModel):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"PARTY_MQ_HTTP_URL_{pid} must be an http(s) URL, got {url!r}")
         return {pid: url.rstrip("/") for pid, url in peers.items()}
+
+    @field_validator("heartbeat_timeout_s")
+    @classmethod
+    def _longer_than_interval(cls, timeout_s: float | None, info: ValidationInfo) -> float | None:
+        interval_s = info.data.get("heartbeat_interval_s")
+        if timeout_s is not None and interval_s is not None and timeout_s <= interval_s:
+            raise ValueError(
+                f"HEARTBEAT_TIMEOUT_S ({timeout_s:g}) must exceed HEARTBEAT_INTERVAL_S "
+                f"({interval_s:g}), or every running step would be failed as lost"
+            )
+        return timeout_s
+
+    @property
+    def worker_lost_after_s(self) -> float:
+        """How long a running step may go without a heartbeat before it counts as lost."""
+        if self.heartbeat_timeout_s is not None:
+            return self.heartbeat_timeout_s
+        return 3 * self.heartbeat_interval_s
 
     @property
     def db_url(self) -> str:
@@ -131,6 +154,8 @@ class PartySettings(BaseModel):
             "task_timeout_s": "TASK_TIMEOUT_S",
             "accept_timeout_s": "ACCEPT_TIMEOUT_S",
             "worker_concurrency": "WORKER_CONCURRENCY",
+            "heartbeat_interval_s": "HEARTBEAT_INTERVAL_S",
+            "heartbeat_timeout_s": "HEARTBEAT_TIMEOUT_S",
             "step_runtime": "STEP_RUNTIME",
             "step_memory_mb": "STEP_MEMORY_MB",
             "step_cpu_s": "STEP_CPU_S",

@@ -11,7 +11,14 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from dashboard.aggregator import Aggregator
-from dashboard.deps import AggregatorDep, ChangesDep, ConsumerDep, JobDep, SettingsDep
+from dashboard.deps import (
+    AggregatorDep,
+    ChangesDep,
+    ConsumerDep,
+    JobDep,
+    MetricsDep,
+    SettingsDep,
+)
 from dashboard.events import change_stream
 from dashboard.schemas import (
     ConsumerHealth,
@@ -133,10 +140,10 @@ def pipelines_of(aggregator: Aggregator) -> Pipelines:
 
 
 @router.get("/api/events", response_class=StreamingResponse)
-async def events(changes: ChangesDep) -> StreamingResponse:
+async def events(changes: ChangesDep, metrics: MetricsDep) -> StreamingResponse:
     """Server-Sent Events: a ``change`` event whenever a job view changed (at most one a second)."""
     return StreamingResponse(
-        change_stream(changes),
+        metrics.counted(change_stream(changes)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from dashboard import api, errors, pages
 from dashboard.aggregator import Aggregator
 from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
-from dashboard.deps import State
+from dashboard.deps import MetricsDep, State
+from dashboard.metrics import CONTENT_TYPE, DashboardMetrics
 from fedcore.settings import PartySettings
 
 STOP_TIMEOUT_S = 5.0
@@ -35,7 +36,11 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
         consumer.start()
         try:
             yield State(
-                settings=settings, aggregator=aggregator, changes=changes, consumer=consumer
+                settings=settings,
+                aggregator=aggregator,
+                changes=changes,
+                consumer=consumer,
+                metrics=DashboardMetrics(aggregator, consumer),
             )
         finally:
             changes.close()
@@ -49,4 +54,10 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
     app.include_router(api.router)
     app.include_router(pages.router)
     errors.install(app)
+
+    @app.get("/metrics", response_class=Response, include_in_schema=False)
+    async def metrics(metrics: MetricsDep) -> Response:
+        """Prometheus text format."""
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
     return app

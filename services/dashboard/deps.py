@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request
 
 from dashboard.aggregator import Aggregator, JobView
 from dashboard.consumer import Changes, Consumer
+from dashboard.metrics import DashboardMetrics
 from fedcore.settings import PartySettings
 
 
@@ -22,6 +23,7 @@ class State(TypedDict):
     aggregator: Aggregator
     changes: Changes
     consumer: Consumer
+    metrics: DashboardMetrics
 
 
 async def get_settings(request: Request) -> PartySettings:
@@ -44,10 +46,16 @@ async def get_consumer(request: Request) -> Consumer:
     return consumer
 
 
+async def get_metrics(request: Request) -> DashboardMetrics:
+    metrics: DashboardMetrics = request.state.metrics
+    return metrics
+
+
 SettingsDep = Annotated[PartySettings, Depends(get_settings)]
 AggregatorDep = Annotated[Aggregator, Depends(get_aggregator)]
 ChangesDep = Annotated[Changes, Depends(get_changes)]
 ConsumerDep = Annotated[Consumer, Depends(get_consumer)]
+MetricsDep = Annotated[DashboardMetrics, Depends(get_metrics)]
 
 
 async def get_job(job_id: str, aggregator: AggregatorDep) -> JobView:

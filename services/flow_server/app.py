@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import FastAPI
 from sqlalchemy import Engine
@@ -22,9 +22,17 @@ from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
 from flow_server.deadlines import AcceptanceDeadlines
 from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
+from flow_server.heartbeats import (
+    HEARTBEAT,
+    HeartbeatWatch,
+    RunningStep,
+    report_lost,
+    running_here,
+)
+from flow_server.metrics import FlowServerMetrics
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
-from flow_server.routes import data, health, jobs, models, pipelines
+from flow_server.routes import data, health, jobs, metrics, models, pipelines
 from flow_server.states import IllegalTransition
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,8 @@ class FlowServer:
     # one flow_server per party: this lock orders REST job submissions and consumed events
     lock: asyncio.Lock
     deadlines: AcceptanceDeadlines | None = None
+    heartbeats: HeartbeatWatch | None = None
+    metrics: FlowServerMetrics = field(default_factory=FlowServerMetrics)
 
     @property
     def catalog(self) -> Catalog:
@@ -71,11 +81,31 @@ class FlowServer:
             await asyncio.to_thread(expire)
             await self.outbox.flush()
 
+    async def worker_lost(self, step: RunningStep, silent_s: float) -> None:
+        """No heartbeat covered a running step of ours in time: fail it (if it still runs)."""
+
+        def report() -> bool:
+            with self.sessions.begin() as session:
+                return report_lost(session, self.party, step, silent_s)
+
+        async with self.lock:
+            if await asyncio.to_thread(report):
+                self.metrics.lost_steps.inc()
+            await self.outbox.flush()
+
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
+        if env.type == HEARTBEAT:  # in memory only, never in the database
+            self.metrics.heartbeats.inc()
+            if self.heartbeats is not None:
+                self.heartbeats.observe(env)
+            return
         async with self.lock:
             await asyncio.to_thread(self._apply_sync, env)
             await self.outbox.flush()
+        self.metrics.events.labels(env.type).inc()
+        if self.heartbeats is not None:
+            self.heartbeats.observe(env)
 
 
 def create_app(
@@ -122,11 +152,21 @@ def create_app(
                     protocol.waiting_for_answers, sessions, party
                 ):
                     server.deadlines.arm(job_id, deadline_ms)
+                server.heartbeats = HeartbeatWatch(
+                    settings.party_id,
+                    timeout_s=settings.worker_lost_after_s,
+                    lost=server.worker_lost,
+                )
+                for step in await asyncio.to_thread(running_here, sessions, settings.party_id):
+                    server.heartbeats.watch(step)
+                watch = server.heartbeats
+                server.metrics.watch(lambda: len(watch.watched))
                 await server.outbox.flush()  # whatever a previous run committed but did not send
                 server.consumer.start()
                 try:
                     yield
                 finally:
+                    await server.heartbeats.close()
                     await server.deadlines.close()
                     await server.consumer.stop(shutdown_timeout_s)
             finally:
@@ -147,4 +187,5 @@ def create_app(
             router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)
         )
     app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
+    app.include_router(metrics.router)
     return app

@@ -1,4 +1,5 @@
-"""The worker's health endpoint: ``GET /health`` → 200 with the steps running now."""
+"""The worker's HTTP endpoint: ``GET /health`` → 200 with the steps running now; ``GET /metrics``
+→ its Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -10,16 +11,30 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from task_engine.metrics import CONTENT_TYPE
 
-def health_app(party_id: str, running: Callable[[], list[dict[str, Any]]]) -> Starlette:
+
+def health_app(
+    party_id: str,
+    running: Callable[[], list[dict[str, Any]]],
+    metrics: Callable[[], bytes] | None = None,
+) -> Starlette:
     async def health(request: Request) -> JSONResponse:
         steps = running()
         return JSONResponse({"status": "ok", "party": party_id, "running": steps})
 
-    return Starlette(routes=[Route("/health", health, methods=["GET"])])
+    routes = [Route("/health", health, methods=["GET"])]
+    if metrics is not None:
+        render = metrics
+
+        async def metrics_endpoint(request: Request) -> Response:
+            return Response(render(), media_type=CONTENT_TYPE)
+
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
+    return Starlette(routes=routes)
 
 
 class HealthServer(uvicorn.Server):

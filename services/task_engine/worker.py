@@ -10,8 +10,10 @@ commits a task's offset only once its step has *started*: work dir prepared, pro
   slot, so no task sits uncommitted behind running steps;
 * a crash after that point does not rerun the step: its process sees its socket close and exits
   (:data:`task_engine.channel.EXIT_WORKER_GONE`), and the last word on ``fl.status`` is
-  ``running``. Detecting such a step (heartbeats) and retrying it with ``attempt + 1`` belongs to
-  the flow_server; :attr:`Worker.running` is the set of live steps a heartbeat would report.
+  ``running``. Every ``HEARTBEAT_INTERVAL_S`` the worker lists its live steps on ``fl.status``
+  (``worker.heartbeat``); the flow_server fails a running step no heartbeat listed for
+  ``HEARTBEAT_TIMEOUT_S`` ("worker lost"), which retries it at ``attempt + 1`` if it has retries
+  left (``flow_server.heartbeats``).
   (A crash in the instant between ``running`` and the commit runs the step twice under the same
   attempt: the first copy exits with its worker, the second is fed the peers' messages from
   ``fed_since_ms`` again.)
@@ -32,12 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
+
+from aiokafka.errors import KafkaError
 
 from fedcore import topics
 from fedcore.bus import Bus
@@ -52,12 +57,14 @@ from task_engine.execution import (
     status_envelope,
 )
 from task_engine.health import HealthServer, bind_tcp, health_app, health_server
+from task_engine.metrics import CountingBus, WorkerMetrics
 from task_engine.runtime import StepRuntime
 from task_engine.sandbox import select_runtime
 
 SHUTDOWN_TIMEOUT_S: Final = 20.0
 # how many stopped / paused jobs a worker remembers (for task.run envelopes still in flight)
 REMEMBERED_JOBS: Final = 1000
+HEARTBEAT: Final = "worker.heartbeat"
 
 _log = logging.getLogger(__name__)
 
@@ -84,7 +91,12 @@ class Worker:
         self._runtime_env = dict(runtime_env or {})
         self._component_modules = component_modules
         self._shutdown_timeout_s = shutdown_timeout_s
-        self._bus = Bus(settings.kafka_bootstrap, f"task_engine-{settings.party_id}")
+        self.metrics = WorkerMetrics(running=lambda: len(self._executions))
+        self._bus: Bus = CountingBus(
+            settings.kafka_bootstrap,
+            f"task_engine-{settings.party_id}",
+            produced=self.metrics.produced,
+        )
         self._slots = asyncio.Semaphore(max(1, settings.worker_concurrency))
         self._executions: dict[asyncio.Task[None], StepExecution] = {}
         self._stop = asyncio.Event()
@@ -96,6 +108,7 @@ class Worker:
         # job id → when it was stopped (the stop envelope's ts); job ids paused now
         self._stopped_jobs: OrderedDict[str, float] = OrderedDict()
         self._paused_jobs: OrderedDict[str, None] = OrderedDict()
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{int(time.time() * 1000)}"
 
     @property
     def group_id(self) -> str:
@@ -103,8 +116,26 @@ class Worker:
 
     @property
     def running(self) -> list[dict[str, Any]]:
-        """The steps running now (the health endpoint's body; a future heartbeat's payload)."""
+        """The steps running now (the health endpoint's body; :meth:`heartbeat` lists them too)."""
         return [execution.describe() for execution in self._executions.values()]
+
+    def heartbeat(self) -> Envelope:
+        """The ``worker.heartbeat`` envelope listing the steps running now (``job_id`` empty: it
+        is about the worker, not one job)."""
+        return Envelope(
+            type=HEARTBEAT,
+            job_id="",
+            src=self.settings.party_id,
+            body={
+                "party": self.settings.party_id,
+                "worker": self.worker_id,
+                "interval_s": self.settings.heartbeat_interval_s,
+                "running": [
+                    {"job_id": e.task.job_id, "task": e.task.step, "attempt": e.task.attempt}
+                    for e in self._executions.values()
+                ],
+            },
+        )
 
     async def wait_started(self) -> None:
         """Until the worker consumes and its health endpoint answers."""
@@ -137,19 +168,20 @@ class Worker:
         """Health server and task consumption until stopped; then every step is stopped."""
         async with self._bus:
             self._health = health_server(
-                health_app(self.settings.party_id, lambda: self.running),
+                health_app(self.settings.party_id, lambda: self.running, self.metrics.render),
                 self.settings.bind_host,
                 self.settings.task_engine_port,
             )
             serving = asyncio.create_task(self._health.serve([listener]), name="health")
             controlling = asyncio.create_task(self._control(), name="control")
             consuming = asyncio.create_task(self._consume(), name="consume")
+            beating = asyncio.create_task(self._heartbeats(), name="heartbeats")
             stopping = asyncio.create_task(self._stop.wait(), name="stop")
             try:
                 await self._wait_health_started(serving)
                 self._started.set()
                 done, _ = await asyncio.wait(
-                    {serving, consuming, controlling, stopping},
+                    {serving, consuming, controlling, beating, stopping},
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 for task in done - {stopping}:
@@ -159,8 +191,11 @@ class Worker:
                 stopping.cancel()
                 consuming.cancel()
                 controlling.cancel()
+                beating.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await consuming
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beating
                 with contextlib.suppress(asyncio.CancelledError):
                     await controlling
                 await self._stop_steps()
@@ -198,7 +233,9 @@ class Worker:
                 await self._slots.acquire()
                 try:
                     env = await anext(envelopes)
+                    self.metrics.consumed.labels(topics.TASKS).inc()
                     started = await self._take(env)
+                    self.metrics.tasks.labels("started" if started else "skipped").inc()
                 except BaseException:
                     self._slots.release()
                     raise
@@ -206,12 +243,24 @@ class Worker:
                     self._slots.release()
                 await sub.commit()
 
+    async def _heartbeats(self) -> None:
+        """A heartbeat now and every interval; one Kafka refused is logged and the next tried
+        (the flow_server's timeout spans several intervals)."""
+        while True:
+            try:
+                await self._bus.publish(topics.STATUS, self.heartbeat())
+                self.metrics.heartbeats.inc()
+            except KafkaError as exc:
+                _log.warning("heartbeat not published: %r", exc)
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+
     async def _control(self) -> None:
         since_ms = int(time.time() * 1000)
         async with self._bus.subscribe(
             [topics.CONTROL], group_id=None, start_time_ms=since_ms
         ) as sub:
             async for env in sub:
+                self.metrics.consumed.labels(topics.CONTROL).inc()
                 await self.on_control(env)
 
     async def on_control(self, env: Envelope) -> None:
@@ -306,7 +355,10 @@ class Worker:
 
     async def _supervise(self, execution: StepExecution) -> None:
         try:
-            await execution.supervise()
+            outcome = await execution.supervise()
+            self.metrics.step_duration.labels(execution.task.component, outcome.state).observe(
+                time.time() - execution.started_at
+            )
         except Exception as exc:  # e.g. Kafka refused the final status: fatal, run() re-raises
             self._failure = exc
             self._stop.set()

@@ -1,0 +1,91 @@
+"""End to end: a task_engine killed with SIGKILL while its step runs.
+
+The host's worker dies in the middle of training. Its heartbeats stop, so the host's flow_server
+fails the step ("worker lost") once ``HEARTBEAT_TIMEOUT_S`` passes; ``auto-retries: 1`` runs train
+again at attempt 2 on both parties (the guest's attempt 1, waiting for the dead host, is
+stopped), the restarted worker takes it and the job ends ``success`` on both parties.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from test_lifecycle import (
+    _ENDED,
+    GUEST,
+    HOST,
+    Lifecycle,
+    _attempts,
+    _state,
+    _training,
+    _until,
+)
+
+from tessera.client import FlowClient
+from tessera.envfiles import local_parties, write_env_files
+from tessera.example import PIPELINE_YAML, make_demo_data
+from tessera.stack import Stack
+
+pytestmark = pytest.mark.e2e
+
+# a lost worker is noticed within seconds instead of the default 15 s
+HEARTBEATS = "HEARTBEAT_INTERVAL_S=0.5\nHEARTBEAT_TIMEOUT_S=3\n"
+
+
+@pytest.fixture(scope="module")
+def lifecycle(
+    kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Lifecycle]:
+    root = tmp_path_factory.mktemp("worker-kill")
+    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
+    env_files = write_env_files(parties, root / "env")
+    for path in env_files:
+        with Path(path).open("a") as env:
+            env.write(HEARTBEATS)
+    data = make_demo_data(root / "data")
+    with Stack(env_files, start_brokers=False) as stack:
+        with FlowClient(stack.party(GUEST).flow_server_url) as guest:
+            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
+        yield Lifecycle(stack, data, root, pipeline_id)
+
+
+def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
+    lifecycle: Lifecycle,
+) -> None:
+    lc, stack = lifecycle, lifecycle.stack
+    job = yaml.safe_load(lc.job_text())  # long training
+    job["common-args"]["auto-retries"] = 1
+    with lc.flow(GUEST) as guest:
+        job_id = guest.submit_job(lc.pipeline_id, yaml.safe_dump(job, sort_keys=False).encode())
+    _until("training runs on both parties", lambda: _training(lc, job_id))
+    worker = next(p for p in stack.parties if p.party_id == HOST).services["task_engine"]
+    pid = worker.pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    _until("the host task_engine is gone", lambda: not worker.running(), 30)
+    stack.up()  # a new worker, which knows nothing of the dead one's step
+    for party in (GUEST, HOST):
+        view = _until(f"ended on {party}", partial(_state, lc, party, job_id, *_ENDED), 240)
+        assert view.state == "success", view.failure_reason()
+        attempts = _attempts(view)
+        assert attempts[("train", GUEST)] == attempts[("train", HOST)] == 2, attempts
+        assert attempts[("intersect", HOST)] == 1  # only the lost step ran again
+    host = next(p for p in stack.parties if p.party_id == HOST)
+    assert "worker lost: no heartbeat for" in host.services["flow_server"].log_file.read_text()
+    # every service of the party serves /metrics; the host's flow_server counted the lost step
+    scraped = {
+        name: httpx.get(f"{stack.party(HOST).base_url(name)}/metrics", timeout=10)
+        for name in ("flow_server", "task_engine", "dashboard", "federation_bridge")
+    }
+    assert all(r.status_code == 200 for r in scraped.values()), scraped
+    assert "tessera_flow_server_lost_steps_total 1.0" in scraped["flow_server"].text
+    assert 'tessera_flow_server_jobs{state="success"} 1.0' in scraped["flow_server"].text
+    assert "tessera_task_engine_running_steps 0.0" in scraped["task_engine"].text
