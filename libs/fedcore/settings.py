@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
 _PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
 _PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
@@ -86,6 +86,8 @@ class PartySettings(BaseModel):
     step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid
     # API tokens on the flow_server even on loopback (they are always required off loopback)
     require_api_token: bool = False
+    # a first API token handed over by the installer (Helm); its hash is registered at start
+    setup_api_token: SecretStr | None = None
 
     @field_validator("peers")
     @classmethod
@@ -161,6 +163,7 @@ class PartySettings(BaseModel):
             "step_cpu_s": "STEP_CPU_S",
             "step_max_procs": "STEP_MAX_PROCS",
             "require_api_token": "REQUIRE_API_TOKEN",
+            "setup_api_token": "TESSERA_API_TOKEN",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
-from flow_server import errors, protocol
+from flow_server import auth, errors, protocol
 from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
@@ -122,6 +122,10 @@ def create_app(
         try:
             await asyncio.to_thread(upgrade_to_head, engine)
             sessions = make_sessionmaker(engine)
+            if settings.setup_api_token is not None:
+                await asyncio.to_thread(
+                    _register_setup_token, sessions, settings.setup_api_token.get_secret_value()
+                )
             bus = Bus(settings.kafka_bootstrap, client_id=f"flow_server-{settings.party_id}")
             await bus.start()
             try:
@@ -189,3 +193,8 @@ def create_app(
     app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
     app.include_router(metrics.router)
     return app
+
+
+def _register_setup_token(sessions: sessionmaker[Session], token: str) -> None:
+    with sessions.begin() as session:
+        auth.register_setup_token(session, token)

@@ -63,6 +63,13 @@ def create_token(session: Session, *, name: str) -> NewToken:
     return NewToken(token_id=row.id, name=name, token=token)
 
 
+def register_setup_token(session: Session, token: str) -> None:
+    """Make a token the installer generated (``TESSERA_API_TOKEN``) valid, once."""
+    digest = hash_token(token)
+    if session.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first() is None:
+        session.add(ApiToken(id=new_id(), name="setup", token_hash=digest, prefix=token[:10]))
+
+
 def check_token(session: Session, token: str) -> ApiToken | None:
     """The token's row, or None; the stored hash is compared in constant time."""
     digest = hash_token(token)

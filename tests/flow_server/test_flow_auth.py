@@ -20,6 +20,7 @@ from flow_server.models import ApiToken
 pytestmark = pytest.mark.kafka
 
 BASE = "http://flow/flow-server"
+SETUP_TOKEN = "tsr_generated-by-the-installer-0123456789"
 PROTECTED = ["/jobs", "/pipelines", "/data", "/models", "/jobs/x", "/data/x", "/models/x/export"]
 
 
@@ -37,6 +38,14 @@ async def apps(
             state_dir=root / "public",
             database_url=module_databases.new("public"),
         ),
+        "installed": PartySettings(
+            party_id="10000",
+            kafka_bootstrap=kafka.bootstrap,
+            bind_host="0.0.0.0",
+            state_dir=root / "installed",
+            database_url=module_databases.new("installed"),
+            setup_api_token=SETUP_TOKEN,
+        ),
         "local": PartySettings(
             party_id="10000",
             kafka_bootstrap=kafka.bootstrap,
@@ -45,15 +54,23 @@ async def apps(
         ),
     }
     app_public = create_app(settings["public"], catalog=CATALOG)
+    app_installed = create_app(settings["installed"], catalog=CATALOG)
     app_local = create_app(settings["local"], catalog=CATALOG)
-    async with app_public.router.lifespan_context(app_public):
-        async with app_local.router.lifespan_context(app_local):
-            for name, app in (("public", app_public), ("local", app_local)):
-                client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
-                clients[name] = (client, app.state.flow_server)
-            yield clients
-            for client, _ in clients.values():
-                await client.aclose()
+    async with (
+        app_public.router.lifespan_context(app_public),
+        app_installed.router.lifespan_context(app_installed),
+        app_local.router.lifespan_context(app_local),
+    ):
+        for name, app in (
+            ("public", app_public),
+            ("installed", app_installed),
+            ("local", app_local),
+        ):
+            client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE)
+            clients[name] = (client, app.state.flow_server)
+        yield clients
+        for client, _ in clients.values():
+            await client.aclose()
 
 
 def test_when_a_token_is_required() -> None:
@@ -131,3 +148,13 @@ async def test_openapi_documents_errors_and_the_bearer_scheme(apps: Any) -> None
                 }
     data_body = doc["paths"]["/flow-server/data"]["post"]["requestBody"]["content"]
     assert {"multipart/form-data", "text/csv", "application/json"} <= set(data_body)
+
+
+async def test_the_installers_token_is_accepted_and_stored_hashed(apps: Any) -> None:
+    client, server = apps["installed"]
+    assert (await client.get("/jobs")).status_code == 401
+    good = {"Authorization": f"Bearer {SETUP_TOKEN}"}
+    assert (await client.get("/jobs", headers=good)).status_code == 200
+    with server.sessions() as s:
+        rows = s.scalars(select(ApiToken)).all()
+    assert [(r.name, r.token_hash) for r in rows] == [("setup", auth.hash_token(SETUP_TOKEN))]
