@@ -17,15 +17,18 @@ class ComponentInfo:
     roles: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    version: str = "1"
 
 
 Catalog = Mapping[str, ComponentInfo]
 
 
 def catalog_of(specs: Iterable[Any]) -> dict[str, ComponentInfo]:
-    """Build a catalog from objects with ``name, roles, inputs, outputs`` attributes."""
+    """Build a catalog from objects with ``name, roles, inputs, outputs, version`` attributes."""
     return {
-        s.name: ComponentInfo(s.name, tuple(s.roles), tuple(s.inputs), tuple(s.outputs))
+        s.name: ComponentInfo(
+            s.name, tuple(s.roles), tuple(s.inputs), tuple(s.outputs), str(s.version)
+        )
         for s in specs
     }
 

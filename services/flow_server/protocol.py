@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
+from fedcore.version import TESSERA_VERSION, compatible
 from flow_server import models_registry, references, scheduler, states
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
@@ -364,6 +365,10 @@ def submit_job(
                     "common_args": spec.common_args,
                     "party_args": spec.party_args[party],
                     "initiator": ctx.me,
+                    "tessera_version": TESSERA_VERSION,
+                    "component_versions": {
+                        s.component: ctx.catalog[s.component].version for s in pipeline.steps
+                    },
                 },
             ),
         )
@@ -373,6 +378,32 @@ def submit_job(
 
 
 # --- consumed events -------------------------------------------------------------------------
+
+
+def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) -> None:
+    """Refuse a proposal from a Tessera release, or for component versions, that differ."""
+    theirs = body.get("tessera_version")
+    if not isinstance(theirs, str):
+        raise DslError("incompatible_version", "the proposal does not say its Tessera version")
+    try:
+        ok = compatible(TESSERA_VERSION, theirs)
+    except ValueError as exc:
+        raise DslError("incompatible_version", str(exc)) from exc
+    if not ok:
+        raise DslError(
+            "incompatible_version",
+            f"the initiator runs Tessera {theirs}, this party {TESSERA_VERSION}",
+        )
+    versions = body.get("component_versions")
+    if not isinstance(versions, dict):
+        raise DslError("incompatible_version", "the proposal does not say its component versions")
+    for name in sorted({s.component for s in pipeline.steps}):
+        if str(versions.get(name)) != catalog[name].version:
+            raise DslError(
+                "incompatible_version",
+                f"component {name}: the initiator runs version {versions.get(name)}, "
+                f"this party {catalog[name].version}",
+            )
 
 
 def _body(env: Envelope, key: str, kind: type, *, required: bool = True) -> Any:
@@ -438,6 +469,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         if not isinstance(text, str):
             raise DslError("bad_proposal", "the proposal carries no pipeline text")
         pipeline = parse_pipeline(text, ctx.catalog)
+        _check_versions(env.body, pipeline, ctx.catalog)
         parties = parse_party_specs(raw_parties)
         common = env.body.get("common_args") or {}
         own = env.body.get("party_args") or {}

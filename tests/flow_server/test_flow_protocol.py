@@ -14,6 +14,7 @@ from flow_helpers import PIPELINE, Databases, LocalParty, job_yaml
 
 from fedcore import topics
 from fedcore.envelope import Envelope
+from fedcore.version import TESSERA_VERSION
 from flow_server.dsl import DslError
 from flow_server.states import IllegalTransition
 
@@ -366,3 +367,43 @@ def test_a_status_of_an_older_attempt_is_ignored(
     guest.apply(older)
     task = next(t for t in guest.job(job_id).tasks if (t.step, t.party_id) == ("train", "20000"))
     assert (task.state, task.attempt) == ("running", 2)
+
+
+def _proposal_to_host(parties: dict[str, LocalParty], tmp_path: Path) -> Envelope:
+    guest, host = tmp_path / "g.csv", tmp_path / "h.csv"
+    guest.write_text("id,y\n1,0\n")
+    host.write_text("id,x\n1,0.5\n")
+    parties["10000"].submit(PIPELINE, job_yaml(guest, host, tmp_path))
+    return next(e for _, e in parties["10000"].drain() if e.type == "job.propose")
+
+
+def test_the_proposal_carries_the_tessera_and_component_versions(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    body = _proposal_to_host(parties, tmp_path).body
+    assert body["tessera_version"] == TESSERA_VERSION
+    assert body["component_versions"] == {
+        "intersect": "1",
+        "hetero_lr": "1",
+        "evaluation": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"tessera_version": "99.0.0"}, "Tessera 99.0.0"),
+        ({"tessera_version": None}, "does not say its Tessera version"),
+        ({"component_versions": {"intersect": "1", "hetero_lr": "2", "evaluation": "1"}},
+         "component hetero_lr: the initiator runs version 2"),
+    ],
+)  # fmt: skip
+def test_a_proposal_of_another_version_is_rejected_with_what_differs(
+    parties: dict[str, LocalParty], tmp_path: Path, change: dict[str, object], needle: str
+) -> None:
+    propose = _proposal_to_host(parties, tmp_path)
+    host = parties["20000"]
+    host.apply(propose.model_copy(update={"body": {**propose.body, **change}}))
+    reject = [e for _, e in host.drain() if e.type == "job.reject"]
+    assert len(reject) == 1 and needle in reject[0].body["reason"]
+    assert host.job(propose.job_id).state == "rejected"

@@ -24,6 +24,8 @@ class ComponentSpec:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     fn: ComponentFn
+    # Bumped when what a component sends or expects changes: parties must run the same version.
+    version: str = "1"
 
     @property
     def description(self) -> str:
@@ -41,6 +43,7 @@ def component(
     roles: Sequence[str],
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
+    version: str = "1",
 ) -> Callable[[ComponentFn], ComponentFn]:
     """Register the decorated function as component ``name``."""
 
@@ -51,7 +54,9 @@ def component(
             raise ValueError(f"component {name!r} is already registered by {_origin(existing.fn)}")
         if not roles:
             raise ValueError(f"component {name!r} needs at least one role")
-        _REGISTRY[name] = ComponentSpec(name, tuple(roles), tuple(inputs), tuple(outputs), fn)
+        _REGISTRY[name] = ComponentSpec(
+            name, tuple(roles), tuple(inputs), tuple(outputs), fn, version
+        )
         return fn
 
     return register
