@@ -15,10 +15,10 @@ from pathlib import Path
 
 import yaml
 
-from tessera.client import DashboardClient, FlowClient, JobView
 from tessera.envfiles import ROOT, PartyEnv
 from tessera.example import PIPELINE_YAML, DemoData, make_demo_data, party_roles, render_job
 from tessera.example import sklearn_auc as baseline_auc
+from tessera.sdk import Dashboard, JobDetail, Tessera
 from tessera.stack import Stack, StackError
 
 ENV_FILES = tuple(ROOT / "deploy" / "env" / f"party-{p}.env" for p in ("10000", "20000"))
@@ -26,14 +26,14 @@ RUN_DIR = ROOT / ".run" / "demo"
 POLL_S = 0.5
 
 
-def _progress(job: JobView, total_steps: int, elapsed_s: float, tty: bool) -> str:
+def _progress(job: JobDetail, total_steps: int, elapsed_s: float, tty: bool) -> str:
     total = len(job.steps) or total_steps
     done = job.steps_done()
     line = f"  job {job.job_id}: {done}/{total} steps done, {job.state} ({elapsed_s:.0f} s)"
     return f"\r{line:<78}" if tty else line
 
 
-def follow(flow: FlowClient, job_id: str, total_steps: int, timeout_s: float) -> JobView:
+def follow(flow: Tessera, job_id: str, total_steps: int, timeout_s: float) -> JobDetail:
     """Poll the job until it ends, showing a progress line; return its last view."""
     tty = sys.stdout.isatty()
     start = time.monotonic()
@@ -55,7 +55,7 @@ def follow(flow: FlowClient, job_id: str, total_steps: int, timeout_s: float) ->
         time.sleep(POLL_S)
 
 
-def wait_finished(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
+def wait_finished(flow: Tessera, job_id: str, timeout_s: float) -> JobDetail:
     deadline = time.monotonic() + timeout_s
     job = flow.job(job_id)
     while not job.finished and time.monotonic() < deadline:
@@ -64,16 +64,16 @@ def wait_finished(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
     return job
 
 
-def wait_metrics(dash: DashboardClient, job_id: str, timeout_s: float) -> tuple[float, float]:
+def wait_metrics(dash: Dashboard, job_id: str, timeout_s: float) -> tuple[float, float]:
     """AUC and KS from the dashboard, once it has aggregated them."""
     deadline = time.monotonic() + timeout_s
     while True:
-        body = dash.metrics(job_id)
-        auc, ks = body.get("auc"), body.get("ks")
+        metrics = dash.metrics(job_id)
+        auc, ks = metrics.auc, metrics.ks
         if auc is not None and ks is not None:
-            return float(auc), float(ks)
+            return auc, ks
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the dashboard has no AUC/KS for job {job_id}: {body}")
+            raise TimeoutError(f"the dashboard has no AUC/KS for job {job_id}: {metrics}")
         time.sleep(POLL_S)
 
 
@@ -85,17 +85,17 @@ def run_example(stack: Stack, data: DemoData, job_text: str, timeout_s: float) -
     pipeline = PIPELINE_YAML.read_bytes()
     total_steps = len(yaml.safe_load(pipeline).get("steps") or [])
 
-    with FlowClient(guest.flow_server_url) as flow:
+    with Tessera(guest.flow_server_url) as flow:
         print(f"POST {guest.flow_server_url}/pipelines  (file=@{PIPELINE_YAML.relative_to(ROOT)})")
-        pipeline_id = flow.upload_pipeline(pipeline)
+        pipeline_id = flow.upload_pipeline(pipeline).pipeline_id
         print(f"POST {guest.flow_server_url}/pipelines/{pipeline_id}/jobs  (parameters=@job.yaml)")
-        job_id = flow.submit_job(pipeline_id, job_text.encode())
+        job_id = flow.submit_job(pipeline_id, job_text.encode()).job_id
         job = follow(flow, job_id, total_steps, timeout_s)
 
     print(f"\njob id: {job_id}")
     print(f"  party {guest_id} (guest): {job.state}")
     for party in others:
-        with FlowClient(party.flow_server_url) as peer:
+        with Tessera(party.flow_server_url) as peer:
             their = wait_finished(peer, job_id, 30.0 if job.finished else 0.0)
         print(f"  party {party.party_id} ({roles[party.party_id]}): {their.state}")
     if job.state != "success":
@@ -103,7 +103,7 @@ def run_example(stack: Stack, data: DemoData, job_text: str, timeout_s: float) -
         print(f"the job did not succeed: {why}", file=sys.stderr)
         return 1
 
-    with DashboardClient(guest.base_url("dashboard")) as dash:
+    with Dashboard(guest.base_url("dashboard")) as dash:
         auc, ks = wait_metrics(dash, job_id, 30.0)
     reference = baseline_auc(data)
     print(f"  AUC {auc:.4f}   KS {ks:.4f}   (federated, from the guest dashboard)")

@@ -1,11 +1,13 @@
-"""Tessera's Python SDK: one party's flow_server (and dashboard logs) over HTTP, synchronously.
+"""Tessera's Python SDK: one party's flow_server and dashboard over HTTP, synchronously.
 
-    from tessera.sdk import Tessera
+    from tessera.sdk import Dashboard, Tessera
 
     with Tessera("http://127.0.0.1:9380", token="tsr_...") as t:
         pipeline = t.upload_pipeline("examples/hetero_lr/pipeline.yaml")
         job = t.submit_job(pipeline.pipeline_id, "job.yaml")
         final = t.wait(job.job_id)
+    with Dashboard("http://127.0.0.1:8080") as d:
+        print(d.metrics(final.job_id).auc)
 
 Every call returns a typed model of the server's JSON answer; an error answer raises
 :class:`ApiError` with the server's machine-readable ``code`` and its message; a server that
@@ -27,17 +29,21 @@ __all__ = [
     "TERMINAL_STATES",
     "ApiError",
     "ConnectionFailed",
+    "Dashboard",
     "Deleted",
     "JobCreated",
     "JobDetail",
     "JobList",
+    "JobMetrics",
     "JobSummary",
+    "JobTask",
     "LogLine",
     "Logs",
     "ModelInfo",
     "ModelList",
     "PipelineCreated",
     "PipelineInfo",
+    "StepInfo",
     "Table",
     "TableList",
     "TaskInfo",
@@ -125,9 +131,27 @@ class StepInfo(_Answer):
     tasks: list[TaskInfo]
 
 
+class JobTask(TaskInfo):
+    """One task of :attr:`JobDetail.tasks`: a step on one party, with the step's name."""
+
+    step: str
+
+
 class JobDetail(JobSummary):
+    """A job as one flow_server reports it: each step with its tasks on every party of the job,
+    as this party knows them (the parties forward their task states to each other)."""
+
     roles: dict[str, list[str]] = {}
     steps: list[StepInfo] = []
+
+    @property
+    def tasks(self) -> list[JobTask]:
+        """Every step's tasks, in step order."""
+        return [JobTask(step=s.name, **t.model_dump()) for s in self.steps for t in s.tasks]
+
+    def attempts(self) -> dict[tuple[str, str], int]:
+        """``(step, party id) -> attempt`` of every task the server gave an attempt for."""
+        return {(t.step, t.party_id): t.attempt for t in self.tasks if t.attempt is not None}
 
     def steps_done(self) -> int:
         """Steps that succeeded on every party taking part in them."""
@@ -214,6 +238,19 @@ class Logs(_Answer):
     lines: list[LogLine]
 
 
+class JobMetrics(_Answer):
+    """A job's metrics as the dashboard aggregated them; ``auc``/``ks`` are None until reported."""
+
+    job_id: str
+    auc: float | None = None
+    ks: float | None = None
+    loss: list[dict[str, Any]] = []
+    series: list[dict[str, Any]] = []
+    scalars: list[dict[str, Any]] = []
+    curves: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+
+
 A = TypeVar("A", bound=_Answer)
 
 
@@ -243,21 +280,19 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-class Tessera:
-    """One party's flow_server. ``url`` is the server's root (``/flow-server`` is added)."""
+class _Client:
+    """The HTTP plumbing :class:`Tessera` and :class:`Dashboard` share: errors become
+    :class:`ApiError` / :class:`ConnectionFailed`, answers become typed models."""
+
+    base_url: str
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
         *,
-        token: str | None = None,
-        dashboard_url: str = DEFAULT_DASHBOARD_URL,
-        timeout_s: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        token: str | None,
+        timeout_s: float,
+        transport: httpx.BaseTransport | None,
     ) -> None:
-        root = url.rstrip("/")
-        self.base_url = root if root.endswith(PREFIX) else root + PREFIX
-        self.dashboard_url = dashboard_url.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
 
@@ -283,6 +318,43 @@ class Tessera:
 
     def _call(self, answer: type[A], method: str, path: str, **kwargs: Any) -> A:
         return answer.model_validate(self._send(method, path, **kwargs).json())
+
+
+class Dashboard(_Client):
+    """One party's dashboard JSON API. ``url`` is the dashboard's root."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_DASHBOARD_URL,
+        *,
+        token: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = url.rstrip("/")
+        super().__init__(token=token, timeout_s=timeout_s, transport=transport)
+
+    def metrics(self, job_id: str) -> JobMetrics:
+        """The job's AUC, KS, loss and other metrics (404 until the dashboard knows the job)."""
+        return self._call(JobMetrics, "GET", f"/api/jobs/{job_id}/metrics")
+
+
+class Tessera(_Client):
+    """One party's flow_server. ``url`` is the server's root (``/flow-server`` is added)."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        token: str | None = None,
+        dashboard_url: str = DEFAULT_DASHBOARD_URL,
+        timeout_s: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        root = url.rstrip("/")
+        self.base_url = root if root.endswith(PREFIX) else root + PREFIX
+        self.dashboard_url = dashboard_url.rstrip("/")
+        super().__init__(token=token, timeout_s=timeout_s, transport=transport)
 
     # --- health, pipelines ---------------------------------------------------------------------
 

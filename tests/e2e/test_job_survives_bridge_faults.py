@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from fedcore import topics
 from fedcore.bus import header, partitions
-from tessera.client import ApiError, FlowClient, JobView
 from tessera.envfiles import local_parties, write_env_files
 from tessera.example import PIPELINE_YAML, make_demo_data, render_job
+from tessera.sdk import ApiError, JobDetail, Tessera
 from tessera.stack import Party, Stack
 
 pytestmark = pytest.mark.e2e
@@ -40,8 +40,8 @@ class Running:
     stack: Stack
     job_text: str
 
-    def flow(self, party: str) -> FlowClient:
-        return FlowClient(self.stack.party(party).flow_server_url)
+    def flow(self, party: str) -> Tessera:
+        return Tessera(self.stack.party(party).flow_server_url)
 
     def host(self) -> Party:
         return next(p for p in self.stack.parties if p.party_id == HOST)
@@ -59,7 +59,7 @@ def running(
         yield Running(stack, render_job(data, root / "output"))
 
 
-def _job(flow: FlowClient, job_id: str) -> JobView | None:
+def _job(flow: Tessera, job_id: str) -> JobDetail | None:
     try:
         return flow.job(job_id)
     except ApiError as exc:
@@ -68,7 +68,7 @@ def _job(flow: FlowClient, job_id: str) -> JobView | None:
         raise
 
 
-def _wait(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
+def _wait(flow: Tessera, job_id: str, timeout_s: float) -> JobDetail:
     deadline = time.monotonic() + timeout_s
     while True:
         job = _job(flow, job_id)
@@ -78,7 +78,7 @@ def _wait(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
         time.sleep(0.5)
 
 
-def _wait_for_step(flow: FlowClient, job_id: str, step: str, timeout_s: float = 240) -> None:
+def _wait_for_step(flow: Tessera, job_id: str, step: str, timeout_s: float = 240) -> None:
     """Until ``step`` runs on some party (or the job already ended: the test then says so)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -136,10 +136,10 @@ async def _inbound_counts(bootstrap: str, job_id: str) -> Counter[tuple[str, str
     return counts
 
 
-def _run_job_with(running: Running, fault: Any) -> tuple[str, JobView, JobView]:
+def _run_job_with(running: Running, fault: Any) -> tuple[str, JobDetail, JobDetail]:
     with running.flow(GUEST) as guest, running.flow(HOST) as host:
-        pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
-        job_id = guest.submit_job(pipeline_id, running.job_text.encode())
+        pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
+        job_id = guest.submit_job(pipeline_id, running.job_text.encode()).job_id
         _wait_for_step(guest, job_id, "train")
         fault()
         guest_job = _wait(guest, job_id, JOB_TIMEOUT_S)
@@ -148,7 +148,7 @@ def _run_job_with(running: Running, fault: Any) -> tuple[str, JobView, JobView]:
 
 
 def _assert_success_exactly_once(
-    kafka_pair: tuple[Any, Any], job_id: str, guest: JobView, host: JobView
+    kafka_pair: tuple[Any, Any], job_id: str, guest: JobDetail, host: JobDetail
 ) -> None:
     for party, job in ((GUEST, guest), (HOST, host)):
         assert job.state == "success", f"party {party}: {job.state}: {job.failure_reason()}"

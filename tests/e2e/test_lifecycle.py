@@ -21,9 +21,9 @@ import httpx
 import pytest
 import yaml
 
-from tessera.client import ApiError, DashboardClient, FlowClient, JobView
 from tessera.envfiles import local_parties, write_env_files
 from tessera.example import PIPELINE_YAML, DemoData, make_demo_data, render_job
+from tessera.sdk import ApiError, ConnectionFailed, Dashboard, JobDetail, JobMetrics, Tessera
 from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -41,8 +41,8 @@ class Lifecycle:
     root: Path
     pipeline_id: str
 
-    def flow(self, party: str) -> FlowClient:
-        return FlowClient(self.stack.party(party).flow_server_url)
+    def flow(self, party: str) -> Tessera:
+        return Tessera(self.stack.party(party).flow_server_url)
 
     def job_text(self, *, host_args: dict[str, Any] | None = None) -> bytes:
         job = yaml.safe_load(render_job(self.data, self.root / "output"))
@@ -54,7 +54,7 @@ class Lifecycle:
 
     def submit(self, **kwargs: Any) -> str:
         with self.flow(GUEST) as guest:
-            return guest.submit_job(self.pipeline_id, self.job_text(**kwargs))
+            return guest.submit_job(self.pipeline_id, self.job_text(**kwargs)).job_id
 
     def running_steps(self, party: str) -> list[Any]:
         body = httpx.get(self.stack.party(party).health_url("task_engine"), timeout=10).json()
@@ -70,8 +70,8 @@ def lifecycle(
     env_files = write_env_files(parties, root / "env")
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
-        with FlowClient(stack.party(GUEST).flow_server_url) as guest:
-            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
+        with Tessera(stack.party(GUEST).flow_server_url) as guest:
+            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
         yield Lifecycle(stack, data, root, pipeline_id)
 
 
@@ -80,7 +80,7 @@ def _until(what: str, check: Callable[[], Any], timeout_s: float = 120.0) -> Any
     while True:
         try:
             result = check()
-        except (ApiError, httpx.TransportError):
+        except (ApiError, ConnectionFailed, httpx.TransportError):
             result = None
         if result:
             return result
@@ -89,17 +89,17 @@ def _until(what: str, check: Callable[[], Any], timeout_s: float = 120.0) -> Any
         time.sleep(0.3)
 
 
-def _job(lc: Lifecycle, party: str, job_id: str) -> JobView:
+def _job(lc: Lifecycle, party: str, job_id: str) -> JobDetail:
     with lc.flow(party) as flow:
         return flow.job(job_id)
 
 
-def _state(lc: Lifecycle, party: str, job_id: str, *states: str) -> JobView | None:
+def _state(lc: Lifecycle, party: str, job_id: str, *states: str) -> JobDetail | None:
     job = _job(lc, party, job_id)
     return job if job.state in states else None
 
 
-def _settled(lc: Lifecycle, party: str, job_id: str) -> JobView | None:
+def _settled(lc: Lifecycle, party: str, job_id: str) -> JobDetail | None:
     """The job ended on ``party`` and no task of any party is still running in its view."""
     job = _state(lc, party, job_id, *_ENDED)
     return job if job and not any(t.state == "running" for t in job.tasks) else None
@@ -112,23 +112,21 @@ def _training(lc: Lifecycle, job_id: str) -> bool:
     return len(train) == 2 and all(t.state == "running" for t in train)
 
 
-def _attempts(job: JobView) -> dict[tuple[str, str], int]:
-    return {
-        (step["name"], str(t["party_id"])): int(t["attempt"])
-        for step in job.raw["steps"]
-        for t in step["tasks"]
-    }
+def _attempts(job: JobDetail) -> dict[tuple[str, str], int]:
+    missing = [(t.step, t.party_id) for t in job.tasks if t.attempt is None]
+    assert not missing, f"tasks without an attempt: {missing}"
+    return job.attempts()
 
 
 def _auc(lc: Lifecycle, job_id: str) -> float:
-    with DashboardClient(lc.stack.party(GUEST).dashboard_url) as dashboard:
+    with Dashboard(lc.stack.party(GUEST).dashboard_url) as dashboard:
         metrics = _until("the guest dashboard has AUC", lambda: _has_auc(dashboard, job_id), 60)
-    return float(metrics["auc"])
+    return float(metrics.auc)
 
 
-def _has_auc(dashboard: DashboardClient, job_id: str) -> dict[str, Any] | None:
+def _has_auc(dashboard: Dashboard, job_id: str) -> JobMetrics | None:
     metrics = dashboard.metrics(job_id)
-    return metrics if metrics.get("auc") is not None else None
+    return metrics if metrics.auc is not None else None
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +136,13 @@ def paused_then_resumed(lifecycle: Lifecycle) -> tuple[str, float]:
     job_id = lc.submit()
     _until("training runs on both parties", lambda: _training(lc, job_id))
     with lc.flow(HOST) as host:
-        host.pause(job_id)
+        host.pause_job(job_id)
     for party in (GUEST, HOST):
         _until(f"paused on {party}", lambda p=party: _state(lc, p, job_id, "paused"), 30)
     time.sleep(2.0)
     assert _job(lc, GUEST, job_id).state == "paused"  # nothing moved on while paused
     with lc.flow(GUEST) as guest:
-        guest.resume(job_id)
+        guest.resume_job(job_id)
     for party in (GUEST, HOST):
         job = _until(f"ended on {party}", lambda p=party: _state(lc, p, job_id, *_ENDED), 300)
         assert job.state == "success", job.failure_reason()
@@ -158,7 +156,7 @@ def test_stop_during_training_cancels_both_parties_and_rerun_reuses_earlier_step
     job_id = lc.submit()
     _until("training runs on both parties", lambda: _training(lc, job_id))
     with lc.flow(HOST) as host:
-        host.stop(job_id)
+        host.stop_job(job_id)
     for party in (GUEST, HOST):
         job = _until(
             f"the job and its tasks settled on {party}",
@@ -166,13 +164,13 @@ def test_stop_during_training_cancels_both_parties_and_rerun_reuses_earlier_step
             60,
         )
         assert job.state == "canceled"
-        train = {t.party: t.state for t in job.tasks if t.step == "train"}
+        train = {t.party_id: t.state for t in job.tasks if t.step == "train"}
         assert train == {GUEST: "canceled", HOST: "canceled"}
     for party in (GUEST, HOST):
         _until(f"no step runs on {party}", lambda p=party: not lc.running_steps(p), 30)
 
     with lc.flow(GUEST) as guest:
-        guest.rerun(job_id)
+        guest.rerun_job(job_id)
     for party in (GUEST, HOST):
         job = _until(f"ended on {party}", lambda p=party: _state(lc, p, job_id, *_ENDED), 300)
         assert job.state == "success", job.failure_reason()
@@ -194,7 +192,7 @@ def test_a_step_failing_on_the_host_fails_the_job_on_both_with_the_hosts_reason(
         assert job.state == "failed"
         assert HOST in (job.reason or "") and "no-such-scaling" in (job.reason or ""), job.reason
         assert not any(t.state == "running" for t in job.tasks), job.tasks
-        scale = {t.party: t for t in job.tasks if t.step == "scale"}
+        scale = {t.party_id: t for t in job.tasks if t.step == "scale"}
         assert scale[HOST].state == "failed"
 
 

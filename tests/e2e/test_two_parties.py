@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fedcore import topics
 from fedcore.bus import header, partitions
 from fedcore.envelope import Envelope
-from tessera.client import ApiError, DashboardClient, FlowClient, JobView
 from tessera.envfiles import local_parties, write_env_files
 from tessera.example import PIPELINE_YAML, DemoData, join, make_demo_data, render_job
+from tessera.sdk import ApiError, Dashboard, JobDetail, Tessera
 from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -36,15 +36,15 @@ class Running:
     data: DemoData
     job_text: str
 
-    def flow(self, party: str) -> FlowClient:
-        return FlowClient(self.stack.party(party).flow_server_url)
+    def flow(self, party: str) -> Tessera:
+        return Tessera(self.stack.party(party).flow_server_url)
 
 
 @dataclass(frozen=True)
 class Finished:
     job_id: str
-    guest: JobView
-    host: JobView
+    guest: JobDetail
+    host: JobDetail
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def running(
         yield Running(stack, data, job_text)
 
 
-def _wait(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
+def _wait(flow: Tessera, job_id: str, timeout_s: float) -> JobDetail:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -77,8 +77,8 @@ def _wait(flow: FlowClient, job_id: str, timeout_s: float) -> JobView:
 @pytest.fixture(scope="module")
 def finished(running: Running) -> Finished:
     with running.flow(GUEST) as guest, running.flow(HOST) as host:
-        pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
-        job_id = guest.submit_job(pipeline_id, running.job_text.encode())
+        pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
+        job_id = guest.submit_job(pipeline_id, running.job_text.encode()).job_id
         guest_job = _wait(guest, job_id, JOB_TIMEOUT_S)
         host_job = _wait(host, job_id, 60.0)
     return Finished(job_id, guest_job, host_job)
@@ -93,17 +93,15 @@ def test_the_job_succeeds_under_one_id_on_both_parties(finished: Finished) -> No
 
 
 def test_the_guest_dashboard_shows_auc_and_ks(running: Running, finished: Finished) -> None:
-    with DashboardClient(running.stack.party(GUEST).base_url("dashboard")) as dash:
+    with Dashboard(running.stack.party(GUEST).base_url("dashboard")) as dash:
         deadline = time.monotonic() + 30.0
         metrics = dash.metrics(finished.job_id)
-        while (metrics.get("auc") is None or metrics.get("ks") is None) and (
-            time.monotonic() < deadline
-        ):
+        while (metrics.auc is None or metrics.ks is None) and time.monotonic() < deadline:
             time.sleep(0.5)
             metrics = dash.metrics(finished.job_id)
-    assert metrics["auc"] is not None and metrics["ks"] is not None, metrics
-    assert metrics["auc"] > 0.95
-    assert 0.0 < metrics["ks"] <= 1.0
+    assert metrics.auc is not None and metrics.ks is not None, metrics
+    assert metrics.auc > 0.95
+    assert 0.0 < metrics.ks <= 1.0
 
 
 # --- what the host's bridge received ---------------------------------------------------------
@@ -231,8 +229,8 @@ def _rejected(call: Any, *patterns: str) -> ApiError:
     err = info.value
     assert 400 <= err.status_code < 500, err
     assert err.message.strip(), f"{err.status_code} without a message"
-    lowered = err.message.lower()
-    assert any(p.lower() in lowered for p in patterns), f"{err.message!r} names none of {patterns}"
+    said = str(err)  # the message and where the server found the problem
+    assert any(p.lower() in said.lower() for p in patterns), f"{said!r} names none of {patterns}"
     return err
 
 
@@ -297,7 +295,7 @@ def _bad_jobs(running: Running) -> dict[str, tuple[bytes, tuple[str, ...]]]:
 )
 def test_a_bad_job_is_refused_with_a_reason(running: Running, case: str) -> None:
     with running.flow(GUEST) as flow:
-        pipeline_id = flow.upload_pipeline(PIPELINE_YAML.read_bytes())
+        pipeline_id = flow.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
         content, patterns = _bad_jobs(running)[case]
         _rejected(lambda: flow.submit_job(pipeline_id, content), *patterns)
 

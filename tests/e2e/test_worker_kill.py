@@ -29,9 +29,9 @@ from test_lifecycle import (
     _until,
 )
 
-from tessera.client import FlowClient
 from tessera.envfiles import local_parties, write_env_files
 from tessera.example import PIPELINE_YAML, make_demo_data
+from tessera.sdk import Tessera
 from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -52,8 +52,8 @@ def lifecycle(
             env.write(HEARTBEATS)
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
-        with FlowClient(stack.party(GUEST).flow_server_url) as guest:
-            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes())
+        with Tessera(stack.party(GUEST).flow_server_url) as guest:
+            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
         yield Lifecycle(stack, data, root, pipeline_id)
 
 
@@ -64,7 +64,8 @@ def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
     job = yaml.safe_load(lc.job_text())  # long training
     job["common-args"]["auto-retries"] = 1
     with lc.flow(GUEST) as guest:
-        job_id = guest.submit_job(lc.pipeline_id, yaml.safe_dump(job, sort_keys=False).encode())
+        job_text = yaml.safe_dump(job, sort_keys=False).encode()
+        job_id = guest.submit_job(lc.pipeline_id, job_text).job_id
     _until("training runs on both parties", lambda: _training(lc, job_id))
     worker = next(p for p in stack.parties if p.party_id == HOST).services["task_engine"]
     pid = worker.pid()
