@@ -14,12 +14,8 @@ the caller's job (see the threat model of each component).
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 import gmpy2
@@ -63,65 +59,25 @@ def bin_sums(
     return acc
 
 
-class HistogramPool:
-    """:func:`bin_sums` over worker processes, each folding a share of the rows.
+# Below this many rows a histogram is summed here: cheaper than the round trip to the workers.
+POOL_MIN_ROWS = 4096
 
-    Multiplying ciphertexts holds the GIL, so only processes use more than one core. Workers are
-    spawned on first use (at most ``max_workers``, default the number of cores) and stopped by
-    :meth:`close` or on leaving the ``with`` block; fewer than ``min_rows`` rows stay in this
-    process, where they are cheaper than the round trip.
-    """
 
-    def __init__(self, max_workers: int | None = None, *, min_rows: int = 4096) -> None:
-        cores = os.cpu_count() or 1
-        self.max_workers = max(1, min(cores, cores if max_workers is None else max_workers))
-        self.min_rows = min_rows
-        self._executor: Executor | None = None
-
-    def __enter__(self) -> HistogramPool:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop the workers. Idempotent."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-
-    def bin_sums(
-        self, ciphertexts: Sequence[Any], flat_bins: np.ndarray, total_bins: int, nsquare: Any
-    ) -> list[Any]:
-        """What :func:`bin_sums` returns, computed on the workers for long inputs."""
-        rows = len(ciphertexts)
-        if self.max_workers < 2 or rows < self.min_rows:
-            return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
-        if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                max_workers=self.max_workers, mp_context=multiprocessing.get_context("spawn")
-            )
-        size = -(-rows // self.max_workers)
-        futures = [
-            self._executor.submit(
-                bin_sums,
-                list(ciphertexts[i : i + size]),
-                flat_bins[i : i + size],
-                total_bins,
-                nsquare,
-            )
-            for i in range(0, rows, size)
-        ]
-        parts = [f.result() for f in futures]
-        acc = parts[0]
-        for part in parts[1:]:
-            acc = [a * b % nsquare for a, b in zip(acc, part, strict=True)]
-        return acc
+def pooled_bin_sums(
+    pool: paillier.PaillierPool,
+    ciphertexts: Sequence[Any],
+    flat_bins: np.ndarray,
+    total_bins: int,
+    nsquare: Any,
+) -> list[Any]:
+    """What :func:`bin_sums` returns, each worker folding a share of the rows (long inputs)."""
+    if not pool.splits(len(ciphertexts)) or len(ciphertexts) < POOL_MIN_ROWS:
+        return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
+    parts = pool.map_chunks(bin_sums, [list(ciphertexts), flat_bins], total_bins, nsquare)
+    acc = parts[0]
+    for part in parts[1:]:
+        acc = [a * b % nsquare for a, b in zip(acc, part, strict=True)]
+    return acc
 
 
 def compress(

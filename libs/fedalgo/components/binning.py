@@ -42,7 +42,7 @@ from fedalgo.bin_edges import Binning, check_bins, fit_binning, method_name, woe
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import HistogramPool, compress, decompress
+from fedalgo.histogram import compress, decompress, pooled_bin_sums
 from fedalgo.tables import LABEL_COLUMN, Dataset, read_dataset, read_table
 
 TAG = "binning"
@@ -233,8 +233,10 @@ def _host_events(ctx: Context, fitted: Binning, counts: list[np.ndarray], rows: 
         raise ProtocolError(f"the guest's public key: {exc}") from None
     labels = paillier.EncryptedVector.from_wire(public_key, message["labels"], expected_len=rows)
     total_bins = sum(fitted.bin_counts)
-    with HistogramPool() as pool:
-        sums = pool.bin_sums(labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare)
+    with paillier.PaillierPool() as pool:
+        sums = pooled_bin_sums(
+            pool, labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare
+        )
     slot_bits = _slot_bits(rows)
     per_ct = paillier.slots_per_plaintext(public_key.max_int, slot_bits)
     folded = compress(sums, slot_bits, per_ct, public_key.nsquare)

@@ -60,7 +60,7 @@ from fedalgo.bin_edges import Binning, check_bins, fit_binning
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import GradientPacking, HistogramPool
+from fedalgo.histogram import GradientPacking, pooled_bin_sums
 from fedalgo.logistic import log_loss_sum, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
@@ -476,7 +476,7 @@ class _Host:
         ctx.send("guest", f"{TAG}/host_bins", binning.bin_counts)
         # Standard randomness: the guest holds the key (see the threat model).
         rerandomiser = paillier.Encryptor(public_key, randomness="standard")
-        with HistogramPool() as pool:
+        with paillier.PaillierPool() as pool:
             for t in range(cfg.num_trees):
                 self._tree(t, cfg, public_key, packing, binning, rerandomiser, pool)
         model = {
@@ -496,7 +496,7 @@ class _Host:
         packing: GradientPacking,
         binning: Binning,
         rerandomiser: paillier.Encryptor,
-        pool: HistogramPool,
+        pool: paillier.PaillierPool,
     ) -> None:
         ctx, n = self.ctx, self.data.n_samples
         message = ctx.recv("guest", f"{TAG}/{t}/gh")
@@ -531,7 +531,7 @@ class _Host:
             for node in compute:
                 members = _node_rows(node_of_row, node, sampled)
                 cts = [by_row[i] for i in members.tolist()]
-                sums = pool.bin_sums(cts, flat[members], total, nsq)
+                sums = pooled_bin_sums(pool, cts, flat[members], total, nsq)
                 folded += packing.compress(sums, nsq)
             reply = rerandomiser.rerandomise(paillier.EncryptedVector(public_key, folded, 0))
             ctx.send("guest", _tag(t, depth, "hist"), reply.to_wire())

@@ -14,9 +14,10 @@ import math
 import multiprocessing
 import os
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +25,7 @@ from fedalgo.paillier.encryptor import Encryptor, EncryptorSpec
 from fedalgo.paillier.vector import multi_exp
 
 _CACHE_SIZE = 4
+T = TypeVar("T")
 _encryptors: OrderedDict[EncryptorSpec, Encryptor] = OrderedDict()
 
 
@@ -36,7 +38,7 @@ def _encryptor(spec: EncryptorSpec) -> Encryptor:
     return found
 
 
-def _encrypt_chunk(spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
+def _encrypt_chunk(plaintexts: list[int], spec: EncryptorSpec) -> list[Any]:
     return _encryptor(spec).encrypt_raw(plaintexts)
 
 
@@ -90,23 +92,30 @@ class PaillierPool:
         """Whether ``count`` items are worth sending to the workers."""
         return self.max_workers > 1 and count >= self.min_items
 
-    def _chunks(self, count: int) -> list[slice]:
+    def map_chunks(
+        self, fn: Callable[..., T], sliced: Sequence[Sequence[Any] | np.ndarray], *shared: Any
+    ) -> list[T]:
+        """``fn(*(s[chunk] for s in sliced), *shared)`` for one chunk of rows per worker, in order.
+
+        ``fn`` must be a module-level function (workers are spawned and import it by name).
+        """
+        pool = self._pool()
+        count = len(sliced[0])
         size = math.ceil(count / self.max_workers)
-        return [slice(i, i + size) for i in range(0, count, size)]
+        futures = [
+            pool.submit(fn, *(s[i : i + size] for s in sliced), *shared)
+            for i in range(0, count, size)
+        ]
+        return [f.result() for f in futures]
 
     def encrypt_raw(self, spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
         """What ``Encryptor.from_spec(spec).encrypt_raw(plaintexts)`` returns, on the workers."""
-        pool = self._pool()
-        chunks = self._chunks(len(plaintexts))
-        futures = [pool.submit(_encrypt_chunk, spec, plaintexts[c]) for c in chunks]
-        return [c for f in futures for c in f.result()]
+        parts = self.map_chunks(_encrypt_chunk, [plaintexts], spec)
+        return [c for part in parts for c in part]
 
     def multi_exp(self, bases: list[Any], exps: np.ndarray, modulus: Any) -> Any:
         """``prod(b ** e) mod modulus``, each worker folding a share of the bases."""
-        pool = self._pool()
-        chunks = self._chunks(len(bases))
-        futures = [pool.submit(_multi_exp_chunk, bases[c], exps[c], modulus) for c in chunks]
         result = 1
-        for f in futures:
-            result = result * f.result() % modulus
+        for part in self.map_chunks(_multi_exp_chunk, [bases, exps], modulus):
+            result = result * part % modulus
         return result
