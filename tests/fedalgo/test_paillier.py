@@ -174,11 +174,27 @@ def test_obfuscators_are_fresh_nth_residues(mode: str, with_private_key: bool) -
     assert pow(pk.n + 2, phi, int(pk.nsquare)) != 1  # a non-residue fails the check
 
 
-def test_the_fixed_base_table_is_exponentiation() -> None:
+@pytest.mark.parametrize("window_bits", [1, 8, 11])
+def test_the_fixed_base_table_is_exponentiation(window_bits: int) -> None:
     modulus = gmpy2.mpz(2**127 - 1)
-    table = paillier.FixedBaseTable(3, modulus, exponent_bytes=4)
+    table = paillier.FixedBaseTable(3, modulus, exponent_bits=32, window_bits=window_bits)
+    mask = (1 << window_bits) - 1
     for e in (0, 1, 255, 256, 2**32 - 1, 0x01020304):
-        assert table.pow(e.to_bytes(4, "little")) == pow(3, e, int(modulus))
+        digits = [(e >> (window_bits * i)) & mask for i in range(table.digits)]
+        assert table.pow(digits) == pow(3, e, int(modulus))
+    with pytest.raises(ValueError, match="digits"):
+        table.pow([1] * (table.digits + 1))
+
+
+def test_random_exponents_cover_every_digit_uniformly() -> None:
+    table = paillier.FixedBaseTable(3, gmpy2.mpz(2**127 - 1), exponent_bits=1024)
+    exponents = table.random_exponents(2000)
+    digits = np.array(exponents)
+    assert digits.shape == (2000, 94) and table.digits * table.window_bits >= 1024
+    assert digits.min() == 0 and digits.max() == 2**11 - 1
+    # 188 000 draws over 2048 values: each value's count is close to its mean of ~92.
+    counts = np.bincount(digits.ravel(), minlength=2**11)
+    assert 40 < counts.min() and counts.max() < 160
 
 
 def test_ciphertexts_are_standard_paillier() -> None:

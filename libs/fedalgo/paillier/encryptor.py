@@ -4,8 +4,9 @@ g = n + 1 makes g^m = 1 + n*m, so all the cost is in r. Two ways to draw it:
 
 ``randomness="djn"`` (default; Damgård-Jurik-Nielsen, as in SecretFlow HEU): once per encryptor,
 pick a random unit x, set h = -x^2 mod n and h_s = h^n mod n^2, and precompute a fixed-base table
-of h_s^(d * 256^i). Each obfuscator is then h_s^a for a fresh uniform a of ceil(k/2) bits (k the
-key size), which costs k/16 table multiplications instead of a k-bit exponentiation. Security:
+of h_s^(d * 2^(11 i)). Each obfuscator is then h_s^a for a fresh uniform a of at least k/2 bits (k
+the key size, rounded up to whole 11-bit windows), which costs k/22 table multiplications instead of
+a k-bit exponentiation. Security:
 semantic security rests on the decisional composite residuosity assumption, as for Paillier, plus
 the assumption DJN state for this variant: that h^a with a short uniform a (k/2 bits) is
 indistinguishable from a uniform element of the group <h> of squares (which holds if factoring n,
@@ -29,6 +30,7 @@ from __future__ import annotations
 import math
 import secrets
 from collections.abc import Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import gmpy2
@@ -45,37 +47,55 @@ if TYPE_CHECKING:
 Randomness = Literal["djn", "standard"]
 RANDOMNESS: tuple[Randomness, ...] = ("djn", "standard")
 EncryptorSpec = tuple[int, int | None, int | None, str, int | None]
+WINDOW_BITS = 11
+_BATCH = 4096  # obfuscators drawn per batch of random digits, to bound their memory
 mpz = gmpy2.mpz
 
 
 class FixedBaseTable:
-    """``base ** e mod modulus`` for exponents of up to ``exponent_bytes`` bytes, by table lookup.
+    """``base ** e mod modulus`` for exponents of up to ``exponent_bits`` bits, by table lookup.
 
-    Row i holds base^(d * 256^i) for d in 0..255, so an exponent costs one multiplication per
-    non-zero byte. Memory: exponent_bytes * 256 residues (2048-bit keys: 16 MiB mod n^2).
+    The exponent is given as its digits base 2^w (w = ``window_bits``, least significant first).
+    Row i holds base^(d * 2^(w i)) for every digit d, so an exponent costs one multiplication per
+    non-zero digit. Wider windows mean fewer multiplications but 2^w residues per row: at the
+    default w = 11 a 2048-bit key's tables take about 100 MiB (0.3 to 0.9 s to build), and an
+    encryption needs 94 multiplications instead of the 128 of byte-wide windows.
     """
 
-    def __init__(self, base: Any, modulus: Any, exponent_bytes: int) -> None:
+    def __init__(
+        self, base: Any, modulus: Any, exponent_bits: int, window_bits: int = WINDOW_BITS
+    ) -> None:
+        if not 1 <= window_bits <= 16:
+            raise ValueError(f"window_bits must be in 1..16, got {window_bits}")
         self.modulus = modulus
-        self.exponent_bytes = exponent_bytes
+        self.window_bits = window_bits
+        self.digits = math.ceil(exponent_bits / window_bits)
         rows: list[list[Any]] = []
         b = mpz(base) % modulus
-        for _ in range(exponent_bytes):
+        for _ in range(self.digits):
             row = [mpz(1), b]
-            for _ in range(254):
+            for _ in range((1 << window_bits) - 2):
                 row.append(row[-1] * b % modulus)
             rows.append(row)
-            b = row[-1] * b % modulus  # base^(256^(i+1))
+            b = row[-1] * b % modulus  # base^(2^(w (i+1)))
         self._rows = rows
 
-    def pow(self, exponent: bytes) -> Any:
-        """``base ** int.from_bytes(exponent, "little") mod modulus``."""
+    def pow(self, digits: Sequence[int]) -> Any:
+        """``base ** sum(d_i * 2^(w i)) mod modulus`` for the digits d_i (least significant first)."""
+        if len(digits) > self.digits:
+            raise ValueError(f"the table covers {self.digits} digits, got {len(digits)}")
         modulus = self.modulus
         acc = mpz(1)
-        for row, d in zip(self._rows, exponent, strict=False):
+        for row, d in zip(self._rows, digits, strict=False):
             if d:
                 acc = acc * row[d] % modulus
         return acc
+
+    def random_exponents(self, count: int) -> list[list[int]]:
+        """``count`` exponents drawn uniformly from [0, 2^(w * digits)) by ``secrets``, as digits."""
+        raw = np.frombuffer(secrets.token_bytes(2 * self.digits * count), dtype="<u2")
+        digits = raw & np.uint16((1 << self.window_bits) - 1)
+        return digits.reshape(count, self.digits).tolist()
 
 
 def _random_unit(modulus: int, prime_factors: Sequence[int]) -> Any:
@@ -106,8 +126,6 @@ class Encryptor:
         n = public_key.n_mpz
         nsq = public_key.nsquare
         self.h_s: int | None = None
-        self._tables: list[FixedBaseTable] = []
-        self._exponent_bytes = math.ceil(public_key.key_bits / 2 / 8)
         if private_key is not None:
             p, q = mpz(private_key.p), mpz(private_key.q)
             self._psq, self._qsq = p * p, q * q
@@ -119,8 +137,15 @@ class Encryptor:
             elif not 1 < h_s < nsq or gmpy2.gcd(h_s, n) != 1:
                 raise ValueError("h_s must be a unit modulo n^2")
             self.h_s = h_s
-            moduli = [nsq] if private_key is None else [self._psq, self._qsq]
-            self._tables = [FixedBaseTable(h_s, m, self._exponent_bytes) for m in moduli]
+
+    @cached_property
+    def _tables(self) -> list[FixedBaseTable]:
+        """DJN's fixed-base tables, built on first use (a pool's parent may never encrypt)."""
+        assert self.h_s is not None
+        bits = self.public_key.key_bits // 2
+        if self.private_key is None:
+            return [FixedBaseTable(self.h_s, self.public_key.nsquare, bits)]
+        return [FixedBaseTable(self.h_s, m, bits) for m in (self._psq, self._qsq)]
 
     def spec(self) -> EncryptorSpec:
         """What a pool worker needs to rebuild this encryptor (includes the private key)."""
@@ -146,17 +171,8 @@ class Encryptor:
     def obfuscators(self, count: int) -> list[Any]:
         """``count`` fresh random n-th residues modulo n^2."""
         n, nsq = self.public_key.n_mpz, self.public_key.nsquare
-        size = self._exponent_bytes
         if self.randomness == "djn":
-            if self.private_key is None:
-                table = self._tables[0]
-                return [table.pow(secrets.token_bytes(size)) for _ in range(count)]
-            tp, tq = self._tables
-            pairs = []
-            for _ in range(count):
-                a = secrets.token_bytes(size)
-                pairs.append((tp.pow(a), tq.pow(a)))
-            return self._crt(pairs)
+            return [r for i in range(0, count, _BATCH) for r in self._djn(min(_BATCH, count - i))]
         if self.private_key is None:
             ts = [_random_unit(self.public_key.n, []) for _ in range(count)]
             return powmod_base_list(ts, n, nsq)
@@ -169,6 +185,14 @@ class Encryptor:
             [_random_unit(int(self._qsq), [q]) for _ in range(count)], q, self._qsq
         )
         return self._crt(list(zip(rp, rq, strict=True)))
+
+    def _djn(self, count: int) -> list[Any]:
+        tables = self._tables
+        exponents = tables[0].random_exponents(count)
+        if self.private_key is None:
+            return [tables[0].pow(a) for a in exponents]
+        tp, tq = tables
+        return self._crt([(tp.pow(a), tq.pow(a)) for a in exponents])
 
     def _crt(self, pairs: list[tuple[Any, Any]]) -> list[Any]:
         psq, qsq, qsq_inv = self._psq, self._qsq, self._qsq_inv

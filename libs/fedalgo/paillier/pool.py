@@ -24,7 +24,7 @@ import numpy as np
 from fedalgo.paillier.encryptor import Encryptor, EncryptorSpec
 from fedalgo.paillier.vector import multi_exp
 
-_CACHE_SIZE = 4
+_CACHE_SIZE = 2  # a 2048-bit encryptor holds about 100 MiB of fixed-base tables
 T = TypeVar("T")
 _encryptors: OrderedDict[EncryptorSpec, Encryptor] = OrderedDict()
 
