@@ -12,40 +12,46 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
+from e2e_stack import GUEST, HOST, TwoParties
 
-from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, DemoData, make_demo_data, render_job
+from tessera.example import PIPELINE_YAML
 from tessera.sdk import ApiError, ConnectionFailed, Dashboard, JobDetail, JobMetrics, Tessera
 from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-GUEST, HOST = "10000", "20000"
 # Long enough to act on a running train step; tol 0 turns early stopping off.
 LONG_TRAINING = {"max-iter": 200, "tol": 0}
 _ENDED = ("success", "failed", "canceled", "timeout", "rejected")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Lifecycle:
-    stack: Stack
-    data: DemoData
-    root: Path
+    parties: TwoParties
     pipeline_id: str
 
+    @classmethod
+    def start(cls, parties: TwoParties) -> Lifecycle:
+        """The stack with the example pipeline uploaded to the guest."""
+        with parties.flow(GUEST) as guest:
+            return cls(parties, guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id)
+
+    @property
+    def stack(self) -> Stack:
+        return self.parties.stack
+
     def flow(self, party: str) -> Tessera:
-        return Tessera(self.stack.party(party).flow_server_url)
+        return self.parties.flow(party)
 
     def job_text(self, *, host_args: dict[str, Any] | None = None) -> bytes:
-        job = yaml.safe_load(render_job(self.data, self.root / "output"))
+        job = yaml.safe_load(self.parties.job_text())
         job["common-args"].update(LONG_TRAINING)
         for key, args in job["parties-args"].items():
             if str(key) == HOST:
@@ -62,17 +68,8 @@ class Lifecycle:
 
 
 @pytest.fixture(scope="module")
-def lifecycle(
-    kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lifecycle]:
-    root = tmp_path_factory.mktemp("lifecycle")
-    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
-    data = make_demo_data(root / "data")
-    with Stack(env_files, start_brokers=False) as stack:
-        with Tessera(stack.party(GUEST).flow_server_url) as guest:
-            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
-        yield Lifecycle(stack, data, root, pipeline_id)
+def lifecycle(two_parties: TwoParties) -> Lifecycle:
+    return Lifecycle.start(two_parties)
 
 
 def _until(what: str, check: Callable[[], Any], timeout_s: float = 120.0) -> Any:
@@ -200,7 +197,7 @@ def test_a_proposal_the_host_cannot_accept_ends_rejected_with_its_reason(
     lifecycle: Lifecycle,
 ) -> None:
     lc = lifecycle
-    job_id = lc.submit(host_args={"input": str(lc.root / "no-such-file.csv")})
+    job_id = lc.submit(host_args={"input": str(lc.parties.root / "no-such-file.csv")})
     job = _until("rejected on the guest", lambda: _state(lc, GUEST, job_id, *_ENDED), 60)
     assert job.state == "rejected"
     assert HOST in (job.reason or "") and "no-such-file.csv" in (job.reason or ""), job.reason
@@ -212,7 +209,7 @@ def test_a_flow_server_killed_mid_job_is_restarted_and_the_job_finishes(
     lc = lifecycle
     job_id = lc.submit()
     _until("training runs on both parties", lambda: _training(lc, job_id))
-    guest_flow = next(p for p in lc.stack.parties if p.party_id == GUEST).services["flow_server"]
+    guest_flow = lc.parties.processes(GUEST).services["flow_server"]
     pid = guest_flow.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)

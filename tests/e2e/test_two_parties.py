@@ -1,7 +1,7 @@
 """End to end: two parties as real processes on two real Kafka brokers, driven over HTTP like curl.
 
-The stack is started once for the module from env files with free ports (the brokers are the
-session's ``kafka_pair``); the example job is submitted to the guest with the demo data.
+The stack is started once for the module (``two_parties`` in conftest); the example job is
+submitted to the guest with the demo data.
 """
 
 from __future__ import annotations
@@ -15,29 +15,17 @@ import numpy as np
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from e2e_stack import GUEST, HOST, TwoParties
 
 from fedcore import topics
 from fedcore.bus import header, partitions
 from fedcore.envelope import Envelope
-from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, DemoData, join, make_demo_data, render_job
+from tessera.example import PIPELINE_YAML, join
 from tessera.sdk import ApiError, Dashboard, JobDetail, Tessera
-from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-GUEST, HOST = "10000", "20000"
 JOB_TIMEOUT_S = 420.0
-
-
-@dataclass(frozen=True)
-class Running:
-    stack: Stack
-    data: DemoData
-    job_text: str
-
-    def flow(self, party: str) -> Tessera:
-        return Tessera(self.stack.party(party).flow_server_url)
 
 
 @dataclass(frozen=True)
@@ -45,19 +33,6 @@ class Finished:
     job_id: str
     guest: JobDetail
     host: JobDetail
-
-
-@pytest.fixture(scope="module")
-def running(
-    kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Running]:
-    root = tmp_path_factory.mktemp("e2e")
-    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
-    data = make_demo_data(root / "data")
-    job_text = render_job(data, root / "output")
-    with Stack(env_files, start_brokers=False) as stack:
-        yield Running(stack, data, job_text)
 
 
 def _wait(flow: Tessera, job_id: str, timeout_s: float) -> JobDetail:
@@ -75,10 +50,10 @@ def _wait(flow: Tessera, job_id: str, timeout_s: float) -> JobDetail:
 
 
 @pytest.fixture(scope="module")
-def finished(running: Running) -> Finished:
-    with running.flow(GUEST) as guest, running.flow(HOST) as host:
+def finished(two_parties: TwoParties) -> Finished:
+    with two_parties.flow(GUEST) as guest, two_parties.flow(HOST) as host:
         pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
-        job_id = guest.submit_job(pipeline_id, running.job_text.encode()).job_id
+        job_id = guest.submit_job(pipeline_id, two_parties.job_text().encode()).job_id
         guest_job = _wait(guest, job_id, JOB_TIMEOUT_S)
         host_job = _wait(host, job_id, 60.0)
     return Finished(job_id, guest_job, host_job)
@@ -92,8 +67,8 @@ def test_the_job_succeeds_under_one_id_on_both_parties(finished: Finished) -> No
         assert all(t.state == "success" for t in job.tasks), (party, job.tasks)
 
 
-def test_the_guest_dashboard_shows_auc_and_ks(running: Running, finished: Finished) -> None:
-    with Dashboard(running.stack.party(GUEST).base_url("dashboard")) as dash:
+def test_the_guest_dashboard_shows_auc_and_ks(two_parties: TwoParties, finished: Finished) -> None:
+    with Dashboard(two_parties.stack.party(GUEST).base_url("dashboard")) as dash:
         deadline = time.monotonic() + 30.0
         metrics = dash.metrics(finished.job_id)
         while (metrics.auc is None or metrics.ks is None) and time.monotonic() < deadline:
@@ -181,9 +156,9 @@ def _leak(vector: np.ndarray | list[Any], n_rows: int) -> str | None:
 
 
 async def test_the_host_bridge_receives_no_plaintext_labels_or_residuals(
-    running: Running, finished: Finished, kafka_pair: tuple[Any, Any]
+    two_parties: TwoParties, finished: Finished, kafka_pair: tuple[Any, Any]
 ) -> None:
-    n_rows = len(join(running.data).ids)
+    n_rows = len(join(two_parties.data).ids)
     envelopes = await _inbound_envelopes(
         f"127.0.0.1:{kafka_pair[1].port}", topics.IN_FED, finished.job_id
     )
@@ -213,8 +188,8 @@ def _pipeline() -> dict[str, Any]:
     return loaded
 
 
-def _job(running: Running) -> dict[str, Any]:
-    loaded = yaml.safe_load(running.job_text)
+def _job(two_parties: TwoParties) -> dict[str, Any]:
+    loaded = yaml.safe_load(two_parties.job_text())
     assert isinstance(loaded, dict)
     return loaded
 
@@ -257,16 +232,16 @@ def _bad_pipelines() -> dict[str, tuple[bytes, tuple[str, ...]]]:
 
 
 @pytest.mark.parametrize("case", list(_bad_pipelines()))
-def test_a_bad_pipeline_is_refused_with_a_reason(running: Running, case: str) -> None:
+def test_a_bad_pipeline_is_refused_with_a_reason(two_parties: TwoParties, case: str) -> None:
     content, patterns = _bad_pipelines()[case]
-    with running.flow(GUEST) as flow:
+    with two_parties.flow(GUEST) as flow:
         _rejected(lambda: flow.upload_pipeline(content), *patterns)
 
 
-def test_an_unknown_pipeline_id_is_404(running: Running) -> None:
-    with running.flow(GUEST) as flow:
+def test_an_unknown_pipeline_id_is_404(two_parties: TwoParties) -> None:
+    with two_parties.flow(GUEST) as flow:
         err = _rejected(
-            lambda: flow.submit_job("no-such-pipeline", running.job_text.encode()),
+            lambda: flow.submit_job("no-such-pipeline", two_parties.job_text().encode()),
             "no-such-pipeline",
             "not found",
             "unknown",
@@ -274,12 +249,12 @@ def test_an_unknown_pipeline_id_is_404(running: Running) -> None:
     assert err.status_code == 404
 
 
-def _bad_jobs(running: Running) -> dict[str, tuple[bytes, tuple[str, ...]]]:
-    stranger = _job(running)
+def _bad_jobs(two_parties: TwoParties) -> dict[str, tuple[bytes, tuple[str, ...]]]:
+    stranger = _job(two_parties)
     stranger["parties"] = ["30000=guest", f"{HOST}=host"]
     args = stranger["parties-args"]
     args["30000"] = args.pop(next(k for k in args if str(k) == GUEST))
-    no_args = _job(running)
+    no_args = _job(two_parties)
     no_args["parties-args"] = {k: v for k, v in no_args["parties-args"].items() if str(k) != HOST}
     return {
         "this party not in parties": (_dump(stranger), (GUEST, "this party")),
@@ -293,14 +268,14 @@ def _bad_jobs(running: Running) -> dict[str, tuple[bytes, tuple[str, ...]]]:
     "case",
     ["this party not in parties", "party without parties-args", "malformed yaml", "empty upload"],
 )
-def test_a_bad_job_is_refused_with_a_reason(running: Running, case: str) -> None:
-    with running.flow(GUEST) as flow:
+def test_a_bad_job_is_refused_with_a_reason(two_parties: TwoParties, case: str) -> None:
+    with two_parties.flow(GUEST) as flow:
         pipeline_id = flow.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
-        content, patterns = _bad_jobs(running)[case]
+        content, patterns = _bad_jobs(two_parties)[case]
         _rejected(lambda: flow.submit_job(pipeline_id, content), *patterns)
 
 
-def test_the_stack_reports_every_service_healthy(running: Running) -> None:
-    rows = running.stack.status()
+def test_the_stack_reports_every_service_healthy(two_parties: TwoParties) -> None:
+    rows = two_parties.stack.status()
     assert len(rows) == 8
     assert all(r.healthy and r.pid for r in rows), rows

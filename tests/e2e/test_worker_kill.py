@@ -10,51 +10,27 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Mapping
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
-from test_lifecycle import (
-    _ENDED,
-    GUEST,
-    HOST,
-    Lifecycle,
-    _attempts,
-    _state,
-    _training,
-    _until,
-)
-
-from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, make_demo_data
-from tessera.sdk import Tessera
-from tessera.stack import Stack
+from e2e_stack import GUEST, HOST, TwoParties
+from test_lifecycle import _ENDED, Lifecycle, _attempts, _state, _training, _until
 
 pytestmark = pytest.mark.e2e
 
-# a lost worker is noticed within seconds instead of the default 15 s
-HEARTBEATS = "HEARTBEAT_INTERVAL_S=0.5\nHEARTBEAT_TIMEOUT_S=3\n"
+
+@pytest.fixture(scope="module")
+def party_env() -> Mapping[str, str]:
+    # a lost worker is noticed within seconds instead of the default 15 s
+    return {"HEARTBEAT_INTERVAL_S": "0.5", "HEARTBEAT_TIMEOUT_S": "3"}
 
 
 @pytest.fixture(scope="module")
-def lifecycle(
-    kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Lifecycle]:
-    root = tmp_path_factory.mktemp("worker-kill")
-    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
-    for path in env_files:
-        with Path(path).open("a") as env:
-            env.write(HEARTBEATS)
-    data = make_demo_data(root / "data")
-    with Stack(env_files, start_brokers=False) as stack:
-        with Tessera(stack.party(GUEST).flow_server_url) as guest:
-            pipeline_id = guest.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
-        yield Lifecycle(stack, data, root, pipeline_id)
+def lifecycle(two_parties: TwoParties) -> Lifecycle:
+    return Lifecycle.start(two_parties)
 
 
 def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
@@ -67,7 +43,7 @@ def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
         job_text = yaml.safe_dump(job, sort_keys=False).encode()
         job_id = guest.submit_job(lc.pipeline_id, job_text).job_id
     _until("training runs on both parties", lambda: _training(lc, job_id))
-    worker = next(p for p in stack.parties if p.party_id == HOST).services["task_engine"]
+    worker = lc.parties.processes(HOST).services["task_engine"]
     pid = worker.pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -79,7 +55,7 @@ def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
         attempts = _attempts(view)
         assert attempts[("train", GUEST)] == attempts[("train", HOST)] == 2, attempts
         assert attempts[("intersect", HOST)] == 1  # only the lost step ran again
-    host = next(p for p in stack.parties if p.party_id == HOST)
+    host = lc.parties.processes(HOST)
     assert "worker lost: no heartbeat for" in host.services["flow_server"].log_file.read_text()
     # every service of the party serves /metrics; the host's flow_server counted the lost step
     scraped = {

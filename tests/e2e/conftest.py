@@ -1,0 +1,41 @@
+"""The one way an end-to-end module gets its two-party stack: the ``two_parties`` fixture.
+
+Each module gets its own stack (module scope) on the session's two real brokers (``kafka_pair``),
+from env files with free ports. A module that needs other party settings overrides ``party_env``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+from e2e_stack import GUEST, HOST, TwoParties
+
+from tessera.envfiles import local_parties, write_env_files
+from tessera.example import make_demo_data
+from tessera.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def party_env() -> Mapping[str, str]:
+    """Variables added to both parties' env files (none unless a module overrides this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def two_parties(
+    request: pytest.FixtureRequest,
+    kafka_pair: tuple[Any, Any],
+    party_env: Mapping[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[TwoParties]:
+    root = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
+    env_files = write_env_files(parties, root / "env")
+    for path in env_files:
+        with path.open("a") as env:
+            env.writelines(f"{key}={value}\n" for key, value in party_env.items())
+    data = make_demo_data(root / "data")
+    with Stack(env_files, start_brokers=False) as stack:
+        yield TwoParties(stack, data, root)
