@@ -53,6 +53,19 @@ DISABLED_COMPONENTS=
 # flow_server's database when postgres is disabled (SQLAlchemy URL, e.g. postgresql+psycopg://...).
 DATABASE_URL=
 
+# --- deadlines and liveness (seconds; empty: the default) ----------------------------------------
+# How long a job's initiator waits for every party to accept it (default 60).
+ACCEPT_TIMEOUT_S=
+# The longest a step may run, and each step Job's activeDeadlineSeconds; a job's task-timeout may
+# only lower it (default 3600). A step waiting for a peer's message counts that time too, so this
+# is also the longest a peer's bridge may be away while a job runs.
+TASK_TIMEOUT_S=
+# How often the task_engine lists its running steps to the flow_server (default 5), and how long a
+# running step may go unlisted before it is failed "worker lost" and, with auto-retries, run again
+# (default three intervals; must exceed the interval).
+HEARTBEAT_INTERVAL_S=
+HEARTBEAT_TIMEOUT_S=
+
 # --- images and cluster ---------------------------------------------------------------------------
 SERVICE_IMAGE=tessera/service:0.1.0
 # The default step image; a job picks another with its `runtime-image` argument.

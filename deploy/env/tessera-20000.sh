@@ -31,6 +31,12 @@ TESSERA_API_TOKEN=
 DISABLED_COMPONENTS=
 DATABASE_URL=
 
+# Deadlines and liveness in seconds; empty: the defaults (see _party_env.sh).
+ACCEPT_TIMEOUT_S=
+TASK_TIMEOUT_S=
+HEARTBEAT_INTERVAL_S=
+HEARTBEAT_TIMEOUT_S=
+
 SERVICE_IMAGE=tessera/service:0.1.0
 RUNTIME_IMAGE=tessera/runtime:0.1.0
 KAFKA_IMAGE=apache/kafka:4.0.0

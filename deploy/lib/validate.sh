@@ -10,12 +10,16 @@ PARTY_VARS=(PARTY_ID DOMAIN INTERNAL_MQ_HOST INTERNAL_MQ_TCP_PORT EXPOSE_MQ_HTTP
   EXPOSE_MQ_TCP_PORT BRIDGE_SERVICE_TYPE BRIDGE_TLS_CERT BRIDGE_TLS_KEY OTHER_PARTIES
   PARTY_PRIVATE_KEY TESSERA_API_TOKEN DISABLED_COMPONENTS DATABASE_URL SERVICE_IMAGE
   RUNTIME_IMAGE KAFKA_IMAGE POSTGRES_IMAGE INGRESS_CLASS INGRESS_TLS_SECRET
-  INGRESS_CONTROLLER_NAMESPACE STORAGE_CLASS)
+  INGRESS_CONTROLLER_NAMESPACE STORAGE_CLASS ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S
+  HEARTBEAT_TIMEOUT_S)
+TIMING_VARS=(ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S HEARTBEAT_TIMEOUT_S)
 
 err() { ERRORS+=("$1"); }
 
 # The value of the variable named $1 ("" when unset).
 val() { printf '%s' "${!1-}"; }
+
+is_seconds() { [[ "$1" =~ ^[0-9]+(\.[0-9]+)?$ ]] && awk -v s="$1" 'BEGIN { exit !(s > 0) }'; }
 
 is_port() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
 
@@ -53,6 +57,21 @@ check_pem() { # name kind ("PRIVATE KEY", "PUBLIC KEY", "CERTIFICATE")
     err "$1: cannot read $path (run: deploy/deploy.sh keygen ENV_FILE, or fix the path)"
   elif ! grep -q -- "-----BEGIN .*$2-----" "$path"; then
     err "$1: $path is not a PEM $2"
+  fi
+}
+
+check_timing() {
+  local name v interval lost
+  for name in "${TIMING_VARS[@]}"; do
+    v="$(val "$name")"
+    if [ -n "$v" ] && ! is_seconds "$v"; then
+      err "$name='$v' is malformed: expected a number of seconds above 0 (e.g. 30 or 0.5), or nothing for the default"
+    fi
+  done
+  interval="${HEARTBEAT_INTERVAL_S:-5}" lost="$(val HEARTBEAT_TIMEOUT_S)"
+  if [ -n "$lost" ] && is_seconds "$lost" && is_seconds "$interval" &&
+    awk -v t="$lost" -v i="$interval" 'BEGIN { exit !(t <= i) }'; then
+    err "HEARTBEAT_TIMEOUT_S=$lost must exceed HEARTBEAT_INTERVAL_S=$interval, or every running step would be failed as lost"
   fi
 }
 
@@ -144,6 +163,7 @@ validate_env() {
       "flow_server's database URL (postgres is in DISABLED_COMPONENTS)"
   fi
 
+  check_timing
   check_image SERVICE_IMAGE
   check_image RUNTIME_IMAGE
   disabled kafka || check_image KAFKA_IMAGE

@@ -42,6 +42,13 @@ write_values() {
     echo "  externalUrl: $(yq_str "${DATABASE_URL-}")"
     echo "storageClass: $(yq_str "${STORAGE_CLASS-}")"
     echo "apiToken: $(yq_str "${TESSERA_API_TOKEN-}")"
+    local timing=() pair
+    for pair in acceptTimeoutS=ACCEPT_TIMEOUT_S taskTimeoutS=TASK_TIMEOUT_S \
+      heartbeatIntervalS=HEARTBEAT_INTERVAL_S heartbeatTimeoutS=HEARTBEAT_TIMEOUT_S; do
+      [ -n "$(val "${pair#*=}")" ] && timing+=("${pair%=*}: $(yq_str "$(val "${pair#*=}")")")
+    done
+    # only what the env file sets: the chart's defaults stand for the rest
+    echo "timing: {$(IFS=,; echo "${timing[*]}")}"
     echo "bridge:"
     echo "  service: {type: $(yq_str "${BRIDGE_SERVICE_TYPE-NodePort}"), port: ${EXPOSE_MQ_HTTP_PORT:-30370}}"
     echo "ingress:"

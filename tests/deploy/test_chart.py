@@ -292,3 +292,104 @@ def test_peer_ca_is_mounted_and_named(party_a: list[Manifest]) -> None:
     keys = by_kind(party_a, "Secret")["party-keys"]["stringData"]
     assert keys["ca-20000.pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert set(keys) == {"private.pem", "public-10000.pem", "public-20000.pem", "ca-20000.pem"}
+
+
+def _party_env(docs: list[Manifest]) -> dict[str, str]:
+    text = by_kind(docs, "ConfigMap")["party-env"]["data"]["party.env"]
+    return dict(line.split("=", 1) for line in text.splitlines() if line)
+
+
+def test_deadlines_and_heartbeats_default_to_the_services_defaults(
+    party_a: list[Manifest],
+) -> None:
+    env = _party_env(party_a)
+    assert env["ACCEPT_TIMEOUT_S"] == "60" and env["TASK_TIMEOUT_S"] == "3600"
+    assert env["HEARTBEAT_INTERVAL_S"] == "5"
+    assert "HEARTBEAT_TIMEOUT_S" not in env, "unset: the flow_server waits three intervals"
+
+
+def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path) -> None:
+    docs = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            ACCEPT_TIMEOUT_S="300",
+            TASK_TIMEOUT_S="1000000",
+            HEARTBEAT_INTERVAL_S="0.5",
+            HEARTBEAT_TIMEOUT_S="20",
+        ),
+    )
+    env = _party_env(docs)
+    assert (
+        env["ACCEPT_TIMEOUT_S"],
+        env["TASK_TIMEOUT_S"],
+        env["HEARTBEAT_INTERVAL_S"],
+        env["HEARTBEAT_TIMEOUT_S"],
+    ) == ("300", "1000000", "0.5", "20")
+
+
+def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
+    keys = env_dir / "keys" / "10000"
+    flags = [
+        flag
+        for value in ("party.id=10000", "party.domain=a.example", *sets)
+        for flag in ("--set", value)
+    ]
+    return subprocess.run(
+        [
+            str(tools.helm),
+            "template",
+            "t",
+            str(CHART),
+            *flags,
+            "--set-file",
+            f"keys.privateKey={keys}/private.pem",
+            "--set-file",
+            f"bridge.tls.cert={keys}/bridge-tls.crt",
+            "--set-file",
+            f"bridge.tls.key={keys}/bridge-tls.key",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        (
+            ("timing.taskTimeoutS=soon",),
+            'timing.taskTimeoutS must be a number of seconds, got "soon"',
+        ),
+        (("timing.acceptTimeoutS=0",), "timing.acceptTimeoutS must be more than 0 seconds"),
+        (
+            ("timing.heartbeatIntervalS=10", "timing.heartbeatTimeoutS=10"),
+            "timing.heartbeatTimeoutS (10) must exceed timing.heartbeatIntervalS (10)",
+        ),
+        (
+            ("extraEnv.HEARTBEAT_TIMEOUT_S=9",),
+            "extraEnv.HEARTBEAT_TIMEOUT_S: the chart sets HEARTBEAT_TIMEOUT_S from "
+            "timing.heartbeatTimeoutS",
+        ),
+    ],
+)
+def test_bad_timing_values_are_refused_by_the_chart(
+    tools: Tools, env_dir: Path, sets: tuple[str, ...], expected: str
+) -> None:
+    result = _helm_template(tools, env_dir, *sets)
+    assert result.returncode != 0 and expected in result.stderr, result.stderr
+
+
+def test_step_jobs_are_owned_by_the_task_engine_pod(party_a: list[Manifest]) -> None:
+    """The worker names its pod as the owner of its step Jobs (garbage-collected with it)."""
+    (container,) = pod_specs(party_a)["Deployment/task-engine"]["containers"]
+    fields = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container["env"]
+        if "fieldRef" in e.get("valueFrom", {})
+    }
+    assert fields["STEP_POD_NAME"] == "metadata.name"
+    assert fields["STEP_POD_UID"] == "metadata.uid"

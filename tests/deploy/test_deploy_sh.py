@@ -49,6 +49,14 @@ def test_dry_run_prints_the_manifests(tools: Tools, env_dir: Path) -> None:
         ({"SERVICE_IMAGE": "tessera/service"}, "SERVICE_IMAGE='tessera/service' is malformed"),
         ({"TESSERA_API_TOKEN": "short"}, "TESSERA_API_TOKEN is malformed"),
         ({"PARTY_MQ_CA_20000": "keys/20000/public.pem"}, "is not a PEM CERTIFICATE"),
+        ({"TASK_TIMEOUT_S": "1h"}, "TASK_TIMEOUT_S='1h' is malformed: expected a number of"),
+        ({"ACCEPT_TIMEOUT_S": "0"}, "ACCEPT_TIMEOUT_S='0' is malformed"),
+        ({"HEARTBEAT_INTERVAL_S": "-1"}, "HEARTBEAT_INTERVAL_S='-1' is malformed"),
+        ({"HEARTBEAT_TIMEOUT_S": "4"}, "HEARTBEAT_TIMEOUT_S=4 must exceed HEARTBEAT_INTERVAL_S=5"),
+        (
+            {"HEARTBEAT_INTERVAL_S": "0.5", "HEARTBEAT_TIMEOUT_S": "0.5"},
+            "HEARTBEAT_TIMEOUT_S=0.5 must exceed HEARTBEAT_INTERVAL_S=0.5",
+        ),
     ],
 )
 def test_each_bad_variable_is_named(

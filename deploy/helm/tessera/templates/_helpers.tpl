@@ -100,3 +100,18 @@ kafka:9092
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/* A number of seconds from timing.* as the env file gets it (1000000, not 1e+06), or a failure
+     naming the value. dict "key" NAME "value" V */}}
+{{- define "tessera.seconds" -}}
+{{- $v := .value -}}
+{{- $number := or (kindIs "float64" $v) (kindIs "int64" $v) (kindIs "int" $v) -}}
+{{- if not (or $number (and (kindIs "string" $v) (regexMatch "^[0-9]+(\\.[0-9]+)?$" (toString $v)))) -}}
+{{- fail (printf "timing.%s must be a number of seconds, got %q" .key (toString $v)) -}}
+{{- end -}}
+{{- $f := float64 $v -}}
+{{- if le $f 0.0 -}}
+{{- fail (printf "timing.%s must be more than 0 seconds, got %v" .key $v) -}}
+{{- end -}}
+{{- if eq $f (floor $f) }}{{ int64 $f }}{{ else }}{{ $f }}{{ end -}}
+{{- end -}}
