@@ -6,12 +6,20 @@ worker over the Unix socket there. So the pod mounts the task_engine's state cla
 path and is pinned to the task_engine's node (a Unix socket does not cross nodes); the claim is
 read-only except the work dir and the step's writable paths. The pod has no service account
 token, no privilege, a read-only root, a non-root uid and CPU/memory limits; a NetworkPolicy in
-the chart keeps it off the network.
+the chart keeps it off the network. Configuration comes from ``STEP_*`` variables set by the chart.
 
-The API server is spoken to with httpx (already a dependency, async, and the surface is four
-calls) rather than the official ``kubernetes`` client, which is synchronous and large; the
-in-cluster credentials are the pod's projected service-account token, re-read on each request
-because the kubelet rotates it. Configuration comes from ``STEP_*`` variables set by the chart.
+No step Job outlives the attempt it runs, even when its worker is lost:
+
+* every Job is labelled with its job id, step and attempt, and owned (``ownerReferences``) by the
+  worker's pod, so Kubernetes' garbage collector deletes it when that pod is deleted (an upgrade,
+  an eviction, a lost node), with no worker needed;
+* a worker deletes, before it starts, the Jobs its pod owns: a container of the same pod that
+  died (SIGKILL, OOM, failed liveness probe) left them, and nothing is left to relay or report
+  their steps, which the flow_server fails as lost;
+* starting attempt N of a step deletes that step's Jobs of attempts up to N, whichever worker
+  made them: a retry or rerun supersedes them, and one of this very attempt is a leftover of a
+  worker that died after launching it;
+* ``activeDeadlineSeconds`` (``TASK_TIMEOUT_S``) bounds what escapes all of these.
 """
 
 from __future__ import annotations
@@ -19,30 +27,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import re
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import httpx
 
+from task_engine.kubeapi import KubeApi, KubernetesError
 from task_engine.runtime import STDERR_FILE, StepExit, StepLaunch, tail
 from task_engine.step import SPEC_FILE, read_spec
 
-SA_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IMAGE_ARG: Final = "runtime-image"
 POD_START_POLLS: Final = 600  # seconds waiting for an image pull before giving up the log
+STEP_SELECTOR: Final = "app.kubernetes.io/part-of=tessera,tessera.io/role=step"
+JOB_ID_LABEL: Final = "tessera.io/job-id"
+STEP_LABEL: Final = "tessera.io/step"
+ATTEMPT_LABEL: Final = "tessera.io/attempt"
 _LABEL_VALUE = re.compile(r"[^A-Za-z0-9_.-]")
 
 _log = logging.getLogger(__name__)
 
 
-class KubernetesError(RuntimeError):
-    """The API server refused or failed a request; the message has its status and reason."""
+@dataclass(frozen=True)
+class WorkerPod:
+    """The pod the worker runs in (downward API): the owner of its step Jobs."""
+
+    name: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, str]:
+        return {"apiVersion": "v1", "kind": "Pod", "name": self.name, "uid": self.uid}
 
 
 @dataclass(frozen=True)
@@ -53,6 +71,7 @@ class KubernetesConfig:
     image: str
     claim: str
     volume_root: Path
+    worker_pod: WorkerPod
     node_name: str | None = None
     cpu_limit: str = "2"
     memory_mb: int = 2048
@@ -63,7 +82,8 @@ class KubernetesConfig:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KubernetesConfig:
-        missing = [k for k in ("STEP_NAMESPACE", "STEP_IMAGE", "STEP_CLAIM") if not environ.get(k)]
+        required = ("STEP_NAMESPACE", "STEP_IMAGE", "STEP_CLAIM", "STEP_POD_NAME", "STEP_POD_UID")
+        missing = [k for k in required if not environ.get(k)]
         if missing:
             raise KubernetesError(f"the Kubernetes step runtime needs {', '.join(missing)}")
         return cls(
@@ -71,6 +91,7 @@ class KubernetesConfig:
             image=environ["STEP_IMAGE"],
             claim=environ["STEP_CLAIM"],
             volume_root=Path(environ.get("STEP_VOLUME_ROOT", "/var/lib/tessera")),
+            worker_pod=WorkerPod(environ["STEP_POD_NAME"], environ["STEP_POD_UID"]),
             node_name=environ.get("STEP_NODE_NAME") or None,
             cpu_limit=environ.get("STEP_CPU_LIMIT", "2"),
             memory_mb=int(environ.get("STEP_MEMORY_MB", "2048")),
@@ -167,7 +188,12 @@ def render_job(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": config.namespace, "labels": all_labels},
+        "metadata": {
+            "name": name,
+            "namespace": config.namespace,
+            "labels": all_labels,
+            "ownerReferences": [config.worker_pod.owner_reference()],
+        },
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": config.timeout_s,
@@ -175,97 +201,6 @@ def render_job(
             "template": {"metadata": {"labels": all_labels}, "spec": pod_spec},
         },
     }
-
-
-class KubeApi(Protocol):
-    """The four API server calls the runtime makes."""
-
-    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None: ...
-
-    def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
-        """The Job's states as it changes (``{"type": ..., "object": job}``), until it is gone."""
-        ...
-
-    async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
-
-    def stream_log(self, namespace: str, pod: str) -> AsyncIterator[bytes]: ...
-
-    async def delete_job(self, namespace: str, name: str, grace_s: int) -> None: ...
-
-
-class HttpKubeApi:
-    """:class:`KubeApi` over httpx, with in-cluster credentials by default."""
-
-    def __init__(self, client: httpx.AsyncClient, token_file: Path | None = SA_DIR / "token"):
-        self._client = client
-        self._token_file = token_file
-
-    @classmethod
-    def in_cluster(cls) -> HttpKubeApi:
-        client = httpx.AsyncClient(
-            base_url="https://kubernetes.default.svc",
-            verify=str(SA_DIR / "ca.crt"),
-            timeout=httpx.Timeout(30.0, read=None),
-        )
-        return cls(client)
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
-
-    def _headers(self) -> dict[str, str]:
-        if self._token_file is None:
-            return {}
-        return {"Authorization": f"Bearer {self._token_file.read_text().strip()}"}
-
-    async def _check(self, response: httpx.Response, *ok: int) -> None:
-        if response.status_code not in (ok or (200,)):
-            body = (await response.aread()).decode(errors="replace")[:500]
-            raise KubernetesError(
-                f"{response.request.method} {response.request.url.path}: "
-                f"{response.status_code} {body}"
-            )
-
-    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
-        r = await self._client.post(
-            f"/apis/batch/v1/namespaces/{namespace}/jobs", json=manifest, headers=self._headers()
-        )
-        await self._check(r, 201, 200)
-
-    async def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
-        params = {"watch": "1", "fieldSelector": f"metadata.name={name}"}
-        url = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        async with self._client.stream("GET", url, params=params, headers=self._headers()) as r:
-            await self._check(r)
-            async for line in r.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
-
-    async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        r = await self._client.get(
-            f"/api/v1/namespaces/{namespace}/pods",
-            params={"labelSelector": f"job-name={name}"},
-            headers=self._headers(),
-        )
-        await self._check(r)
-        items: list[dict[str, Any]] = r.json().get("items", [])
-        return items[0] if items else None
-
-    async def stream_log(self, namespace: str, pod: str) -> AsyncIterator[bytes]:
-        url = f"/api/v1/namespaces/{namespace}/pods/{pod}/log"
-        params = {"follow": "true"}
-        async with self._client.stream("GET", url, params=params, headers=self._headers()) as r:
-            await self._check(r)
-            async for chunk in r.aiter_bytes():
-                yield chunk
-
-    async def delete_job(self, namespace: str, name: str, grace_s: int) -> None:
-        r = await self._client.request(
-            "DELETE",
-            f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}",
-            json={"propagationPolicy": "Background", "gracePeriodSeconds": grace_s},
-            headers=self._headers(),
-        )
-        await self._check(r, 200, 202, 404)
 
 
 def _finished(job: dict[str, Any]) -> str | None:
@@ -366,21 +301,43 @@ class KubernetesRuntime:
         image = args.get(IMAGE_ARG) if isinstance(args, dict) else None
         return image if isinstance(image, str) and image else self._config.image
 
+    async def delete_orphans(self) -> None:
+        """Delete the step Jobs of this worker's pod: before the worker starts, they can only be
+        a dead container's, whose steps nobody relays or reports any more."""
+        uid = self._config.worker_pod.uid
+        for job in await self._api.list_jobs(self._config.namespace, STEP_SELECTOR):
+            owners = job["metadata"].get("ownerReferences") or []
+            if any(o.get("uid") == uid for o in owners):
+                await self._delete(job, "its worker died")
+
+    async def _delete_superseded(self, job_id: str, step: str, attempt: int) -> None:
+        """Delete the step's Jobs of attempts up to ``attempt`` (a retry or rerun supersedes
+        them; one of this attempt is left by a worker that died after launching it)."""
+        selector = f"{STEP_SELECTOR},{JOB_ID_LABEL}={job_id},{STEP_LABEL}={step}"
+        for job in await self._api.list_jobs(self._config.namespace, selector):
+            old = job["metadata"].get("labels", {}).get(ATTEMPT_LABEL, "")
+            if old.isdigit() and int(old) <= attempt:
+                await self._delete(job, f"attempt {attempt} of its step starts")
+
+    async def _delete(self, job: dict[str, Any], why: str) -> None:
+        name = job["metadata"]["name"]
+        _log.warning("deleting step Job %s: %s", name, why)
+        await self._api.delete_job(self._config.namespace, name, 0)
+
     async def start(self, launch: StepLaunch) -> JobHandle:
         for rw in launch.writable:
             rw.mkdir(parents=True, exist_ok=True)  # a subPath must exist before the pod mounts it
         spec = read_spec(launch.work_dir) if (launch.work_dir / SPEC_FILE).exists() else {}
-        labels = {
-            "tessera.io/job-id": _label(str(spec.get("job_id", launch.work_dir.parts[-3]))),
-            "tessera.io/step": _label(str(spec.get("task", launch.work_dir.parts[-2]))),
-        }
+        job_id = _label(str(spec.get("job_id", launch.work_dir.parts[-3])))
+        step = _label(str(spec.get("task", launch.work_dir.parts[-2])))
+        attempt = int(spec.get("attempt", launch.work_dir.name))
+        labels = {JOB_ID_LABEL: job_id, STEP_LABEL: step, ATTEMPT_LABEL: str(attempt)}
         launch = replace(launch, env={**self._extra_env, **launch.env})
         manifest = render_job(
             self._config, launch, image=self._image(launch.work_dir), labels=labels
         )
         name = manifest["metadata"]["name"]
-        # A Job left by an earlier worker for the same attempt would make the create fail.
-        await self._api.delete_job(self._config.namespace, name, 0)
+        await self._delete_superseded(job_id, step, attempt)
         await self._api.create_job(self._config.namespace, manifest)
         _log.info(
             "step %s runs as Job %s (%s)",

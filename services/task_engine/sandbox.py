@@ -438,14 +438,17 @@ async def select_runtime(
     """
     if settings.step_runtime == "kubernetes":
         # Imported here: only a Kubernetes install needs the API client.
-        from task_engine.kubernetes import HttpKubeApi, KubernetesConfig, KubernetesRuntime
+        from task_engine.kubeapi import HttpKubeApi
+        from task_engine.kubernetes import KubernetesConfig, KubernetesRuntime
 
         api = HttpKubeApi.in_cluster()
         stack.push_async_callback(api.aclose)
-        _log.info("steps run as Kubernetes Jobs")
-        return KubernetesRuntime(
+        kube = KubernetesRuntime(
             KubernetesConfig.from_environ(environment()), api, extra_env=extra_env
         )
+        await kube.delete_orphans()
+        _log.info("steps run as Kubernetes Jobs")
+        return kube
     if settings.step_runtime == "process":
         _log.warning(
             "STEP_RUNTIME=process: steps run as plain processes WITHOUT a sandbox; they can "

@@ -1,32 +1,43 @@
 """task_engine.kubernetes: the step Job's spec against the Kubernetes schemas, and the runtime's
-create / watch / log / delete cycle against a fake API server."""
+create / watch / log / delete cycle and its clean-up of orphaned Jobs against a fake API server
+spoken to over HTTP."""
 
 from __future__ import annotations
 
+import json
+import re
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from deploy_helpers import Tools, kubeconform
 
+from task_engine.kubeapi import HttpKubeApi, KubernetesError
 from task_engine.kubernetes import (
+    JobHandle,
     KubernetesConfig,
-    KubernetesError,
     KubernetesRuntime,
+    WorkerPod,
+    job_name,
     render_job,
 )
 from task_engine.runtime import StepLaunch
 from task_engine.step import write_spec
 
+API = "https://kubernetes.test"
+NS = "tessera-10000"
+WORKER_UID = "5f0c2a8e-3b1d-4c6e-9a7f-0d2e4b6c8a1f"
+
 
 def config(root: Path) -> KubernetesConfig:
     return KubernetesConfig(
-        namespace="tessera-10000",
+        namespace=NS,
         image="tessera/runtime:0.1.0",
         claim="party-state",
         volume_root=root,
+        worker_pod=WorkerPod("task-engine-7d9f-x2k4q", WORKER_UID),
         node_name="node-a",
         cpu_limit="1500m",
         memory_mb=1024,
@@ -81,57 +92,100 @@ def test_paths_off_the_volume_are_refused(tmp_path: Path) -> None:
         render_job(config(tmp_path), bad, image="x:1", labels={})
 
 
-class FakeApi:
-    """The API server as the runtime sees it: the Job completes with the given exit code."""
+class FakeApiServer:
+    """The API server's Job and Pod endpoints over HTTP (httpx.MockTransport), in memory: a Job
+    created completes with ``exit_code``; one deleted before it completed is gone."""
 
-    def __init__(self, exit_code: int | None) -> None:
+    def __init__(self, exit_code: int = 0) -> None:
         self.exit_code = exit_code
-        self.created: list[dict[str, Any]] = []
-        self.deleted: list[tuple[str, int]] = []
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.deleted: list[tuple[str, dict[str, Any]]] = []
+        self.requests: list[httpx.Request] = []
 
-    async def create_job(self, namespace: str, manifest: dict[str, Any]) -> None:
-        self.created.append(manifest)
+    def api(self) -> HttpKubeApi:
+        transport = httpx.MockTransport(self._handle)
+        return HttpKubeApi(httpx.AsyncClient(transport=transport, base_url=API), token_file=None)
 
-    async def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
-        yield {"type": "ADDED", "object": {"status": {}}}
-        if self.exit_code is None:  # killed: the Job disappears
-            yield {"type": "DELETED", "object": {}}
-            return
-        kind = "Complete" if self.exit_code == 0 else "Failed"
-        yield {
-            "type": "MODIFIED",
-            "object": {"status": {"conditions": [{"type": kind, "status": "True"}]}},
+    def add(self, name: str, labels: dict[str, str], owner_uid: str = "") -> None:
+        """A Job already in the cluster (made by some earlier worker)."""
+        owners = [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": owner_uid}]
+        self.jobs[name] = {
+            "metadata": {
+                "name": name,
+                "labels": labels,
+                "ownerReferences": owners if owner_uid else [],
+            }
         }
 
-    async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        code = self.exit_code if self.exit_code is not None else 137
+    def _handle(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        path, params = request.url.path, request.url.params
+        jobs = re.fullmatch(rf"/apis/batch/v1/namespaces/{NS}/jobs(?:/([a-z0-9-]+))?", path)
+        if jobs and request.method == "POST":
+            manifest = json.loads(request.content)
+            self.jobs[manifest["metadata"]["name"]] = manifest
+            return httpx.Response(201, json=manifest)
+        if jobs and request.method == "DELETE":
+            name = jobs[1]
+            self.deleted.append((name, json.loads(request.content)))
+            return httpx.Response(200 if self.jobs.pop(name, None) else 404, json={})
+        if jobs and params.get("watch"):
+            return httpx.Response(200, text=self._watch(params["fieldSelector"]))
+        if jobs:
+            wanted = dict(term.split("=") for term in params["labelSelector"].split(","))
+            items = [
+                j for j in self.jobs.values() if wanted.items() <= j["metadata"]["labels"].items()
+            ]
+            return httpx.Response(200, json={"items": items})
+        if path == f"/api/v1/namespaces/{NS}/pods":
+            name = params["labelSelector"].removeprefix("job-name=")
+            return httpx.Response(
+                200, json={"items": [self._pod(name)] if name in self.jobs else []}
+            )
+        if path.endswith("/log"):
+            return httpx.Response(200, content=b"step says hello\n")
+        return httpx.Response(404, json={"reason": f"{request.method} {path}"})
+
+    def _watch(self, field_selector: str) -> str:
+        name = field_selector.removeprefix("metadata.name=")
+        if name not in self.jobs:
+            return json.dumps({"type": "DELETED", "object": {}}) + "\n"
+        kind = "Complete" if self.exit_code == 0 else "Failed"
+        done = {"status": {"conditions": [{"type": kind, "status": "True"}]}}
+        return "".join(
+            json.dumps(event) + "\n"
+            for event in ({"type": "ADDED", "object": {}}, {"type": "MODIFIED", "object": done})
+        )
+
+    def _pod(self, job: str) -> dict[str, Any]:
         return {
-            "metadata": {"name": f"{name}-abcde"},
+            "metadata": {"name": f"{job}-abcde"},
             "status": {
-                "phase": "Succeeded" if code == 0 else "Failed",
-                "containerStatuses": [{"state": {"terminated": {"exitCode": code}}}],
+                "phase": "Succeeded" if self.exit_code == 0 else "Failed",
+                "containerStatuses": [{"state": {"terminated": {"exitCode": self.exit_code}}}],
             },
         }
 
-    async def stream_log(self, namespace: str, pod: str) -> AsyncIterator[bytes]:
-        yield b"step says hello\n"
 
-    async def delete_job(self, namespace: str, name: str, grace_s: int) -> None:
-        self.deleted.append((name, grace_s))
+def _runtime(tmp_path: Path, server: FakeApiServer) -> KubernetesRuntime:
+    return KubernetesRuntime(config(tmp_path), server.api(), extra_env={"PYTHONPATH": "/x"})
 
 
-async def _start(tmp_path: Path, api: FakeApi, args: dict[str, Any]) -> Any:
+async def _start(
+    tmp_path: Path, server: FakeApiServer, args: dict[str, Any], attempt: int = 0
+) -> JobHandle:
     step = launch(tmp_path)
     step.work_dir.mkdir(parents=True)
-    write_spec(step.work_dir, {"job_id": "job-1", "task": "train", "args": args})
-    runtime = KubernetesRuntime(config(tmp_path), api, extra_env={"PYTHONPATH": "/x"})
-    return await runtime.start(step)
+    write_spec(
+        step.work_dir, {"job_id": "job-1", "task": "train", "attempt": attempt, "args": args}
+    )
+    return await _runtime(tmp_path, server).start(step)
 
 
 async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None:
-    api = FakeApi(exit_code=3)
-    handle = await _start(tmp_path, api, {"runtime-image": "registry.example/algo:2"})
-    (job,) = api.created
+    server = FakeApiServer(exit_code=3)
+    handle = await _start(tmp_path, server, {"runtime-image": "registry.example/algo:2"})
+    (job,) = server.jobs.values()
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/algo:2"
     assert job["metadata"]["labels"]["tessera.io/step"] == "train"
     env = job["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -139,21 +193,98 @@ async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None
     assert (tmp_path / "out" / "job-1").is_dir(), "writable paths exist before the mount"
     exit_ = await handle.wait()
     assert exit_.returncode == 3 and exit_.signal is None
-    assert api.deleted[-1] == (handle.name, 0)
+    assert server.deleted[-1] == (
+        handle.name,
+        {"propagationPolicy": "Background", "gracePeriodSeconds": 0},
+    )
+    assert not server.jobs
 
 
 async def test_default_image_and_kill(tmp_path: Path) -> None:
-    api = FakeApi(exit_code=None)
-    handle = await _start(tmp_path, api, {})
-    image = api.created[0]["spec"]["template"]["spec"]["containers"][0]["image"]
+    server = FakeApiServer()
+    handle = await _start(tmp_path, server, {})
+    image = server.jobs[handle.name]["spec"]["template"]["spec"]["containers"][0]["image"]
     assert image == "tessera/runtime:0.1.0"
     await handle.kill()
+    assert server.deleted == [
+        (handle.name, {"propagationPolicy": "Background", "gracePeriodSeconds": 10})
+    ]
     exit_ = await handle.wait()
     assert exit_.signal == signal.SIGKILL and exit_.returncode is None
 
 
+def _step_labels(job_id: str, step: str, attempt: int) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/part-of": "tessera",
+        "tessera.io/role": "step",
+        "tessera.io/job-id": job_id,
+        "tessera.io/step": step,
+        "tessera.io/attempt": str(attempt),
+    }
+
+
+async def test_a_job_is_labelled_with_its_attempt_and_owned_by_the_worker_pod(
+    tmp_path: Path,
+) -> None:
+    server = FakeApiServer()
+    handle = await _start(tmp_path, server, {}, attempt=2)
+    meta = server.jobs[handle.name]["metadata"]
+    assert _step_labels("job-1", "train", 2).items() <= meta["labels"].items()
+    assert meta["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "task-engine-7d9f-x2k4q", "uid": WORKER_UID}
+    ]
+
+
+async def test_a_retry_deletes_the_jobs_of_the_attempts_it_supersedes(tmp_path: Path) -> None:
+    """A lost worker's Job of attempt 1 keeps running; attempt 2 of the step removes it, and only
+    it, whichever worker made it."""
+    server = FakeApiServer()
+    server.add("lost", _step_labels("job-1", "train", 1), owner_uid="dead-worker-pod")
+    server.add("other-step", _step_labels("job-1", "scale", 1))
+    server.add("other-job", _step_labels("job-2", "train", 1))
+    handle = await _start(tmp_path, server, {}, attempt=2)
+    assert [name for name, _ in server.deleted] == ["lost"]
+    assert set(server.jobs) == {"other-step", "other-job", handle.name}
+    listed = [r for r in server.requests if r.method == "GET" and "labelSelector" in r.url.params]
+    assert listed[0].url.params["labelSelector"] == (
+        "app.kubernetes.io/part-of=tessera,tessera.io/role=step,"
+        "tessera.io/job-id=job-1,tessera.io/step=train"
+    )
+
+
+async def test_a_leftover_job_of_the_same_attempt_is_replaced(tmp_path: Path) -> None:
+    """A worker that died just after creating the Job left it under the name the attempt needs."""
+    server = FakeApiServer()
+    step = launch(tmp_path)
+    server.add(job_name(step.work_dir), _step_labels("job-1", "train", 0))
+    handle = await _start(tmp_path, server, {}, attempt=0)
+    assert [name for name, _ in server.deleted] == [handle.name]
+    assert "ownerReferences" in server.jobs[handle.name]["metadata"], "the new Job was created"
+
+
+async def test_a_starting_worker_deletes_the_jobs_its_pod_owns(tmp_path: Path) -> None:
+    """The worker container was SIGKILLed and restarted in the same pod: its Jobs are orphans."""
+    server = FakeApiServer()
+    server.add("orphan", _step_labels("job-1", "train", 1), owner_uid=WORKER_UID)
+    server.add("another-pods", _step_labels("job-2", "train", 1), owner_uid="other-pod")
+    server.add("unowned", _step_labels("job-3", "train", 1))
+    await _runtime(tmp_path, server).delete_orphans()
+    assert [name for name, _ in server.deleted] == ["orphan"]
+    assert set(server.jobs) == {"another-pods", "unowned"}
+
+
+async def test_an_api_error_names_the_call_and_status(tmp_path: Path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(403, text='jobs.batch is forbidden: cannot list resource "jobs"')
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse), base_url=API)
+    runtime = KubernetesRuntime(config(tmp_path), HttpKubeApi(client, token_file=None))
+    with pytest.raises(KubernetesError, match=rf"GET /apis/batch/v1/namespaces/{NS}/jobs: 403"):
+        await runtime.delete_orphans()
+
+
 def test_config_from_the_chart_environment() -> None:
-    with pytest.raises(KubernetesError, match="STEP_NAMESPACE"):
+    with pytest.raises(KubernetesError, match="STEP_NAMESPACE, STEP_POD_NAME, STEP_POD_UID"):
         KubernetesConfig.from_environ({"STEP_IMAGE": "x:1", "STEP_CLAIM": "c"})
     cfg = KubernetesConfig.from_environ(
         {
@@ -162,7 +293,11 @@ def test_config_from_the_chart_environment() -> None:
             "STEP_CLAIM": "party-state",
             "STEP_VOLUME_ROOT": "/var/lib/tessera",
             "STEP_NODE_NAME": "n1",
+            "STEP_POD_NAME": "task-engine-1",
+            "STEP_POD_UID": WORKER_UID,
             "STEP_MEMORY_MB": "512",
+            "TASK_TIMEOUT_S": "7200",
         }
     )
     assert cfg.memory_mb == 512 and cfg.node_name == "n1" and cfg.volume_root.name == "tessera"
+    assert cfg.worker_pod == WorkerPod("task-engine-1", WORKER_UID) and cfg.timeout_s == 7200
