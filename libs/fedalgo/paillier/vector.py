@@ -82,8 +82,12 @@ class EncryptedVector:
                 raise ProtocolError("a ciphertext is not an integer in (0, n^2)")
         out = [mpz(c) for c in cts]
         # A ciphertext sharing a factor with n would reveal the factorisation (and cannot come
-        # from encryption); refusing it costs one gcd each.
-        if any(gmpy2.gcd(c, n) != 1 for c in out):
+        # from encryption). n's factors are prime, so one shares a factor with the product of
+        # all of them mod n exactly when it divides one of them: one gcd for the whole vector.
+        product = mpz(1)
+        for c in out:
+            product = product * c % n
+        if gmpy2.gcd(product, n) != 1:
             raise ProtocolError("a ciphertext is not invertible modulo n^2")
         return cls(public_key, out, exponent)
 
