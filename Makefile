@@ -55,12 +55,16 @@ lint: install ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m mypy libs services
 
-.PHONY: bench
+.PHONY: bench bench-large
 bench: install ## every benchmark (Paillier, hetero_lr, hetero_secureboost, bridge); JSON lines
 	$(PY) -m bench paillier
 	$(PY) -m bench hetero_lr
 	$(PY) -m bench hetero_secureboost
 	$(PY) -m bench bridge
+
+bench-large: install ## the 1M-row hetero_lr and hetero_secureboost runs (about an hour)
+	$(PY) -m bench hetero_lr --dataset synthetic_1m
+	$(PY) -m bench hetero_secureboost --dataset synthetic_1m
 
 .PHONY: deploy-tools
 deploy-tools: ## helm, kubeconform and offline Kubernetes schemas into .cache/ (deploy tests)

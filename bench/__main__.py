@@ -20,7 +20,9 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHMARKS))
-    parser.add_argument("--dataset", help="one data set (default: every one the bench knows)")
+    parser.add_argument(
+        "--dataset", help="one data set (default: every one but the largest; see bench/README.md)"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,

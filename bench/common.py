@@ -1,4 +1,4 @@
-"""What every benchmark shares: emitting results, resource figures, the shared data sets."""
+"""What every benchmark shares: the options, emitting results, resource figures."""
 
 from __future__ import annotations
 
@@ -35,12 +35,3 @@ def peak_rss_mb() -> dict[str, float]:
         "peak_rss_mb": round(own * scale, 1),
         "children_peak_rss_mb": round(children * scale, 1),
     }
-
-
-def hetero_paths(data_dir: Path, dataset: str) -> tuple[Path, Path]:
-    guest = data_dir / f"{dataset}_hetero_guest.csv"
-    host = data_dir / f"{dataset}_hetero_host.csv"
-    for path in (guest, host):
-        if not path.is_file():
-            raise SystemExit(f"bench: no {path} (use --data-dir)")
-    return guest, host

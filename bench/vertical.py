@@ -1,94 +1,111 @@
-"""One vertical algorithm on a shared pre-aligned data set, guest and host over the in-memory
-federation, beside a scikit-learn model trained on the joined data.
+"""One vertical algorithm on one data set (see :mod:`bench.datasets`), a guest and one or more
+hosts each in its own process (see :mod:`bench.parties`), beside a scikit-learn model trained on
+the joined data.
 
-Both parties run in this one process (threads), so ``peak_rss_mb`` covers both and
-``children_peak_rss_mb`` the largest pool worker; ``cpu_s`` is the CPU time of both parties and
-their pool workers: with other jobs on the machine (see ``loadavg_1m``), ``wall_s`` overstates
-what the run needs.
+``peak_rss_mb`` is the largest party's peak (process and pool workers summed), and ``parties``
+has each party's figures; ``cpu_s`` is the CPU time of every party and its pool workers: with
+other jobs on the machine (see ``loadavg_1m``), ``wall_s`` overstates what the run needs. AUC and
+KS are of the guest's training predictions.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from bench.common import Options, emit, hetero_paths, peak_rss_mb
+from bench import datasets
+from bench.common import Options, emit
+from bench.parties import ProcessRun, run_in_processes
 from fedalgo import metrics
-from fedalgo.federation import run_parties
-from fedalgo.tables import read_dataset, read_table
+from fedalgo.tables import read_table
 
-GUEST, HOST = "10000", "20000"
-
-# Fits a centralised model on (x, y) and returns its scores on x.
-Reference = Callable[[np.ndarray, np.ndarray], np.ndarray]
+GUEST = "10000"
+HOSTS = ("20000", "30000")
 
 
-def _cpu_s() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+@dataclass(frozen=True)
+class Reference:
+    """A centralised scikit-learn model: what it is, and a fit that returns its scores on x."""
 
-
-def _reference_auc(guest: Path, host: Path, reference: Reference) -> float:
-    g, h = read_dataset(guest, with_label=True), read_dataset(host, with_label=False)
-    assert g.y is not None and g.ids == h.ids, "the bench data sets are pre-aligned"
-    x = np.hstack([g.x, h.x])
-    return float(roc_auc_score(g.y, reference(x, g.y)))
+    description: str
+    fit: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def run_one(
     algorithm: str,
-    dataset: str,
+    data: datasets.VerticalData,
     params: dict[str, Any],
-    options: Options,
     reference: Reference,
+    out: Path,
     *,
     timeout_s: float,
 ) -> dict[str, Any]:
-    """Train ``algorithm`` on ``dataset`` and return the benchmark's JSON object."""
-    guest, host = hetero_paths(options.data_dir, dataset)
-    with tempfile.TemporaryDirectory(prefix=f"bench-{algorithm}-") as tmp:
-        out = Path(tmp)
-        specs = {
-            party: {
-                "role": role,
-                "args": params if role == "guest" else {},
-                "inputs": {"data": data},
-                "outputs": {"model": out / f"{role}.model", "predictions": out / f"{role}.pred"},
-            }
-            for party, role, data in ((GUEST, "guest", guest), (HOST, "host", host))
+    """Train ``algorithm`` on ``data`` and return the benchmark's JSON object."""
+    parties = [(GUEST, "guest", data.guest)] + [
+        (pid, "host", path) for pid, path in zip(HOSTS, data.hosts, strict=False)
+    ]
+    if len(parties) != 1 + len(data.hosts):
+        raise ValueError(f"at most {len(HOSTS)} hosts")
+    specs = {
+        pid: {
+            "role": role,
+            "args": params if role == "guest" else {},
+            "inputs": {"data": path},
+            "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
         }
-        cpu_started = _cpu_s()
-        result = run_parties(algorithm, specs, timeout_s=timeout_s)
-        cpu_s = _cpu_s() - cpu_started
-        table = read_table(out / "guest.pred")
-        y = np.array([int(r[1]) for r in table.rows])
-        score = np.array([float(r[2]) for r in table.rows])
+        for pid, role, path in parties
+    }
+    run = run_in_processes(algorithm, specs, timeout_s=timeout_s)
+    table = read_table(out / f"{GUEST}.pred")
+    y = np.array([int(r[1]) for r in table.rows])
+    score = np.array([float(r[2]) for r in table.rows])
+    del table
     curve = metrics.roc_curve(y, score)
     return {
         "bench": algorithm,
-        "dataset": dataset,
+        "dataset": data.name,
         "algorithm": algorithm,
         "rows": len(y),
-        "guest_features": len(read_table(guest).header) - 2,
-        "host_features": len(read_table(host).header) - 1,
+        "guest_features": data.guest_features,
+        "host_features": sum(data.host_features),
+        "host_features_by_party": dict(zip(HOSTS, data.host_features, strict=False)),
         "params": params,
-        "wall_s": round(result.elapsed_s, 2),
-        "cpu_s": round(cpu_s, 2),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-        **peak_rss_mb(),
-        "bytes_sent": result.federation.total_bytes,
-        "bytes_sent_by_party": dict(result.federation.bytes_sent),
+        **run_figures(run),
         "auc": round(metrics.auc(curve), 5),
         "ks": round(metrics.ks(curve), 5),
-        "sklearn_auc": round(_reference_auc(guest, host, reference), 5),
+        "sklearn_auc": round(float(roc_auc_score(data.y, reference.fit(data.x, data.y))), 5),
+        "sklearn_model": reference.description,
+    }
+
+
+def run_figures(run: ProcessRun) -> dict[str, Any]:
+    """Time, CPU, memory and bytes of a run: in total and per party."""
+    reports = dict(sorted(run.reports.items()))
+    return {
+        "wall_s": round(run.wall_s, 2),
+        "cpu_s": round(sum(r.cpu_s for r in reports.values()), 2),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+        "peak_rss_mb": round(max(r.peak_rss_mb for r in reports.values()), 1),
+        "bytes_sent": sum(r.bytes_sent for r in reports.values()),
+        "bytes_sent_by_party": {p: r.bytes_sent for p, r in reports.items()},
+        "parties": {
+            p: {
+                "role": r.role,
+                "wall_s": round(r.wall_s, 2),
+                "cpu_s": round(r.cpu_s, 2),
+                "peak_rss_mb": round(r.peak_rss_mb, 1),
+                "process_peak_rss_mb": round(r.process_peak_rss_mb, 1),
+                "worker_peak_rss_mb": round(r.worker_peak_rss_mb, 1),
+            }
+            for p, r in reports.items()
+        },
     }
 
 
@@ -99,14 +116,22 @@ def run_all(
     reference: Callable[[dict[str, Any]], Reference],
     *,
     timeout_s: float,
+    only_by_name: frozenset[str] = frozenset(),
 ) -> None:
-    """Every data set of ``params`` (or only ``--dataset``), one JSON line each."""
-    for dataset in [options.dataset] if options.dataset else list(params):
-        if dataset not in params:
+    """Every data set of ``params`` but ``only_by_name`` (or only ``--dataset``), a line each."""
+    if options.dataset:
+        if options.dataset not in params:
             raise SystemExit(
-                f"bench {algorithm}: unknown dataset {dataset!r} ({', '.join(params)})"
+                f"bench {algorithm}: unknown dataset {options.dataset!r} ({', '.join(params)})"
             )
-        ref = reference(params[dataset])
-        emit(
-            run_one(algorithm, dataset, params[dataset], options, ref, timeout_s=timeout_s), options
-        )
+        names = [options.dataset]
+    else:
+        names = [name for name in params if name not in only_by_name]
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{algorithm}-") as tmp:
+            work = Path(tmp)
+            data = datasets.load(name, options.data_dir, work)
+            result = run_one(
+                algorithm, data, params[name], reference(params[name]), work, timeout_s=timeout_s
+            )
+            emit(result, options)
