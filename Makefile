@@ -56,8 +56,10 @@ lint: install ## ruff and mypy
 	$(PY) -m mypy libs services
 
 .PHONY: bench bench-large
-bench: install ## every benchmark (Paillier, hetero_lr, hetero_secureboost, bridge); JSON lines
+bench: install ## every benchmark (Paillier, intersect, binning, hetero_lr, hetero_secureboost, bridge); JSON lines
 	$(PY) -m bench paillier
+	$(PY) -m bench intersect
+	$(PY) -m bench binning
 	$(PY) -m bench hetero_lr
 	$(PY) -m bench hetero_secureboost
 	$(PY) -m bench bridge

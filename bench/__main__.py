@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bridge, hetero_lr, paillier, secureboost
+from bench import binning, bridge, hetero_lr, intersect, paillier, secureboost
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
@@ -14,6 +14,8 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "hetero_lr": hetero_lr.run,
     "bridge": bridge.run,
     "hetero_secureboost": secureboost.run,
+    "intersect": intersect.run,
+    "binning": binning.run,
 }
 
 
