@@ -399,6 +399,7 @@ class _Host:
                 "features": encrypted.to_wire(),
             },
         )
+        del encrypted  # sent: the guest keeps it for the whole training, the host need not
         w = np.zeros(x.shape[1])
         epoch = 0
         for epoch in range(cfg.max_iter):

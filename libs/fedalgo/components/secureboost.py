@@ -253,6 +253,7 @@ class _Guest:
         h[~sampled] = 0.0
         packed = encryptor.encrypt_ints(self.packing.pack(g[rows], h[rows]), 0, pool=pool)
         ctx.send("host", f"{TAG}/{t}/gh", {"rows": rows.astype(np.int64), "gh": packed.to_wire()})
+        del packed  # a ciphertext per row, not needed once sent
 
         node_of_row = np.zeros(n, dtype=np.int32)
         nodes: dict[int, Node] = {0: Node(0)}
@@ -514,6 +515,7 @@ class _Host:
         ):
             raise ProtocolError("the sampled rows must be increasing row numbers")
         gh = paillier.EncryptedVector.from_wire(public_key, message["gh"], expected_len=len(rows))
+        del message  # the received integers; gh holds them converted
         by_row: list[Any] = [None] * n
         for r, c in zip(rows.tolist(), gh.ciphertexts, strict=True):
             by_row[r] = c
