@@ -23,8 +23,7 @@ from fedalgo.bin_edges import fit_binning, woe_iv
 
 OWN = {"method": "quantile", "bins": 10}
 PARAMS: dict[str, Any] = {**OWN, "key-bits": 2048, "iv": True}
-NAMES = ("breast", "default_credit", "default_credit_3party", "synthetic_10k", "synthetic_100k")
-ONLY_BY_NAME = ("synthetic_1m",)
+NAMES = tuple(name for name in datasets.NAMES if name not in datasets.ONLY_BY_NAME)
 
 
 def _plaintext_ivs(x: np.ndarray, y: np.ndarray) -> list[float]:
@@ -82,9 +81,9 @@ def run_one(data: datasets.VerticalData, work: Path) -> dict[str, Any]:
 
 
 def run(options: Options) -> None:
-    known = (*NAMES, *ONLY_BY_NAME)
-    if options.dataset is not None and options.dataset not in known:
-        raise SystemExit(f"bench binning: unknown dataset {options.dataset!r} ({', '.join(known)})")
+    if options.dataset is not None and options.dataset not in datasets.NAMES:
+        names = ", ".join(datasets.NAMES)
+        raise SystemExit(f"bench binning: unknown dataset {options.dataset!r} ({names})")
     for name in [options.dataset] if options.dataset else NAMES:
         with tempfile.TemporaryDirectory(prefix="bench-binning-") as tmp:
             work = Path(tmp)

@@ -45,8 +45,6 @@ PARAMS: dict[str, dict[str, Any]] = {
     "synthetic_100k": _SYNTHETIC,
     "synthetic_1m": _SYNTHETIC,
 }
-# Left out of a run without --dataset (make bench): see bench/README.md.
-ONLY_BY_NAME = frozenset({"synthetic_1m"})
 
 
 def _gradient_boosting(params: dict[str, Any]) -> vertical.Reference:
@@ -71,5 +69,4 @@ def run(options: Options) -> None:
         options,
         _gradient_boosting,
         timeout_s=4 * 3600,
-        only_by_name=ONLY_BY_NAME,
     )

@@ -116,9 +116,8 @@ def run_all(
     reference: Callable[[dict[str, Any]], Reference],
     *,
     timeout_s: float,
-    only_by_name: frozenset[str] = frozenset(),
 ) -> None:
-    """Every data set of ``params`` but ``only_by_name`` (or only ``--dataset``), a line each."""
+    """Every data set of ``params`` but the large ones (or only ``--dataset``), a line each."""
     if options.dataset:
         if options.dataset not in params:
             raise SystemExit(
@@ -126,7 +125,7 @@ def run_all(
             )
         names = [options.dataset]
     else:
-        names = [name for name in params if name not in only_by_name]
+        names = [name for name in params if name not in datasets.ONLY_BY_NAME]
     for name in names:
         with tempfile.TemporaryDirectory(prefix=f"bench-{algorithm}-") as tmp:
             work = Path(tmp)

@@ -21,24 +21,33 @@ from deploy_helpers import (
 APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
 
 
-def test_helm_lint(tools: Tools, env_dir: Path) -> None:
+def _party_flags(env_dir: Path, *sets: str) -> list[str]:
+    """Party 10000's required values and key files, then ``sets`` (each a --set)."""
     keys = env_dir / "keys" / "10000"
+    flags = [
+        flag
+        for value in ("party.id=10000", "party.domain=a.example", *sets)
+        for flag in ("--set", value)
+    ]
+    return [
+        *flags,
+        "--set-file",
+        f"keys.privateKey={keys}/private.pem",
+        "--set-file",
+        f"bridge.tls.cert={keys}/bridge-tls.crt",
+        "--set-file",
+        f"bridge.tls.key={keys}/bridge-tls.key",
+    ]
+
+
+def test_helm_lint(tools: Tools, env_dir: Path) -> None:
     result = subprocess.run(
         [
             str(tools.helm),
             "lint",
             "--strict",
             str(CHART),
-            "--set",
-            "party.id=10000",
-            "--set",
-            "party.domain=a.example",
-            "--set-file",
-            f"keys.privateKey={keys}/private.pem",
-            "--set-file",
-            f"bridge.tls.cert={keys}/bridge-tls.crt",
-            "--set-file",
-            f"bridge.tls.key={keys}/bridge-tls.key",
+            *_party_flags(env_dir),
         ],
         capture_output=True,
         text=True,
@@ -330,26 +339,8 @@ def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path)
 
 
 def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
-    keys = env_dir / "keys" / "10000"
-    flags = [
-        flag
-        for value in ("party.id=10000", "party.domain=a.example", *sets)
-        for flag in ("--set", value)
-    ]
     return subprocess.run(
-        [
-            str(tools.helm),
-            "template",
-            "t",
-            str(CHART),
-            *flags,
-            "--set-file",
-            f"keys.privateKey={keys}/private.pem",
-            "--set-file",
-            f"bridge.tls.cert={keys}/bridge-tls.crt",
-            "--set-file",
-            f"bridge.tls.key={keys}/bridge-tls.key",
-        ],
+        [str(tools.helm), "template", "t", str(CHART), *_party_flags(env_dir, *sets)],
         capture_output=True,
         text=True,
         timeout=60,
