@@ -81,7 +81,7 @@ class FixedBaseTable:
         self._rows = rows
 
     def pow(self, digits: Sequence[int]) -> Any:
-        """``base ** sum(d_i * 2^(w i)) mod modulus`` for the digits d_i (least significant first)."""
+        """``base ** sum(d_i * 2^(w i)) mod modulus`` for digits d_i, least significant first."""
         if len(digits) > self.digits:
             raise ValueError(f"the table covers {self.digits} digits, got {len(digits)}")
         modulus = self.modulus
@@ -92,7 +92,7 @@ class FixedBaseTable:
         return acc
 
     def random_exponents(self, count: int) -> list[list[int]]:
-        """``count`` exponents drawn uniformly from [0, 2^(w * digits)) by ``secrets``, as digits."""
+        """``count`` exponents, as digits, uniform in [0, 2^(w * digits)) (from ``secrets``)."""
         raw = np.frombuffer(secrets.token_bytes(2 * self.digits * count), dtype="<u2")
         digits = raw & np.uint16((1 << self.window_bits) - 1)
         return digits.reshape(count, self.digits).tolist()
