@@ -30,7 +30,7 @@ PARTITIONS = 3
 
 
 class PublishFailed(KafkaError):  # type: ignore[misc]
-    """Some records of :meth:`Bus.publish_raw_many` did not reach the broker.
+    """Some records of :meth:`Bus.queue_raw_many` did not reach the broker.
 
     ``delivered`` holds the indices of those that did; ``error`` is the first failure.
     """
@@ -43,7 +43,7 @@ class PublishFailed(KafkaError):  # type: ignore[misc]
 
 @dataclass(frozen=True)
 class RawRecord:
-    """A Kafka record as bytes, for :meth:`Bus.publish_raw_many`."""
+    """A Kafka record as bytes, for :meth:`Bus.queue_raw_many`."""
 
     topic: str
     key: bytes | None
@@ -77,7 +77,9 @@ class Bus:
             acks="all",
             enable_idempotence=True,
             max_request_size=self.max_record_bytes + 64_000,
-            linger_ms=2,
+            # no linger: aiokafka has one request in flight per broker, so records sent meanwhile
+            # are batched behind it anyway; a linger only delays a lone record
+            linger_ms=0,
         )
         await self._producer.start()
 
@@ -126,12 +128,14 @@ class Bus:
         """Write a record exactly as received (the bridge mirrors records without decoding them)."""
         await self.producer.send_and_wait(topic, value, key=key, headers=headers)
 
-    async def publish_raw_many(self, records: Sequence[RawRecord]) -> None:
-        """Write records in order, pipelined: each is handed to the producer before any is
-        awaited, so the broker round trips overlap; returns once the broker has every one.
+    async def queue_raw_many(self, records: Sequence[RawRecord]) -> asyncio.Future[None]:
+        """Hand records to the producer in order, each before any is awaited, so the broker round
+        trips overlap; return once all are queued, with the future of their delivery.
 
-        Order per partition is the order given (the idempotent producer keeps it across its own
-        retries). On failure :class:`PublishFailed` says which records the broker did take.
+        Order per partition is the order of queueing (the idempotent producer keeps it across its
+        own retries), also across calls. :class:`PublishFailed` says which records the broker did
+        take: raised here if the producer refuses one (after those before it settled), else by
+        the future.
         """
         futures: list[asyncio.Future[object]] = []
         try:
@@ -141,13 +145,8 @@ class Bus:
                 )
         except KafkaError as exc:
             results = await asyncio.gather(*futures, return_exceptions=True)
-            done = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
-            raise PublishFailed(done, exc) from exc
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        errors = [res for res in results if isinstance(res, BaseException)]
-        if errors:
-            done = [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
-            raise PublishFailed(done, errors[0]) from errors[0]
+            raise PublishFailed(_delivered(results), exc) from exc
+        return asyncio.ensure_future(_settle(futures))
 
     def subscribe(
         self,
@@ -158,6 +157,17 @@ class Bus:
     ) -> Subscription:
         """Envelopes from ``topic_names``: as a consumer group, or groupless from a time."""
         return Subscription(self.bootstrap, list(topic_names), group_id, start_time_ms)
+
+
+async def _settle(futures: list[asyncio.Future[object]]) -> None:
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    errors = [res for res in results if isinstance(res, BaseException)]
+    if errors:
+        raise PublishFailed(_delivered(results), errors[0]) from errors[0]
+
+
+def _delivered(results: Sequence[object]) -> list[int]:
+    return [i for i, res in enumerate(results) if not isinstance(res, BaseException)]
 
 
 async def ensure_topics(bootstrap: str, names: Iterable[str] = topics.ALL) -> None:

@@ -75,6 +75,7 @@ def create_app(
                 publisher=bus,
                 dedup=dedup,
                 max_age_s=options.dedup_retention_s,
+                order_wait_s=options.order_wait_s,
                 metrics=metrics,
             )
             sender = Sender(

@@ -80,17 +80,6 @@ class DedupStore:
             )
         return seen
 
-    async def begin(self, items: Iterable[tuple[RecordKey, str]]) -> None:
-        """Note ``(key, topic)`` records as about to be produced (one transaction)."""
-        rows = [(*key, topic, time.time()) for key, topic in items]
-        if rows:
-            await asyncio.to_thread(
-                self._write,
-                "INSERT OR REPLACE INTO pending (src, record_id, chunk, topic, since) "
-                "VALUES (?,?,?,?,?)",
-                rows,
-            )
-
     async def forget_pending(self, keys: Iterable[RecordKey]) -> None:
         """Drop pending keys that are known not to have reached the broker."""
         rows = list(keys)

@@ -1,14 +1,21 @@
 """One peer's link: POST signed batches to its bridge, retrying until it answers 2xx.
 
+Batches are numbered (``seq``) in the order they were taken, within a ``stream`` named afresh by
+each link (each process start); several may be in flight at once and the peer applies them in
+order (:mod:`federation_bridge.ordering`). Each attempt also carries ``base``, the lowest ``seq``
+still without a 2xx.
+
 A batch is never skipped: transport errors, 5xx and 4xx alike are retried with capped exponential
-backoff (with jitter). A 4xx means the two parties' configurations disagree (keys, party ids) and
-is logged as an error on every attempt, because only an operator can fix it; meanwhile the records
-wait in Kafka behind the bounded buffer.
+backoff (with jitter); a batch waiting to retry goes at once when another batch of the link
+succeeds, since a later batch can only have failed waiting for an earlier one. A 4xx means the two
+parties' configurations disagree (keys, party ids) and is logged as an error on every attempt,
+because only an operator can fix it; meanwhile the records wait in Kafka behind the bounded buffer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -61,8 +68,20 @@ class PeerLink:
         self._options = options
         self.stats = LinkStats()
         self.metrics = metrics or BridgeMetrics()
+        self.stream = uuid.uuid4().hex
+        self._next_seq = 0
+        self._unacked: dict[int, None] = {}  # insertion-ordered, so the first is the lowest
+        self._progress = asyncio.Event()
 
-    def encode(self, batch_id: str, records: list[WireRecord]) -> tuple[bytes, dict[str, str]]:
+    def number(self) -> int:
+        """The ``seq`` of the next batch; call in the order the batches' records were read."""
+        seq, self._next_seq = self._next_seq, self._next_seq + 1
+        self._unacked[seq] = None
+        return seq
+
+    def encode(
+        self, seq: int, batch_id: str, records: list[WireRecord]
+    ) -> tuple[bytes, dict[str, str]]:
         """The signed body and HTTP headers of one attempt (``sent_ms`` is the attempt's time)."""
         batch = Batch(
             src=self.party_id,
@@ -70,6 +89,9 @@ class PeerLink:
             batch_id=batch_id,
             sent_ms=int(time.time() * 1000),
             records=records,
+            stream=self.stream,
+            seq=seq,
+            base=next(iter(self._unacked), seq),
         )
         body = batch.encode()
         headers = {
@@ -79,12 +101,13 @@ class PeerLink:
         }
         return body, headers
 
-    async def deliver(self, records: list[WireRecord]) -> None:
-        """Send ``records`` as one batch; return only once the peer answered 2xx."""
+    async def deliver(self, seq: int, records: list[WireRecord]) -> None:
+        """Send ``records`` as batch ``seq`` (from :meth:`number`); return once the peer answered
+        2xx."""
         batch_id = uuid.uuid4().hex
         delay_s = self._options.retry_initial_s
         while True:
-            body, headers = self.encode(batch_id, records)
+            body, headers = self.encode(seq, batch_id, records)
             level = logging.WARNING
             try:
                 resp = await self._client.post(self.url, content=body, headers=headers)
@@ -92,6 +115,9 @@ class PeerLink:
                 problem = f"{type(exc).__name__}: {exc}"
             else:
                 if resp.is_success:
+                    del self._unacked[seq]
+                    self._progress.set()
+                    self._progress = asyncio.Event()
                     self.stats.batches += 1
                     self.stats.records += len(records)
                     self.stats.last_error = None
@@ -110,5 +136,7 @@ class PeerLink:
                 "batch %s (%d records) to party %s at %s failed, retrying in %.1f s: %s",
                 batch_id, len(records), self.peer_id, self.url, delay_s, problem,
             )  # fmt: skip
-            await asyncio.sleep(delay_s * random.uniform(0.8, 1.2))
+            progress = self._progress
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), delay_s * random.uniform(0.8, 1.2))
             delay_s = min(delay_s * 2, self._options.retry_max_s)

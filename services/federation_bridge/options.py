@@ -25,6 +25,14 @@ class BridgeOptions(BaseModel):
     # per peer, records read from Kafka but not yet delivered; when full, reading pauses
     buffer_max_records: int = Field(default=2_000, ge=1)
     buffer_max_bytes: int = Field(default=32_000_000, ge=1)
+    # per peer, batches sent and not yet answered (taken from the buffer's bounds above); the peer
+    # applies them in order
+    batches_in_flight: int = Field(default=4, ge=1)
+    # how long the receiver holds a batch whose predecessor has not arrived before refusing it
+    order_wait_s: float = Field(default=5.0, gt=0)
+    # at most one offset commit per interval: a commit per delivered batch loads the broker, and
+    # a crash re-sends at most this much more (the peer de-duplicates it)
+    commit_interval_s: float = Field(default=0.2, ge=0)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     http_timeout_s: float = Field(default=30.0, gt=0)
@@ -47,7 +55,9 @@ class BridgeOptions(BaseModel):
     tls_ca_bundle: Path | None = None
 
     @model_validator(mode="after")
-    def _tls_pairs(self) -> Self:
+    def _checks(self) -> Self:
+        if self.order_wait_s >= self.http_timeout_s:
+            raise ValueError("BRIDGE_ORDER_WAIT_S must be below BRIDGE_HTTP_TIMEOUT_S")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("BRIDGE_TLS_CERT and BRIDGE_TLS_KEY must be set together")
         if (self.tls_client_cert is None) != (self.tls_client_key is None):

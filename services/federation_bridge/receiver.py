@@ -7,9 +7,14 @@ and this party as ``dst`` and is younger than the de-duplication window (403), a
 targets an inbound topic, carries ``src`` = the authenticated party, ``dst`` = this party (403)
 and an ``id`` header (400).
 
-New records are produced in batch order, pipelined (all handed to the producer, then awaited
-together); a record's key is noted as pending before, remembered as seen only after the broker
-acknowledged it, and the answer (200) is sent only after all were produced and remembered. After
+A sender keeps several batches in flight; they are taken in their stream's order
+(:mod:`federation_bridge.ordering`). Under a lock per sending party, a batch's new records are
+claimed (:meth:`DedupStore.claim`) and handed to the producer in order; then the next batch may
+go, its records queued behind these on each partition, while this one awaits the broker. A
+record's key is noted as pending before it is queued, remembered as seen only after the broker
+acknowledged it, and the answer (200) is sent only after all were produced and remembered. A
+record still being produced is not claimed again by a re-sent batch: that waits for the first
+to settle. After
 a crash between the two, :mod:`federation_bridge.recovery` settles the pending keys from what the
 inbound topics hold before the bridge serves again, so the peer's retry produces each record once.
 """
@@ -31,6 +36,7 @@ from fedcore.bus import PublishFailed, RawRecord
 from federation_bridge import signing
 from federation_bridge.dedup import DedupStore, RecordKey
 from federation_bridge.metrics import BridgeMetrics
+from federation_bridge.ordering import OutOfTurn, StreamOrder
 from federation_bridge.wire import Batch, WireError, WireRecord
 
 log = logging.getLogger(__name__)
@@ -39,7 +45,7 @@ INBOUND_TOPICS = frozenset(topics.OUTBOUND_TO_INBOUND.values())
 
 
 class Publisher(Protocol):
-    async def publish_raw_many(self, records: Sequence[RawRecord]) -> None: ...
+    async def queue_raw_many(self, records: Sequence[RawRecord]) -> asyncio.Future[None]: ...
 
 
 class Rejected(Exception):
@@ -59,6 +65,17 @@ class Accepted:
     duplicates: int
 
 
+@dataclass(frozen=True)
+class _Queued:
+    """A batch whose new records are with the producer."""
+
+    batch_id: str
+    produced: list[RecordKey]
+    duplicates: int
+    delivery: asyncio.Future[None]
+    settled: asyncio.Future[None]
+
+
 @dataclass
 class ReceiverStats:
     batches: int = 0
@@ -76,6 +93,7 @@ class Receiver:
         publisher: Publisher,
         dedup: DedupStore,
         max_age_s: float,
+        order_wait_s: float,
         metrics: BridgeMetrics | None = None,
     ) -> None:
         self.party_id = party_id
@@ -83,8 +101,12 @@ class Receiver:
         self._publisher = publisher
         self._dedup = dedup
         self._max_age_s = max_age_s
-        # one batch per sending party at a time, so a retry racing its own original is produced once
+        self._order = StreamOrder(wait_s=order_wait_s)
+        # one batch per sending party at a time, so a retry racing its own original (or a restarted
+        # sender's new stream racing the old one's last batch) is produced once
         self._locks: dict[str, asyncio.Lock] = {}
+        # keys queued to the producer and not yet settled -> when their batch settles
+        self._producing: dict[RecordKey, asyncio.Future[None]] = {}
         self.stats = ReceiverStats()
         self.metrics = metrics or BridgeMetrics()
 
@@ -92,11 +114,17 @@ class Receiver:
         try:
             batch = self._authenticate(party, signature, body)
             self._authorise(batch)
+            try:
+                await self._order.turn(batch.src, batch.stream, batch.seq, batch.base)
+            except OutOfTurn as exc:
+                raise Rejected(503, "out_of_order", str(exc)) from exc
         except Rejected as exc:
             self.reject(party, exc)
             raise
         async with self._locks.setdefault(batch.src, asyncio.Lock()):
-            result = await self._produce(batch)
+            queued = await self._queue(batch)
+        self._order.applied(batch.src, batch.stream, batch.seq)
+        result = await self._settle(queued)
         self.stats.batches += 1
         self.stats.produced += result.produced
         self.stats.duplicates += result.duplicates
@@ -148,8 +176,11 @@ class Receiver:
             if not record.header("id"):
                 raise Rejected(400, "no_id", f"record {i} has no id header")
 
-    async def _produce(self, batch: Batch) -> Accepted:
+    async def _queue(self, batch: Batch) -> _Queued:
         keys = [_record_key(batch.src, r) for r in batch.records]
+        racing = {self._producing[key] for key in keys if key in self._producing}
+        if racing:  # a re-send overtook its original: let that settle, then claim what it left
+            await asyncio.wait(racing)
         already = await self._dedup.claim(
             [(key, r.topic) for key, r in zip(keys, batch.records, strict=True)]
         )
@@ -163,20 +194,35 @@ class Receiver:
             fresh.append((key, record))
         produced = [key for key, _ in fresh]
         try:
-            # pipelined: the broker round trips overlap, the order of the batch is kept
-            await self._publisher.publish_raw_many(
+            delivery = await self._publisher.queue_raw_many(
                 [RawRecord(r.topic, r.key, r.value, r.headers) for _, r in fresh]
             )
         except PublishFailed as exc:
-            # remember what reached Kafka even though others failed: the retry skips it
-            delivered = set(exc.delivered)
-            await self._dedup.mark([produced[i] for i in delivered])
-            await self._dedup.forget_pending(
-                [k for i, k in enumerate(produced) if i not in delivered]
-            )
+            await self._settle_failed(produced, exc)
             raise
-        await self._dedup.mark(produced)
-        return Accepted(batch.batch_id, len(produced), duplicates)
+        settled = asyncio.get_running_loop().create_future()
+        self._producing.update(dict.fromkeys(produced, settled))
+        return _Queued(batch.batch_id, produced, duplicates, delivery, settled)
+
+    async def _settle(self, queued: _Queued) -> Accepted:
+        try:
+            await queued.delivery
+        except PublishFailed as exc:
+            await self._settle_failed(queued.produced, exc)
+            raise
+        else:
+            await self._dedup.mark(queued.produced)
+        finally:
+            for key in queued.produced:
+                del self._producing[key]
+            queued.settled.set_result(None)
+        return Accepted(queued.batch_id, len(queued.produced), queued.duplicates)
+
+    async def _settle_failed(self, produced: list[RecordKey], exc: PublishFailed) -> None:
+        # remember what reached Kafka even though others failed: the retry skips it
+        delivered = set(exc.delivered)
+        await self._dedup.mark([produced[i] for i in delivered])
+        await self._dedup.forget_pending([k for i, k in enumerate(produced) if i not in delivered])
 
 
 def _record_key(src: str, record: WireRecord) -> RecordKey:

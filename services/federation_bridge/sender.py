@@ -2,7 +2,9 @@
 
 One consumer (group ``bridge-<party_id>``, manual commits) reads both outbound topics as raw
 records and routes each by its ``dst`` header into that peer's bounded buffer; one task per peer
-takes batches from its buffer and delivers them (:mod:`federation_bridge.delivery`). An offset is
+takes batches from its buffer, numbers them and keeps up to ``batches_in_flight`` of them in
+delivery at once (:mod:`federation_bridge.delivery`), so reading, signing, the transfer and the
+peer's produce of successive batches overlap; the peer applies them in order. An offset is
 committed only once every record before it in its partition has been delivered (2xx) or
 dead-lettered, so a crash re-sends rather than loses (the receiver de-duplicates).
 
@@ -13,8 +15,9 @@ error, then committed past. Holding it instead would stall every job that shares
 until a restart with a new configuration; the dead-letter topic keeps it for an operator to
 inspect and replay without blocking the others.
 
-Backpressure: when a peer's buffer is full the consumer pauses its partitions (still polling, so
-it keeps its group membership) until that peer drains; records wait in Kafka.
+Backpressure: when a peer's buffer (records waiting and in flight) is full the consumer pauses its
+partitions (still polling, so it keeps its group membership) until that peer drains; records wait
+in Kafka.
 """
 
 from __future__ import annotations
@@ -104,9 +107,9 @@ class Sender:
         self._consumer: AIOKafkaConsumer | None = None
         self._consume_task: asyncio.Task[None] | None = None
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._committer: asyncio.Task[None] | None = None
         self._delivered = asyncio.Event()
-        self._idle: dict[str, bool] = {}
         self._closing = False
         self.dead_lettered = 0
         self.failure: str | None = None
@@ -145,10 +148,11 @@ class Sender:
         self._closing = True
         if self._consume_task is not None:
             await _cancel(self._consume_task)
-        busy = [t for peer, t in self._workers.items() if not self._idle.get(peer, True)]
-        if busy:
-            await asyncio.wait(busy, timeout=self._options.shutdown_grace_s)
         for task in self._workers.values():
+            await _cancel(task)
+        if self._deliveries:
+            await asyncio.wait(self._deliveries, timeout=self._options.shutdown_grace_s)
+        for task in list(self._deliveries):
             await _cancel(task)
         if self._committer is not None:
             await _cancel(self._committer)
@@ -165,6 +169,7 @@ class Sender:
             "peers": {
                 peer: {
                     "buffered": len(self._buffers[peer]) if peer in self._buffers else 0,
+                    "sending": self._buffers[peer].taken if peer in self._buffers else 0,
                     "batches": link.stats.batches,
                     "records": link.stats.records,
                     "failed_attempts": link.stats.failed_attempts,
@@ -292,28 +297,37 @@ class Sender:
     async def _run_peer(self, peer: str) -> None:
         buffer, link = self._buffers[peer], self.links[peer]
         opts = self._options
-        while not self._closing:
-            self._idle[peer] = True
+        window = asyncio.Semaphore(opts.batches_in_flight)
+        while True:
+            await window.acquire()
             items = await buffer.take(
                 max_records=opts.batch_max_records, max_bytes=opts.batch_max_bytes
             )
-            self._idle[peer] = False
-            await link.deliver([item.record for item in items])
-            now_ms = time.time() * 1000
-            latency = self.metrics.delivery_latency.labels(peer)
-            for item in items:
-                self._tracker.done(item.ticket)
-                latency.observe(max(0.0, now_ms - item.timestamp_ms) / 1000)
-            # committed by the committer task: the next batch need not wait for the broker
-            self._delivered.set()
-        self._idle[peer] = True
+            task = self._spawn(
+                self._deliver(peer, link.number(), items), f"bridge-send-{peer}-batch"
+            )
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
+            task.add_done_callback(lambda _: window.release())
+
+    async def _deliver(self, peer: str, seq: int, items: list[Outgoing]) -> None:
+        await self.links[peer].deliver(seq, [item.record for item in items])
+        self._buffers[peer].release(items)
+        now_ms = time.time() * 1000
+        latency = self.metrics.delivery_latency.labels(peer)
+        for item in items:
+            self._tracker.done(item.ticket)
+            latency.observe(max(0.0, now_ms - item.timestamp_ms) / 1000)
+        # committed by the committer task: the next batch need not wait for the broker
+        self._delivered.set()
 
     async def _run_committer(self) -> None:
-        """Commit what is delivered, one commit at a time, as deliveries complete."""
+        """Commit what is delivered, one commit at a time and at most one per interval."""
         while True:
             await self._delivered.wait()
             self._delivered.clear()
             await self._commit()
+            await asyncio.sleep(self._options.commit_interval_s)
 
     async def _commit(self, tps: set[TopicPartition] | None = None) -> None:
         async with self._commit_lock:
@@ -343,7 +357,7 @@ class Sender:
         if task.cancelled():
             return
         exc = task.exception()
-        if exc is None and self._closing:
+        if exc is None:
             return
         self.failure = f"{task.get_name()} stopped: {exc!r}"
         log.critical("the sender's task %s died; nothing more is sent", task.get_name(),

@@ -1,8 +1,12 @@
 """The bridge's wire format: one signed batch of raw Kafka records per ``POST /v1/records``.
 
-Body: msgpack (fedcore.codec) of ``{src, dst, batch_id, sent_ms, records: [{topic, key, value,
-headers}]}``, where ``topic`` is the receiver's inbound topic, ``key``/``value`` are the record's
-bytes untouched and ``headers`` its Kafka headers as ``[name, bytes]`` pairs in order.
+Body: msgpack (fedcore.codec) of ``{src, dst, batch_id, sent_ms, stream, seq, base, records:
+[{topic, key, value, headers}]}``, where ``topic`` is the receiver's inbound topic,
+``key``/``value`` are the record's bytes untouched and ``headers`` its Kafka headers as
+``[name, bytes]`` pairs in order. ``stream`` names one sender process's sequence of batches to
+this peer, ``seq`` numbers the batch in it and ``base`` is the lowest ``seq`` the sender has no
+2xx for yet: the receiver applies a stream's batches in ``seq`` order
+(:mod:`federation_bridge.ordering`). A batch without a stream (``""``) is applied as it comes.
 HTTP headers: ``X-Tessera-Party`` (the sender's party id) and ``X-Tessera-Signature`` (base64
 Ed25519 signature over the exact body bytes).
 """
@@ -41,6 +45,9 @@ class Batch(BaseModel):
     batch_id: StrictStr
     sent_ms: StrictInt
     records: list[WireRecord]
+    stream: StrictStr = ""
+    seq: StrictInt = 0
+    base: StrictInt = 0
 
     def encode(self) -> bytes:
         return codec.packb(self.model_dump())

@@ -100,14 +100,14 @@ async def test_an_undecodable_record_is_skipped_and_later_ones_still_arrive(kafk
             assert sub.skipped >= 1
 
 
-async def test_publish_raw_many_keeps_the_order_of_one_key(kafka: Broker) -> None:
+async def test_queued_raw_records_keep_the_order_of_one_key(kafka: Broker) -> None:
     topic = await _fresh_topic(kafka)
     key = b"job-1"
     records = [
         RawRecord(topic, key, f"r{i}".encode(), [("id", f"{i}".encode())]) for i in range(300)
     ]
     async with Bus(kafka.bootstrap, "t") as bus:
-        await bus.publish_raw_many(records)
+        await (await bus.queue_raw_many(records))
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
     )

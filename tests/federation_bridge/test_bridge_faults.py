@@ -79,9 +79,10 @@ def _check_exactly_once_in_order(envs: list[Envelope], got: list[ConsumerRecord]
 
 
 async def _publish(bus: Bus, envs: list[Envelope]) -> None:
-    await bus.publish_raw_many(
-        [RawRecord(topics.OUT_FED, e.job_id.encode(), e.to_bytes(), e.headers()) for e in envs]
-    )
+    records = [
+        RawRecord(topics.OUT_FED, e.job_id.encode(), e.to_bytes(), e.headers()) for e in envs
+    ]
+    await (await bus.queue_raw_many(records))
 
 
 async def _kill_mid_stream(
@@ -162,8 +163,9 @@ async def test_a_peer_stopped_for_a_while_gets_everything_once_in_order(
                 assert sender["running"], sender
             peer = sender["peers"][DST]
             assert peer["failed_attempts"] > 0 and peer["last_error"]
-            # backpressure: no more than a batch, a full buffer and the record that did not fit
-            assert sender["in_flight"] <= 4 + 50 + 1
+            # backpressure: no more than a full buffer (batches in flight included) and the record
+            # that did not fit
+            assert sender["in_flight"] <= 50 + 1
             await asyncio.to_thread(b.start)
             got += await tail.collect(
                 id_in(ids), count=len(envs) - len(got), settle_s=3, timeout_s=60
@@ -184,10 +186,10 @@ async def test_recovery_settles_records_left_pending_by_a_crash(
     reached = (SRC, uuid.uuid4().hex, "")
     lost = (SRC, uuid.uuid4().hex, "")
     async with DedupStore(tmp_path / "dedup.sqlite", retention_s=3600) as dedup:
-        await dedup.begin([(reached, topics.IN_FED), (lost, topics.IN_FED)])
+        assert await dedup.claim([(reached, topics.IN_FED), (lost, topics.IN_FED)]) == set()
         async with Bus(bootstrap, client_id="test-recovery") as bus:
             headers = [("src", SRC.encode()), ("id", reached[1].encode())]
-            await bus.publish_raw_many([RawRecord(topics.IN_FED, b"k", b"v", headers)])
+            await (await bus.queue_raw_many([RawRecord(topics.IN_FED, b"k", b"v", headers)]))
         assert await recover_pending(dedup, bootstrap) == (1, 1)
         assert await dedup.pending() == []
         assert await dedup.seen([reached, lost]) == {reached}

@@ -53,19 +53,26 @@ async def test_buffer_is_bounded_and_batches_by_count_and_bytes() -> None:
     buf: PeerBuffer[_Item] = PeerBuffer(max_records=3, max_bytes=100)
     assert buf.try_put(_Item(b"x" * 200))  # an empty buffer takes any one record
     assert not buf.try_put(_Item(b"y"))
-    assert await buf.take(max_records=10, max_bytes=10) == [b"x" * 200]
+    taken = await buf.take(max_records=10, max_bytes=10)
+    assert taken == [b"x" * 200]
+    assert not buf.try_put(_Item(b"y"))  # taken records count until delivered
+    buf.release(taken)
     for _ in range(3):
         assert buf.try_put(_Item(b"z" * 10))
     assert not buf.try_put(_Item(b"z"))
-    assert len(await buf.take(max_records=2, max_bytes=1000)) == 2
+    first = await buf.take(max_records=2, max_bytes=1000)
+    assert (len(first), len(buf), buf.taken) == (2, 1, 2)
+    assert not buf.try_put(_Item(b"z"))
+    buf.release(first)
     assert len(await buf.take(max_records=2, max_bytes=1000)) == 1
 
 
-async def test_waiting_for_room_cannot_miss_a_take_that_happened_first() -> None:
+async def test_waiting_for_room_cannot_miss_a_release_that_happened_first() -> None:
     buf: PeerBuffer[_Item] = PeerBuffer(max_records=1, max_bytes=100)
     assert buf.try_put(_Item(b"a"))
     assert not buf.try_put(_Item(b"b"))
-    await buf.take(max_records=1, max_bytes=100)  # the sender took before we began to wait
+    # the sender took and delivered before we began to wait
+    buf.release(await buf.take(max_records=1, max_bytes=100))
     await asyncio.wait_for(buf.wait_until_fits(1), timeout=1)
     assert buf.try_put(_Item(b"b"))
 
