@@ -38,6 +38,25 @@ class Reference:
     fit: Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
+def party_specs(
+    guest: Path, hosts: list[Path], out: Path, params: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """What the runners take: each party's role, the guest's ``params``, files in ``out``."""
+    if len(hosts) > len(HOSTS):
+        raise ValueError(f"at most {len(HOSTS)} hosts")
+    parties = [(GUEST, "guest", guest)]
+    parties += [(pid, "host", path) for pid, path in zip(HOSTS, hosts, strict=False)]
+    return {
+        pid: {
+            "role": role,
+            "args": params if role == "guest" else {},
+            "inputs": {"data": path},
+            "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
+        }
+        for pid, role, path in parties
+    }
+
+
 def run_one(
     algorithm: str,
     data: datasets.VerticalData,
@@ -48,20 +67,7 @@ def run_one(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Train ``algorithm`` on ``data`` and return the benchmark's JSON object."""
-    parties = [(GUEST, "guest", data.guest)] + [
-        (pid, "host", path) for pid, path in zip(HOSTS, data.hosts, strict=False)
-    ]
-    if len(parties) != 1 + len(data.hosts):
-        raise ValueError(f"at most {len(HOSTS)} hosts")
-    specs = {
-        pid: {
-            "role": role,
-            "args": params if role == "guest" else {},
-            "inputs": {"data": path},
-            "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
-        }
-        for pid, role, path in parties
-    }
+    specs = party_specs(data.guest, data.hosts, out, params)
     run = run_in_processes(algorithm, specs, timeout_s=timeout_s)
     table = read_table(out / f"{GUEST}.pred")
     y = np.array([int(r[1]) for r in table.rows])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from bench.parties import run_in_processes
 
-from bench import datasets
+from bench import datasets, vertical
 from fedalgo.federation import run_parties
 from fedalgo.tables import read_dataset, read_table
 
@@ -57,21 +57,6 @@ def test_three_party_split_keeps_every_host_column_once(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.x, two.x)
 
 
-def _specs(guest: Path, hosts: list[Path], out: Path, args: dict) -> dict[str, dict]:
-    parties = [("10000", "guest", guest)] + [
-        (pid, "host", path) for pid, path in zip(("20000", "30000"), hosts, strict=False)
-    ]
-    return {
-        pid: {
-            "role": role,
-            "args": args if role == "guest" else {},
-            "inputs": {"data": path},
-            "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
-        }
-        for pid, role, path in parties
-    }
-
-
 LR_ARGS = {"key-bits": 1024, "max-iter": 2, "batch-size": 100, "random-seed": 0, "tol": 0}
 
 
@@ -83,8 +68,8 @@ def test_processes_train_what_threads_train(tmp_path: Path, hosts: int) -> None:
         host_paths = datasets._split_host("split", data, 8, tmp_path).hosts
     (tmp_path / "threads").mkdir()
     (tmp_path / "processes").mkdir()
-    threads = _specs(data.guest, host_paths, tmp_path / "threads", LR_ARGS)
-    processes = _specs(data.guest, host_paths, tmp_path / "processes", LR_ARGS)
+    threads = vertical.party_specs(data.guest, host_paths, tmp_path / "threads", LR_ARGS)
+    processes = vertical.party_specs(data.guest, host_paths, tmp_path / "processes", LR_ARGS)
     by_threads = run_parties("hetero_lr", threads, timeout_s=120)
     run = run_in_processes("hetero_lr", processes, timeout_s=120)
     assert sorted(run.reports) == sorted(processes)
@@ -101,6 +86,6 @@ def test_processes_train_what_threads_train(tmp_path: Path, hosts: int) -> None:
 
 def test_a_failing_party_is_reported_not_the_peer_it_left_waiting(tmp_path: Path) -> None:
     data = datasets.synthetic("synthetic_test", 50, tmp_path)
-    specs = _specs(data.guest, data.hosts, tmp_path, {**LR_ARGS, "max-iter": 0})
+    specs = vertical.party_specs(data.guest, data.hosts, tmp_path, {**LR_ARGS, "max-iter": 0})
     with pytest.raises(RuntimeError, match=r"(?s)party 10000 \(guest\).*max-iter"):
         run_in_processes("hetero_lr", specs, timeout_s=60)
