@@ -4,6 +4,7 @@ self-signed TLS material. A plain module (not conftest) so test modules import i
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import os
@@ -13,7 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
@@ -168,6 +169,16 @@ class BridgeProcess:
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+
+@contextlib.contextmanager
+def stopped_after(*bridges: BridgeProcess) -> Iterator[None]:
+    """Stop every bridge on leaving; then, unless the block failed, require clean stops."""
+    try:
+        yield
+    finally:
+        clean = [bridge.stop() for bridge in bridges]
+    assert all(clean), "unclean stop:\n" + "\n".join(bridge.tail() for bridge in bridges)
 
 
 class Tail:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from aiokafka import ConsumerRecord
-from bridge_procs import BridgeProcess, Tail, free_port, id_in, keygen
+from bridge_procs import BridgeProcess, Tail, free_port, id_in, keygen, stopped_after
 
 from fedcore import topics
 from fedcore.bus import Bus, RawRecord
@@ -104,7 +104,7 @@ async def test_sigkill_of_a_bridge_loses_and_repeats_nothing(
     a, b = _pair(kafka_pair, keys, tmp_path)
     envs = _stream(jobs=4, per_job=150)
     ids = {e.id.encode() for e in envs}
-    try:
+    with stopped_after(a, b):
         await asyncio.to_thread(b.start)
         await asyncio.to_thread(a.start)
         async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
@@ -115,9 +115,6 @@ async def test_sigkill_of_a_bridge_loses_and_repeats_nothing(
                 id_in(ids), count=len(ids) - len(got), settle_s=3, timeout_s=60
             )
         _check_exactly_once_in_order(envs, got)
-    finally:
-        clean = (a.stop(), b.stop())
-    assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"
 
 
 async def test_a_peer_stopped_for_a_while_gets_everything_once_in_order(
@@ -127,7 +124,7 @@ async def test_a_peer_stopped_for_a_while_gets_everything_once_in_order(
     first, during = _stream(jobs=2, per_job=20), _stream(jobs=3, per_job=40)
     envs = first + during
     ids = {e.id.encode() for e in envs}
-    try:
+    with stopped_after(a, b):
         await asyncio.to_thread(b.start)
         await asyncio.to_thread(a.start)
         async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
@@ -154,9 +151,6 @@ async def test_a_peer_stopped_for_a_while_gets_everything_once_in_order(
         _check_exactly_once_in_order(envs, got)
         metrics = await a.metrics()
         assert metrics[f'tessera_bridge_send_retries_total{{peer="{DST}"}}'] > 0
-    finally:
-        clean = (a.stop(), b.stop())
-    assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"
 
 
 async def test_recovery_settles_records_left_pending_by_a_crash(

@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
-from bridge_procs import A, B, BridgeProcess, Tail, fed, free_port, has_id, keygen
+from bridge_procs import A, B, BridgeProcess, Tail, fed, free_port, has_id, keygen, stopped_after
 
 from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
@@ -47,13 +47,10 @@ def bridges(
     port_a, port_b = free_port(), free_port()
     a = BridgeProcess(root, A, broker_a.bootstrap, port_a, {B: port_b}, keys)
     b = BridgeProcess(root, B, broker_b.bootstrap, port_b, {A: port_a}, keys)
-    b.start()
-    a.start()
-    try:
+    with stopped_after(a, b):
+        b.start()
+        a.start()
         yield a, b
-    finally:
-        clean = (a.stop(), b.stop())
-        assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -251,7 +248,7 @@ async def test_records_wait_in_kafka_for_a_peer_that_is_down_and_arrive_once_in_
         for i in range(12)
     ]
     ids = {e.id.encode() for e in envs}
-    try:
+    with stopped_after(a, b):
         await asyncio.to_thread(a.start)
         async with Tail(broker_b.bootstrap, topics.IN_FED) as tail:
             for env in envs:
@@ -266,6 +263,3 @@ async def test_records_wait_in_kafka_for_a_peer_that_is_down_and_arrive_once_in_
             got = await tail.collect(lambda r: dict(r.headers or ()).get("id") in ids, count=12)
         assert [r.value for r in got] == [e.to_bytes() for e in envs]
         assert (await a.health())["sender"]["in_flight"] == 0
-    finally:
-        clean = (a.stop(), b.stop())
-    assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"

@@ -13,7 +13,19 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-from bridge_procs import A, B, BridgeProcess, Pki, Tail, fed, free_port, has_id, keygen, make_pki
+from bridge_procs import (
+    A,
+    B,
+    BridgeProcess,
+    Pki,
+    Tail,
+    fed,
+    free_port,
+    has_id,
+    keygen,
+    make_pki,
+    stopped_after,
+)
 from typer.testing import CliRunner
 
 from fedcore import topics
@@ -86,13 +98,10 @@ def tls_bridges(
             )
         )
     a, b = procs
-    b.start()
-    a.start()
-    try:
+    with stopped_after(a, b):
+        b.start()
+        a.start()
         yield a, b
-    finally:
-        clean = (a.stop(), b.stop())
-        assert clean == (True, True), f"unclean stop:\n{a.tail()}\n{b.tail()}"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
