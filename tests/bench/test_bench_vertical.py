@@ -12,8 +12,6 @@ from bench import datasets, vertical
 from fedalgo.federation import run_parties
 from fedalgo.tables import read_dataset, read_table
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
 
 def test_synthetic_files_hold_the_joined_arrays(tmp_path: Path) -> None:
     data = datasets.synthetic("synthetic_test", 500, tmp_path)
@@ -44,10 +42,9 @@ def test_synthetic_sizes_share_one_model() -> None:
     assert datasets.synthetic_coefficients().shape == (30,)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="no shared data")
-def test_three_party_split_keeps_every_host_column_once(tmp_path: Path) -> None:
-    data = datasets.load("default_credit_3party", SHARED_DATA, tmp_path)
-    two = datasets.load("default_credit", SHARED_DATA, tmp_path)
+def test_three_party_split_keeps_every_host_column_once(tmp_path: Path, shared_data: Path) -> None:
+    data = datasets.load("default_credit_3party", shared_data, tmp_path)
+    two = datasets.load("default_credit", shared_data, tmp_path)
     assert data.host_features == [5, 5] and len(data.hosts) == 2
     ids = read_table(data.guest).rows
     joined = [read_dataset(p, with_label=False) for p in data.hosts]
