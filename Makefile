@@ -53,7 +53,7 @@ test: install ## the whole test suite (what .ci/run runs)
 
 lint: install ## ruff and mypy
 	$(PY) -m ruff check .
-	$(PY) -m mypy libs services
+	$(PY) -m mypy libs services bench
 
 .PHONY: bench bench-large
 bench: install ## every benchmark (Paillier, intersect, binning, hetero_lr, hetero_secureboost, bridge); JSON lines

@@ -21,13 +21,14 @@ from bench.common import Options, emit
 from bench.parties import run_in_processes
 from fedalgo.bin_edges import fit_binning, woe_iv
 
-OWN = {"method": "quantile", "bins": 10}
+METHOD, BINS = "quantile", 10
+OWN: dict[str, Any] = {"method": METHOD, "bins": BINS}
 PARAMS: dict[str, Any] = {**OWN, "key-bits": 2048, "iv": True}
 NAMES = tuple(name for name in datasets.NAMES if name not in datasets.ONLY_BY_NAME)
 
 
 def _plaintext_ivs(x: np.ndarray, y: np.ndarray) -> list[float]:
-    fitted = fit_binning(x, OWN["bins"], OWN["method"])
+    fitted = fit_binning(x, BINS, METHOD)
     ivs = []
     for j, k in enumerate(fitted.bin_counts):
         counts = np.bincount(fitted.bins[:, j], minlength=k)

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from fedalgo.errors import FederationTimeout
+from fedalgo.federation import roles_of
 
 _SAMPLE_S = 0.1
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -293,9 +294,7 @@ def run_in_processes(
     """
     mp = multiprocessing.get_context("spawn")
     ids = [str(p) for p in party_specs]
-    by_role: dict[str, list[str]] = defaultdict(list)
-    for pid, spec in party_specs.items():
-        by_role[spec["role"]].append(str(pid))
+    by_role = roles_of(party_specs)
     pipes = {(a, b): mp.Pipe(duplex=False) for a in ids for b in ids if a != b}  # (reader, writer)
     results: multiprocessing.Queue[dict[str, Any]] = mp.Queue()
     procs = {
@@ -305,7 +304,7 @@ def run_in_processes(
             args=(
                 component,
                 pid,
-                dict(by_role),
+                by_role,
                 dict(party_specs[pid]),
                 {b: pipes[(pid, b)][1] for b in ids if b != pid},
                 {a: pipes[(a, pid)][0] for a in ids if a != pid},

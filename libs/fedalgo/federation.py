@@ -131,6 +131,14 @@ class RunResult:
         return found[-1].value
 
 
+def roles_of(party_specs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Role → party ids, from party id → ``dict(role=...)``."""
+    by_role: dict[str, list[str]] = defaultdict(list)
+    for pid, party in party_specs.items():
+        by_role[party["role"]].append(str(pid))
+    return dict(by_role)
+
+
 def run_parties(
     component_name: str,
     party_specs: Mapping[str, Mapping[str, Any]],
@@ -148,10 +156,7 @@ def run_parties(
     """
     spec = get_component(component_name)
     if parties is None:
-        by_role: dict[str, list[str]] = defaultdict(list)
-        for pid, party in party_specs.items():
-            by_role[party["role"]].append(str(pid))
-        parties = dict(by_role)
+        parties = roles_of(party_specs)
     hub = federation or InMemoryFederation(recv_timeout_s=timeout_s)
     metrics: dict[str, list[Metric]] = {str(pid): [] for pid in party_specs}
     failures: list[tuple[str, BaseException]] = []
