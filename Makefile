@@ -25,7 +25,7 @@ install: $(STAMP) $(JARS) ## create .venv, install Tessera and its dev tools, fe
 $(PKGLIST): FORCE
 	@mkdir -p $(VENV); echo '$(PACKAGES)' | cmp -s - $@ || echo '$(PACKAGES)' > $@
 
-$(STAMP): pyproject.toml $(PKGLIST)
+$(STAMP): pyproject.toml setup.py libs/fedalgo/paillier/_montgomery.c $(PKGLIST)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev,postgres]'

@@ -6,15 +6,22 @@
 #   docker build -f deploy/docker/runtime.Dockerfile -t tessera/runtime:0.1.0 .
 FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY libs ./libs
 COPY services ./services
+# fedalgo's C loops compile against GMP.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libgmp-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/tessera \
  && /opt/tessera/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/tessera/bin/pip install --no-cache-dir .
 
 FROM python:3.12-slim-bookworm
-RUN groupadd --gid 10001 tessera \
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgmp10 \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 10001 tessera \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent tessera
 COPY --from=build /opt/tessera /opt/tessera
 ENV PATH=/opt/tessera/bin:$PATH \

@@ -4,9 +4,13 @@
 #   docker build -f deploy/docker/service.Dockerfile -t tessera/service:0.1.0 .
 FROM python:3.12-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY libs ./libs
 COPY services ./services
+# fedalgo's C loops compile against GMP.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev libgmp-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/tessera \
  && /opt/tessera/bin/pip install --no-cache-dir --upgrade pip \
  && /opt/tessera/bin/pip install --no-cache-dir '.[postgres]'
@@ -14,7 +18,7 @@ RUN python -m venv /opt/tessera \
 FROM python:3.12-slim-bookworm
 # bubblewrap for STEP_RUNTIME=sandbox outside Kubernetes; in Kubernetes steps run as Jobs.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends bubblewrap \
+ && apt-get install -y --no-install-recommends bubblewrap libgmp10 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 tessera \
  && useradd --uid 10001 --gid 10001 --home-dir /var/lib/tessera --create-home tessera

@@ -23,6 +23,7 @@ import numpy as np
 
 from fedalgo import paillier
 from fedalgo.errors import ProtocolError
+from fedalgo.paillier.montgomery import bin_products
 
 mpz = gmpy2.mpz
 
@@ -38,25 +39,9 @@ def bin_sums(
     """
     if flat_bins.shape[0] != len(ciphertexts):
         raise ValueError(f"{flat_bins.shape[0]} rows of bins but {len(ciphertexts)} ciphertexts")
-    acc: list[Any] = [mpz(1)] * total_bins
-    if flat_bins.size == 0:
-        return acc
-    # Column by column, rows sorted by bin: each bin's product is one run over a contiguous
-    # slice, which keeps the inner loop to a multiply and a reduction.
-    for column in flat_bins.T:
-        order = np.argsort(column, kind="stable")
-        ordered = column[order]
-        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-        ends = np.r_[starts[1:], len(ordered)]
-        order_list = order.tolist()
-        for start, end, b in zip(
-            starts.tolist(), ends.tolist(), ordered[starts].tolist(), strict=True
-        ):
-            product = ciphertexts[order_list[start]]
-            for i in order_list[start + 1 : end]:
-                product = product * ciphertexts[i] % nsquare
-            acc[b] = product
-    return acc
+    modulus = paillier.Modulus(nsquare)
+    values = modulus.limbs_of(ciphertexts)
+    return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
 
 
 # Below this many rows a histogram is summed here: cheaper than the round trip to the workers.
@@ -73,10 +58,12 @@ def pooled_bin_sums(
     """What :func:`bin_sums` returns, each worker folding a share of the rows (long inputs)."""
     if not pool.splits(len(ciphertexts)) or len(ciphertexts) < POOL_MIN_ROWS:
         return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
-    parts = pool.map_chunks(bin_sums, [list(ciphertexts), flat_bins], total_bins, nsquare)
-    acc = parts[0]
+    modulus = paillier.Modulus(nsquare)
+    values = modulus.limbs_of(ciphertexts)
+    parts = pool.map_chunks(bin_products, [values, flat_bins], total_bins, modulus)
+    acc = modulus.residues_of(parts[0])
     for part in parts[1:]:
-        acc = [a * b % nsquare for a, b in zip(acc, part, strict=True)]
+        acc = [a * b % nsquare for a, b in zip(acc, modulus.residues_of(part), strict=True)]
     return acc
 
 

@@ -179,17 +179,22 @@ def test_the_fixed_base_table_is_exponentiation(window_bits: int) -> None:
     modulus = gmpy2.mpz(2**127 - 1)
     table = paillier.FixedBaseTable(3, modulus, exponent_bits=32, window_bits=window_bits)
     mask = (1 << window_bits) - 1
-    for e in (0, 1, 255, 256, 2**32 - 1, 0x01020304):
-        digits = [(e >> (window_bits * i)) & mask for i in range(table.digits)]
-        assert table.pow(digits) == pow(3, e, int(modulus))
+    exps = (0, 1, 255, 256, 2**32 - 1, 0x01020304)
+    digits = np.array(
+        [[(e >> (window_bits * i)) & mask for i in range(table.digits)] for e in exps]
+    )
+    assert table.powers(digits) == [pow(3, e, int(modulus)) for e in exps]
+    assert table.powers(digits[:, :1]) == [pow(3, int(d), int(modulus)) for d in digits[:, 0]]
     with pytest.raises(ValueError, match="digits"):
-        table.pow([1] * (table.digits + 1))
+        table.powers(np.ones((1, table.digits + 1), dtype=np.uint16))
+    if window_bits < 16:
+        with pytest.raises(ValueError, match="digits"):
+            table.powers(np.array([[1 << window_bits]]))
 
 
 def test_random_exponents_cover_every_digit_uniformly() -> None:
     table = paillier.FixedBaseTable(3, gmpy2.mpz(2**127 - 1), exponent_bits=1024)
-    exponents = table.random_exponents(2000)
-    digits = np.array(exponents)
+    digits = table.random_exponents(2000)
     assert digits.shape == (2000, 94) and table.digits * table.window_bits >= 1024
     assert digits.min() == 0 and digits.max() == 2**11 - 1
     # 188 000 draws over 2048 values: each value's count is close to its mean of ~92.

@@ -34,7 +34,7 @@ from fedalgo.paillier.encoding import (
     slots_per_plaintext,
     unpack,
 )
-from fedalgo.paillier.encryptor import RANDOMNESS, Encryptor, FixedBaseTable, Randomness
+from fedalgo.paillier.encryptor import RANDOMNESS, Encryptor, Randomness
 from fedalgo.paillier.keys import (
     DEFAULT_KEY_BITS,
     KEY_BITS,
@@ -43,6 +43,7 @@ from fedalgo.paillier.keys import (
     check_key_bits,
     generate_keypair,
 )
+from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
 from fedalgo.paillier.pool import PaillierPool
 from fedalgo.paillier.vector import EncryptedVector, decrypt, decrypt_ints, multi_exp
 
@@ -54,6 +55,7 @@ __all__ = [
     "EncryptedVector",
     "Encryptor",
     "FixedBaseTable",
+    "Modulus",
     "PaillierPool",
     "PrivateKey",
     "PublicKey",

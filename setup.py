@@ -1,0 +1,14 @@
+"""The one compiled part: fedalgo's Montgomery loops, linked against GMP (see pyproject.toml)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "fedalgo.paillier._montgomery",
+            sources=["libs/fedalgo/paillier/_montgomery.c"],
+            libraries=["gmp"],
+            extra_compile_args=["-O2", "-Wall"],
+        )
+    ]
+)
