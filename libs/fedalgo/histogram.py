@@ -3,9 +3,10 @@
 Used by ``binning`` (encrypted labels) and ``hetero_secureboost`` (encrypted gradient/hessian
 pairs). The key holder encrypts one ciphertext per row; the other party multiplies the
 ciphertexts of the rows that fall in each bin (one modular multiplication per row and column:
-the homomorphic sum), then *compresses* the bin sums, Horner-style, into as few ciphertexts as
-the plaintext space holds (``c_0 * c_1^(2^w) * c_2^(2^2w) ...`` encrypts sum_k m_k 2^(k w)), so the
-key holder decrypts one ciphertext per dozen bins instead of one per bin. Slots are signed and
+the homomorphic sum, in C: :func:`fedalgo.paillier.montgomery.bin_products`), then *compresses*
+the bin sums, Horner-style, into as few ciphertexts as the plaintext space holds
+(``c_0 * c_1^(2^w) * c_2^(2^2w) ...`` encrypts sum_k m_k 2^(k w)), so the key holder decrypts one
+ciphertext per dozen bins instead of one per bin. Slots are signed and
 recovered with borrows (:func:`fedalgo.paillier.unpack`), so negative gradients need no offset.
 
 This module only does arithmetic; re-randomising before anything goes back to the key holder is
@@ -23,7 +24,7 @@ import numpy as np
 
 from fedalgo import paillier
 from fedalgo.errors import ProtocolError
-from fedalgo.paillier.montgomery import bin_products
+from fedalgo.paillier.montgomery import Modulus, bin_products
 
 mpz = gmpy2.mpz
 
@@ -39,7 +40,7 @@ def bin_sums(
     """
     if flat_bins.shape[0] != len(ciphertexts):
         raise ValueError(f"{flat_bins.shape[0]} rows of bins but {len(ciphertexts)} ciphertexts")
-    modulus = paillier.Modulus(nsquare)
+    modulus = Modulus(nsquare)
     values = modulus.limbs_of(ciphertexts)
     return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
 
@@ -58,7 +59,7 @@ def pooled_bin_sums(
     """What :func:`bin_sums` returns, each worker folding a share of the rows (long inputs)."""
     if not pool.splits(len(ciphertexts)) or len(ciphertexts) < POOL_MIN_ROWS:
         return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
-    modulus = paillier.Modulus(nsquare)
+    modulus = Modulus(nsquare)
     values = modulus.limbs_of(ciphertexts)
     parts = pool.map_chunks(bin_products, [values, flat_bins], total_bins, modulus)
     acc = modulus.residues_of(parts[0])

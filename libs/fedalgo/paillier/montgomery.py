@@ -57,8 +57,8 @@ class FixedBaseTable:
     Row i holds base^(d * 2^(w i)) for every digit d, so an exponent costs one multiplication
     per non-zero digit. Wider windows mean fewer multiplications but 2^w residues per row: at
     the default w = 11 a 1024-bit exponent takes 94 multiplications instead of the 128 of
-    byte-wide windows, and the table 94 x 2048 residues (48 MiB modulo a 2048-bit p^2,
-    96 MiB modulo a 4096-bit n^2; about 0.2 s to build).
+    byte-wide windows, and the table 94 x 2048 residues (47 MiB modulo a 2048-bit p^2,
+    94 MiB modulo a 4096-bit n^2; about 0.2 s and 0.6 s to build).
     """
 
     def __init__(
