@@ -64,7 +64,7 @@ bench: install ## every benchmark (Paillier, intersect, binning, hetero_lr, hete
 	$(PY) -m bench hetero_secureboost
 	$(PY) -m bench bridge
 
-bench-large: install ## the 1M-row hetero_lr and hetero_secureboost runs (about an hour)
+bench-large: install ## the 1M-row hetero_lr and hetero_secureboost runs (about twenty minutes)
 	$(PY) -m bench hetero_lr --dataset synthetic_1m
 	$(PY) -m bench hetero_secureboost --dataset synthetic_1m
 

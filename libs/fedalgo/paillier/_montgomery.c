@@ -124,6 +124,14 @@ static int check_residues(const mp_limb_t *v, Py_ssize_t count, const Modulus *M
     return 0;
 }
 
+static int check_window(int w) {
+    if (w < 1 || w > 16) {
+        PyErr_Format(PyExc_ValueError, "window_bits must be in 1..16, got %d", w);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *new_bytes(Py_ssize_t limbs, char **data) {
     if (limbs > PY_SSIZE_T_MAX / LIMB_BYTES) return PyErr_NoMemory();
     PyObject *out = PyBytes_FromStringAndSize(NULL, limbs * LIMB_BYTES);
@@ -144,15 +152,17 @@ static PyObject *fixed_base_table(PyObject *self, PyObject *args) {
     PyObject *out = NULL;
     Modulus M;
     if (modulus_init(&M, &mod) < 0) goto done;
-    if (w < 1 || w > 16 || digits < 1) {
-        PyErr_SetString(PyExc_ValueError, "window_bits must be in 1..16 and digits >= 1");
+    if (check_window(w) < 0) goto done;
+    if (digits < 1) {
+        PyErr_SetString(PyExc_ValueError, "a table needs at least one digit");
         goto done;
     }
-    if (base.len != M.n * LIMB_BYTES || check_aligned(&base, "the base") < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the base must be as long as the modulus");
+    if (base.len != M.n * LIMB_BYTES) {
+        PyErr_SetString(PyExc_ValueError, "the base must be as long as the modulus");
         goto done;
     }
-    if (check_residues(base.buf, 1, &M, "the base") < 0) goto done;
+    if (check_aligned(&base, "the base") < 0 || check_residues(base.buf, 1, &M, "the base") < 0)
+        goto done;
     Py_ssize_t row = ((Py_ssize_t)1 << w) * M.n;
     if (digits > PY_SSIZE_T_MAX / LIMB_BYTES / row) {
         PyErr_NoMemory();
@@ -197,18 +207,17 @@ static PyObject *fixed_base_pow(PyObject *self, PyObject *args) {
     PyObject *out = NULL;
     Modulus M;
     if (modulus_init(&M, &mod) < 0) goto done;
-    if (w < 1 || w > 16) {
-        PyErr_SetString(PyExc_ValueError, "window_bits must be in 1..16");
-        goto done;
-    }
+    if (check_window(w) < 0) goto done;
     Py_ssize_t row = ((Py_ssize_t)1 << w) * M.n;
-    if (table.len == 0 || table.len % (row * LIMB_BYTES) || check_aligned(&table, "the table") < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the table is not whole rows for this modulus and window");
+    if (table.len == 0 || table.len % (row * LIMB_BYTES)) {
+        PyErr_SetString(PyExc_ValueError, "the table is not whole rows of this modulus and window");
         goto done;
     }
+    if (check_aligned(&table, "the table") < 0) goto done;
     Py_ssize_t digits = table.len / (row * LIMB_BYTES);
     if (exps.len % (digits * 2) || ((uintptr_t)exps.buf) % 2) {
-        PyErr_Format(PyExc_ValueError, "exponents must be aligned uint16 rows of %zd digits", digits);
+        PyErr_Format(PyExc_ValueError, "exponents must be aligned uint16 rows of %zd digits",
+                     digits);
         goto done;
     }
     Py_ssize_t count = exps.len / (digits * 2);
@@ -265,17 +274,18 @@ static PyObject *bin_products(PyObject *self, PyObject *args) {
     mp_limb_t *v = NULL;
     Modulus M;
     if (modulus_init(&M, &mod) < 0) goto done;
-    if (values.len % (M.n * LIMB_BYTES) || check_aligned(&values, "the values") < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "the values are not whole residues of the modulus");
+    if (values.len % (M.n * LIMB_BYTES)) {
+        PyErr_SetString(PyExc_ValueError, "the values are not whole residues of the modulus");
         goto done;
     }
+    if (check_aligned(&values, "the values") < 0) goto done;
     Py_ssize_t rows = values.len / (M.n * LIMB_BYTES);
     if (columns < 0 || total < 1 || (columns && rows > PY_SSIZE_T_MAX / 8 / columns) ||
-        bins.len != rows * columns * 8 || check_aligned(&bins, "the bins") < 0) {
-        if (!PyErr_Occurred())
-            PyErr_Format(PyExc_ValueError, "bins must be %zd rows of %zd int64 columns", rows, columns);
+        bins.len != rows * columns * 8) {
+        PyErr_Format(PyExc_ValueError, "bins must be %zd rows of %zd int64 columns", rows, columns);
         goto done;
     }
+    if (check_aligned(&bins, "the bins") < 0) goto done;
     const int64_t *bin = bins.buf;
     for (Py_ssize_t k = 0; k < rows * columns; k++) {
         if (bin[k] < 0 || bin[k] >= total) {
@@ -323,9 +333,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_montgomery",
-    "Products of many residues modulo one odd modulus, in Montgomery form (GMP mpn).", -1,
-    methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_montgomery",
+    .m_doc = "Products of many residues modulo one odd modulus, in Montgomery form (GMP mpn).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__montgomery(void) { return PyModule_Create(&module); }
