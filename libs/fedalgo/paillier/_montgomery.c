@@ -132,9 +132,10 @@ static int check_window(int w) {
     return 0;
 }
 
-static PyObject *new_bytes(Py_ssize_t limbs, char **data) {
-    if (limbs > PY_SSIZE_T_MAX / LIMB_BYTES) return PyErr_NoMemory();
-    PyObject *out = PyBytes_FromStringAndSize(NULL, limbs * LIMB_BYTES);
+/* A bytes object for `count` runs of `limbs` limbs, its buffer in *data. */
+static PyObject *new_bytes(Py_ssize_t count, Py_ssize_t limbs, char **data) {
+    if (count > PY_SSIZE_T_MAX / LIMB_BYTES / limbs) return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize(NULL, count * limbs * LIMB_BYTES);
     if (out) *data = PyBytes_AS_STRING(out);
     return out;
 }
@@ -164,12 +165,8 @@ static PyObject *fixed_base_table(PyObject *self, PyObject *args) {
     if (check_aligned(&base, "the base") < 0 || check_residues(base.buf, 1, &M, "the base") < 0)
         goto done;
     Py_ssize_t row = ((Py_ssize_t)1 << w) * M.n;
-    if (digits > PY_SSIZE_T_MAX / LIMB_BYTES / row) {
-        PyErr_NoMemory();
-        goto done;
-    }
     char *data;
-    out = new_bytes(digits * row, &data);
+    out = new_bytes(digits, row, &data);
     if (!out) goto done;
     mp_limb_t *t = (mp_limb_t *)data, *b = PyMem_Malloc(M.n * LIMB_BYTES);
     if (!b) {
@@ -229,7 +226,7 @@ static PyObject *fixed_base_pow(PyObject *self, PyObject *args) {
         }
     }
     char *data;
-    out = new_bytes(count * M.n, &data);
+    out = new_bytes(count, M.n, &data);
     if (!out) goto done;
     mp_limb_t *r = (mp_limb_t *)data;
     const mp_limb_t *t = table.buf;
@@ -296,7 +293,7 @@ static PyObject *bin_products(PyObject *self, PyObject *args) {
     }
     if (check_residues(values.buf, rows, &M, "value") < 0) goto done;
     char *data;
-    out = new_bytes(total * M.n, &data);
+    out = new_bytes(total, M.n, &data);
     v = PyMem_Malloc(M.n * LIMB_BYTES);
     if (!out || !v) {
         Py_CLEAR(out);
