@@ -18,6 +18,14 @@
 #include <stdint.h>
 #include <string.h>
 
+/* The Python side reads and writes residues as little-endian 64-bit limbs. */
+#if GMP_LIMB_BITS != 64 || GMP_NAIL_BITS != 0
+#error "fedalgo's Montgomery loops need GMP with 64-bit limbs and no nails"
+#endif
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "fedalgo's Montgomery loops need a little-endian machine"
+#endif
+
 #define LIMB_BYTES ((Py_ssize_t)sizeof(mp_limb_t))
 
 typedef struct {
