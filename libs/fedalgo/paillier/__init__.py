@@ -22,8 +22,10 @@ Threat model (what the engine itself guarantees, against semi-honest parties):
   before anything reaches it. Decryption refuses values outside [-max_int, max_int] (overflow),
   but cannot notice an overflow that wrapped all the way round; callers bound their values.
 * Not covered: malicious peers (chosen ciphertexts, keys generated to leak), side channels
-  (gmpy2 is not constant-time). Ciphertexts from peers are checked for range and invertibility
-  (:meth:`EncryptedVector.from_wire`), not for well-formedness of their plaintext.
+  (neither gmpy2 nor the C loops are constant-time: a fixed-base table is indexed by the secret
+  exponent's digits, so cache timing on a shared machine could leak randomness). Ciphertexts
+  from peers are checked for range and invertibility (:meth:`EncryptedVector.from_wire`), not
+  for well-formedness of their plaintext.
 """
 
 from fedalgo.paillier.encoding import (
