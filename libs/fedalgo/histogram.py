@@ -38,11 +38,17 @@ def bin_sums(
     bin ``flat_bins[i, j]`` of every column j. An empty bin is 1 (an encryption of 0 without
     randomness: the caller re-randomises).
     """
+    modulus, values = _as_limbs(ciphertexts, flat_bins, nsquare)
+    return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
+
+
+def _as_limbs(
+    ciphertexts: Sequence[Any], flat_bins: np.ndarray, nsquare: Any
+) -> tuple[Modulus, np.ndarray]:
     if flat_bins.shape[0] != len(ciphertexts):
         raise ValueError(f"{flat_bins.shape[0]} rows of bins but {len(ciphertexts)} ciphertexts")
     modulus = Modulus(nsquare)
-    values = modulus.limbs_of(ciphertexts)
-    return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
+    return modulus, modulus.limbs_of(ciphertexts)
 
 
 # Below this many rows a histogram is summed here: cheaper than the round trip to the workers.
@@ -59,8 +65,7 @@ def pooled_bin_sums(
     """What :func:`bin_sums` returns, each worker folding a share of the rows (long inputs)."""
     if not pool.splits(len(ciphertexts)) or len(ciphertexts) < POOL_MIN_ROWS:
         return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
-    modulus = Modulus(nsquare)
-    values = modulus.limbs_of(ciphertexts)
+    modulus, values = _as_limbs(ciphertexts, flat_bins, nsquare)
     parts = pool.map_chunks(bin_products, [values, flat_bins], total_bins, modulus)
     acc = modulus.residues_of(parts[0])
     for part in parts[1:]:

@@ -189,3 +189,6 @@ def test_histograms_over_the_pool_equal_one_process(monkeypatch: pytest.MonkeyPa
     expected = [int(values[flat[:, 0] == b].sum()) for b in range(4)]
     got = paillier.decrypt_ints(private_key, paillier.EncryptedVector(public_key, pooled[:4], 0))
     assert got == expected
+    with pytest.raises(ValueError, match="499 rows of bins but 500 ciphertexts"):
+        with paillier.PaillierPool(max_workers=2, min_items=100) as pool:
+            pooled_bin_sums(pool, cts, flat[1:], 9, public_key.nsquare)
