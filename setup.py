@@ -1,4 +1,4 @@
-"""The one compiled part: fedalgo's Montgomery loops, linked against GMP (see pyproject.toml)."""
+"""The package's one compiled part (fedalgo's Montgomery loops on GMP); the rest: pyproject."""
 
 from setuptools import Extension, setup
 
