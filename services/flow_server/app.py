@@ -30,6 +30,7 @@ from flow_server.heartbeats import (
     running_here,
 )
 from flow_server.metrics import FlowServerMetrics
+from flow_server.models import ProcessedMessage
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
 from flow_server.routes import data, health, jobs, metrics, models, pipelines
@@ -68,7 +69,7 @@ class FlowServer:
         except (protocol.ProtocolError, DslError, IllegalTransition) as exc:
             log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
             with self.sessions.begin() as session:
-                session.merge(protocol.ProcessedMessage(id=env.id))
+                session.merge(ProcessedMessage(id=env.id))
 
     async def expire_acceptance(self, job_id: str) -> None:
         """An acceptance deadline fired: time the job out if it is still waiting."""

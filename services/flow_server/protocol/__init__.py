@@ -1,0 +1,35 @@
+"""The cross-party job protocol and the scheduler's side effects, one transaction per event.
+
+Who sees what: a proposed-to party receives the pipeline, the parties with their roles, the common
+args and only its own ``parties-args``; parties exchange task *states* and reasons, never paths
+or data. Every function here runs inside a caller's transaction and announces what it changed by
+writing envelopes to the outbox table (published after the commit), so a state change and its
+messages are never separated. Envelopes produced while handling an event get ids derived from that
+event, so re-applying it after a crash reproduces the same ids and receivers de-duplicate them.
+
+The modules: ``context`` (what they share), ``jobstate`` (state changes and the messages they
+cause), ``proposals`` (submission, proposal, answers, start, acceptance deadline), ``status``
+(task and job states from workers and peers), ``lifecycle`` (stop, pause, resume, rerun, delete)
+and ``dispatch`` (one consumed envelope to its handler).
+"""
+
+from flow_server.protocol.context import PartyContext, ProtocolError, derived_id, emit
+from flow_server.protocol.dispatch import apply
+from flow_server.protocol.lifecycle import delete_job, pause_job, rerun_job, resume_job, stop_job
+from flow_server.protocol.proposals import expire_acceptance, submit_job, waiting_for_answers
+
+__all__ = [
+    "PartyContext",
+    "ProtocolError",
+    "apply",
+    "delete_job",
+    "derived_id",
+    "emit",
+    "expire_acceptance",
+    "pause_job",
+    "rerun_job",
+    "resume_job",
+    "stop_job",
+    "submit_job",
+    "waiting_for_answers",
+]

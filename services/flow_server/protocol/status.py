@@ -1,0 +1,136 @@
+"""Task and job states reported by this party's workers and by the other parties: applied to
+this party's copy of the job, forwarded, retried, and scheduled on."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.orm import Session
+
+from fedcore.envelope import Envelope
+from flow_server import models_registry
+from flow_server.models import Job, JobState, Task, TaskState
+from flow_server.protocol.context import (
+    PartyContext,
+    ProtocolError,
+    auto_retries,
+    body_field,
+    find_job,
+    job_parties,
+    step_attempt,
+    steps_of,
+)
+from flow_server.protocol.jobstate import (
+    forward,
+    record_view,
+    restart_steps,
+    schedule,
+    set_job_state,
+    update_task,
+)
+
+log = logging.getLogger(__name__)
+
+
+def on_job_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    """Another party ended the job (failed, rejected, canceled, timeout).
+
+    A peer's other states are for dashboards and ignored here. An ending about a job that has
+    already ended here is ignored too: both parties may end it on their own, from the same task
+    failure. An ending the table forbids (``rejected`` for a running job) raises
+    ``states.IllegalTransition``.
+    """
+    job = find_job(session, env)
+    state = body_field(env, "state", str)
+    if job is None:
+        return
+    if env.src in job_parties(job) and state in JobState.ALL:
+        record_view(job, env.src, state, body_field(env, "reason", str, required=False))
+    if state not in JobState.TERMINAL or state == JobState.SUCCESS:
+        return
+    if job.state in JobState.TERMINAL:
+        if job.state != state:
+            log.info(
+                "job.status %s: job %s is %s here already; %s from %s ignored",
+                env.id,
+                job.id,
+                job.state,
+                state,
+                env.src,
+            )
+        return
+    if env.src not in job_parties(job):
+        raise ProtocolError(f"job.status for {job.id} from {env.src}, not a party of it")
+    reason = body_field(env, "reason", str, required=False)
+    set_job_state(session, ctx, job, state, reason=reason, cause=env.id)
+
+
+def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
+    """A task's state: this party's (from its task_engine) or another party's (forwarded)."""
+    job = find_job(session, env)
+    if job is None:
+        return
+    step = env.task
+    state = body_field(env, "state", str)
+    party = body_field(env, "party", str, required=False) or env.src
+    if party != env.src:
+        raise ProtocolError(f"task.status from {env.src} about party {party}")
+    parties = job_parties(job)
+    if party not in parties:
+        raise ProtocolError(f"task.status for {job.id} from {party}, not a party of it")
+    if step is None or step not in {s.name for s in steps_of(job, ctx)}:
+        raise ProtocolError(f"task.status for {job.id}: unknown step {step!r}")
+    if state not in TaskState.ALL:
+        raise ProtocolError(f"task.status for {job.id}: unknown state {state!r}")
+    reason = body_field(env, "reason", str, required=False)
+    outputs = body_field(env, "outputs", dict, required=False) or {}
+    attempt = env.body.get("attempt")
+    attempt = attempt if isinstance(attempt, int) and attempt > 0 else None
+    current = step_attempt(job, step)
+    if attempt is not None and attempt < current:
+        # a retried or rerun step's old attempt (e.g. the copy killed for the retry)
+        log.info("task %s/%s on %s: status of old attempt %d ignored", job.id, step, party, attempt)
+        return
+
+    task = next((t for t in job.tasks if t.step == step and t.party_id == party), None)
+    if task is None:
+        task = Task(
+            step=step,
+            party_id=party,
+            role=parties[party],
+            state=TaskState.WAITING,
+            outputs={},
+            attempt=attempt or current,
+        )
+        job.tasks.append(task)
+    if update_task(job, task, state, reason, attempt) and party == ctx.me:
+        task.outputs = {str(k): str(v) for k, v in outputs.items()}
+        if state == TaskState.SUCCESS:
+            models_registry.on_task_success(session, job=job, task=task, catalog=ctx.catalog)
+    if party == ctx.me:
+        forward(session, ctx, job, task, cause=env.id)
+    if (
+        task.state == TaskState.FAILED
+        and task.attempt == step_attempt(job, step)
+        and job.state in (JobState.RUNNING, JobState.PAUSED)
+    ):
+        _maybe_retry(session, ctx, job, step, cause=env.id)
+    schedule(session, ctx, job, cause=env.id)
+
+
+def _maybe_retry(session: Session, ctx: PartyContext, job: Job, step: str, *, cause: str) -> None:
+    """Run a failed step again at attempt + 1 on all its parties, if it has retries left.
+
+    Every party of the step sees the same failure (its own or forwarded) and decides the same
+    way, so they all start the new attempt together; each kills its own copy of the old attempt.
+    """
+    pipeline_step = next((s for s in steps_of(job, ctx) if s.name == step), None)
+    if pipeline_step is None:
+        return
+    used = int((job.step_retries or {}).get(step, 0))
+    if used >= auto_retries(job, pipeline_step):
+        return
+    attempt = step_attempt(job, step) + 1
+    log.info("job %s: retrying step %s (attempt %d, retry %d)", job.id, step, attempt, used + 1)
+    restart_steps(session, ctx, job, {step: attempt}, cause=cause, why="retried")
+    job.step_retries = {**(job.step_retries or {}), step: used + 1}
