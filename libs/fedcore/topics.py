@@ -14,8 +14,22 @@ IN_FED: Final = "fl.in.fed"
 
 # Outbound records the bridge cannot route (unknown destination, no id), kept for an operator.
 BRIDGE_DEAD: Final = "fl.bridge.dead"
+# Consumed messages a service could not apply (fedcore.deadletter), set aside with their reason.
+DEAD: Final = "fl.dead"
 
-ALL: Final = (TASKS, CONTROL, STATUS, RESULTS, LOGS, OUT_CTL, IN_CTL, OUT_FED, IN_FED, BRIDGE_DEAD)
+ALL: Final = (
+    TASKS,
+    CONTROL,
+    STATUS,
+    RESULTS,
+    LOGS,
+    OUT_CTL,
+    IN_CTL,
+    OUT_FED,
+    IN_FED,
+    BRIDGE_DEAD,
+    DEAD,
+)
 
 # The bridge mirrors each outbound topic into the peer's matching inbound topic.
 OUTBOUND_TO_INBOUND: Final = {OUT_CTL: IN_CTL, OUT_FED: IN_FED}
