@@ -42,6 +42,9 @@ def test_every_place_that_names_the_release_follows_pyproject() -> None:
     assert TESSERA_VERSION == declared
     chart = (root / "deploy" / "helm" / "tessera" / "Chart.yaml").read_text()
     assert re.search(r'^appVersion: "?([^"\n]+)"?$', chart, re.M).group(1) == declared  # type: ignore[union-attr]
+    values = (root / "deploy" / "helm" / "tessera" / "values.yaml").read_text()
+    tags = re.findall(r"repository: tessera/\w+, tag: \"([^\"]+)\"", values)
+    assert tags == [declared, declared], "values.yaml: images.service and images.runtime"
     for env in (root / "deploy" / "env").glob("*.sh"):
         for tag in re.findall(r"^\w+_IMAGE=tessera/\w+:(\S+)$", env.read_text(), re.M):
             assert tag == declared, env.name
