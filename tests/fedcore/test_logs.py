@@ -65,11 +65,11 @@ async def test_tasks_started_inside_a_binding_keep_it() -> None:
         seen.append(_record("x").bound)  # type: ignore[attr-defined]
 
     with logs.bind_envelope(
-        Envelope(type="task.run", job_id="j2", task="scale", src="1", body={"attempt": True})
+        Envelope(type="task.run", job_id="c2" * 16, task="scale", src="1", body={"attempt": True})
     ):
         task = asyncio.create_task(later())
     await task
-    assert dict(seen[0]) == {"job_id": "j2", "step": "scale"}  # a bool is no attempt
+    assert dict(seen[0]) == {"job_id": "c2" * 16, "step": "scale"}  # a bool is no attempt
 
 
 async def _publish(bootstrap: str, env: Envelope) -> None:
