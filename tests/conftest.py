@@ -11,7 +11,9 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from brokers import Broker, free_port
 from real_parts import HOW_TO_INSTALL, fail_if_strict
@@ -98,6 +100,12 @@ class PostgresServer:
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self, name: str) -> str:
+        """The URL of a new, empty database named ``name`` (gone with the cluster at the end)."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
 
 
 @pytest.fixture(scope="session")
