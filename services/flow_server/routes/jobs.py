@@ -25,7 +25,15 @@ router = APIRouter(tags=["jobs"])
 
 # every flow_server.states.JobState (a test pins that they agree)
 StateFilter = Literal[
-    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+    "pending_approval",
+    "waiting",
+    "running",
+    "paused",
+    "success",
+    "failed",
+    "canceled",
+    "timeout",
+    "rejected",
 ]
 
 
