@@ -220,14 +220,14 @@ def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _path_grant(session: Session, *, peer: str, kind: str, path: str, now: int) -> DataGrant | None:
-    """The active grant of ``kind`` whose path holds ``path``, or None.
+def _path_grants(session: Session, *, peer: str, kind: str, path: str, now: int) -> list[DataGrant]:
+    """The active grants of ``kind`` whose path holds ``path``, oldest first.
 
     The lexical check comes first, so nothing outside a granted path is ever looked at; inside
     one, the real path must stay inside too (a symlink may not lead out of it).
     """
     if not path.startswith("/"):
-        return None
+        return []
     candidate = os.path.normpath(path)
     query = _active(
         select(DataGrant).where(
@@ -235,29 +235,31 @@ def _path_grant(session: Session, *, peer: str, kind: str, path: str, now: int) 
         ),
         now,
     )
-    for grant in session.scalars(query.order_by(DataGrant.created_ms)):
-        root = str(grant.path)
-        if _under(candidate, root) and _under(os.path.realpath(candidate), os.path.realpath(root)):
-            return grant
-    return None
+    return [
+        grant
+        for grant in session.scalars(query.order_by(DataGrant.created_ms, DataGrant.id))
+        if _under(candidate, str(grant.path))
+        and _under(os.path.realpath(candidate), os.path.realpath(str(grant.path)))
+    ]
 
 
 def output_grant(
     session: Session, *, peer: str, path: str, now: int | None = None
 ) -> DataGrant | None:
     """The active output grant that lets ``peer`` name ``path`` as this party's output."""
-    return _path_grant(
+    found = _path_grants(
         session, peer=peer, kind=OUTPUT, path=path, now=now if now is not None else now_ms()
     )
+    return found[0] if found else None
 
 
 @dataclass(frozen=True)
 class Granted:
-    """An input value a peer may use: the local path it stands for, and the grant (None for a
-    model of a job the peer took part in)."""
+    """An input value a peer may use: the local path it stands for, and the grants that cover it
+    (none for a model of a job the peer took part in)."""
 
     path: str
-    grant: DataGrant | None
+    grants: tuple[DataGrant, ...]
 
 
 def input_grant(
@@ -271,7 +273,7 @@ def input_grant(
         table = datasets.find_table(session, value[len(references.TABLE) :].strip())
         if table is None:
             return None
-        grant = session.scalars(
+        found = session.scalars(
             _active(
                 select(DataGrant).where(
                     DataGrant.peer == peer,
@@ -279,20 +281,19 @@ def input_grant(
                     DataGrant.table_id == table.id,
                 ),
                 at,
-            ).order_by(DataGrant.created_ms)
-        ).first()
-        return Granted(table.path, grant) if grant is not None else None
+            ).order_by(DataGrant.created_ms, DataGrant.id)
+        ).all()
+        return Granted(table.path, tuple(found)) if found else None
     if value.startswith(references.MODEL):
         model = session.get(Model, value[len(references.MODEL) :].strip())
         if model is None:
             return None
         job = session.get(Job, model.job_id) if model.job_id else None
         if job is not None and any(p.split("=")[0] == peer for p in job.parties):
-            return Granted(model.path, None)
-        grant = _path_grant(session, peer=peer, kind=INPUT, path=model.path, now=at)
-        return Granted(model.path, grant) if grant is not None else None
-    grant = _path_grant(session, peer=peer, kind=INPUT, path=value, now=at)
-    return Granted(os.path.normpath(value), grant) if grant is not None else None
+            return Granted(model.path, ())
+        value = model.path
+    found = _path_grants(session, peer=peer, kind=INPUT, path=value, now=at)
+    return Granted(os.path.normpath(value), tuple(found)) if found else None
 
 
 def serves_as(grant: DataGrant, role: str) -> bool:
@@ -344,24 +345,40 @@ def admit_inputs(
             granted = input_grant(session, peer=initiator, value=args.get(ref.arg), now=at)
             if granted is None:
                 raise DslError("not_granted", f"{what}: not granted to {initiator}", where)
-            grant = granted.grant
-            if grant is not None and not serves_as(grant, role):
-                raise DslError(
-                    "role_not_granted",
-                    f"{what}: granted to {initiator} as {grant.role} only, not as {role}",
-                    where,
-                )
-            if grant is not None and grant.components:
-                refused = [c for c in components if c not in grant.components]
-                if refused:
-                    raise DslError(
-                        "component_not_granted",
-                        f"{what}: not granted to {initiator} for component(s) "
-                        f"{', '.join(refused)} (granted for {', '.join(grant.components)})",
-                        where,
-                    )
-            own[ref.arg] = granted.path
-            if grant is not None:
+            if granted.grants:
+                grant = _fitting(granted.grants, role, components, what, initiator, where)
                 used[grant.id] = grant.id
+            own[ref.arg] = granted.path
     resolved = references.resolve_args(session, own, me=me)
     return Admitted(resolved, tuple(used))
+
+
+def _fitting(
+    found: tuple[DataGrant, ...],
+    role: str,
+    components: list[str],
+    what: str,
+    initiator: str,
+    where: str,
+) -> DataGrant:
+    """The first of the grants covering an input that allows the role and the components; if
+    none does, ``DslError`` says what the first one does not allow."""
+    for grant in found:
+        if serves_as(grant, role) and all(
+            c in grant.components for c in components if grant.components
+        ):
+            return grant
+    first = found[0]
+    if not serves_as(first, role):
+        raise DslError(
+            "role_not_granted",
+            f"{what}: granted to {initiator} as {first.role} only, not as {role}",
+            where,
+        )
+    refused = [c for c in components if c not in first.components]
+    raise DslError(
+        "component_not_granted",
+        f"{what}: not granted to {initiator} for component(s) {', '.join(refused)} "
+        f"(granted for {', '.join(first.components)})",
+        where,
+    )
