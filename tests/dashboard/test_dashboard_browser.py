@@ -24,7 +24,7 @@ import yaml
 from dashboard.api import MAX_COMPARE
 from real_parts import chromium
 from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, make_demo_data, render_job
+from tessera.example import PIPELINE_YAML, grant_host_data, make_demo_data, render_job
 from tessera.sdk import Dashboard, Tessera
 from tessera.stack import Stack
 
@@ -69,6 +69,8 @@ def live(kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) 
     env_files = write_env_files(parties, root / "env")
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
+        with Tessera(stack.party(HOST).flow_server_url) as host:
+            grant_host_data(host, GUEST, data)
         yield Live(stack, _short_job(render_job(data, root / "output")))
 
 
