@@ -393,3 +393,24 @@ def test_services_log_json_on_kubernetes_unless_told_otherwise(
     rendered = _helm_template(tools, env_dir, "logFormat=text")
     assert rendered.returncode == 0, rendered.stderr
     assert "    LOG_FORMAT=text\n" in rendered.stdout
+
+
+def test_the_acceptance_policy_comes_from_the_values(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    env = _party_env(party_a)
+    assert (env["ACCEPT_POLICY"], env["ACCEPT_MANUAL_PEERS"]) == ("auto", "")
+    rendered = _helm_template(
+        tools,
+        env_dir,
+        "acceptance.policy=manual",
+        "acceptance.manualPeers={20000}",
+        "acceptance.components={intersect,hetero_lr}",
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    for line in ("ACCEPT_POLICY=manual", "ACCEPT_MANUAL_PEERS=20000"):
+        assert f"    {line}\n" in rendered.stdout
+    assert "    ACCEPT_COMPONENTS=intersect,hetero_lr\n" in rendered.stdout
+    refused = _helm_template(tools, env_dir, "acceptance.policy=sometimes")
+    assert refused.returncode != 0
+    assert 'acceptance.policy must be auto or manual, got "sometimes"' in refused.stderr
