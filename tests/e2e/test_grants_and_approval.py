@@ -40,7 +40,7 @@ def party_env() -> Mapping[str, str]:
     return {"ACCEPT_POLICY": "manual", "ACCEPT_TIMEOUT_S": str(ACCEPT_TIMEOUT_S)}
 
 
-def _until(what: str, probe: Callable[[], T | None], timeout_s: float = 60.0) -> T:
+def _until(what: str, probe: Callable[[], T | None], timeout_s: float = 120.0) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
         found = probe()
@@ -74,7 +74,7 @@ class Hostile:
             text = yaml.safe_dump(job, sort_keys=False).encode()
             return guest.submit_job(self.pipeline_id, text).job_id
 
-    def ended(self, job_id: str, timeout_s: float = 60.0) -> JobDetail:
+    def ended(self, job_id: str, timeout_s: float = 120.0) -> JobDetail:
         with self.parties.flow(GUEST) as guest:
             ends = ("success", "failed", "rejected", "canceled", "timeout")
             return _until(f"job {job_id} ends", lambda: _job(guest, job_id, *ends), timeout_s)
