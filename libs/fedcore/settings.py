@@ -100,6 +100,9 @@ class PartySettings(BaseModel):
     # grants and the rules below allow; "manual" (or a peer in manual_peers) waits for an
     # operator to approve or reject it.
     accept_policy: Literal["auto", "manual"] = "auto"
+    # this party's flow_server as its dashboard reaches it (approve / reject buttons); default:
+    # the flow_server's port on loopback (or on BIND_HOST when it is a specific address)
+    flow_server_url: str | None = None
     manual_peers: list[str] = Field(default_factory=list)
     # the only components / roles this party runs in a peer's job (empty: any)
     accept_components: list[str] = Field(default_factory=list)
@@ -133,6 +136,15 @@ class PartySettings(BaseModel):
         if self.heartbeat_timeout_s is not None:
             return self.heartbeat_timeout_s
         return 3 * self.heartbeat_interval_s
+
+    @property
+    def own_flow_server_url(self) -> str:
+        """The base URL of this party's flow_server API (``…/flow-server``)."""
+        if self.flow_server_url:
+            return self.flow_server_url.rstrip("/")
+        host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.flow_server_port}/flow-server"
 
     @property
     def db_url(self) -> str:
@@ -199,6 +211,7 @@ class PartySettings(BaseModel):
             "setup_api_token": "TESSERA_API_TOKEN",
             "log_format": "LOG_FORMAT",
             "accept_policy": "ACCEPT_POLICY",
+            "flow_server_url": "FLOW_SERVER_URL",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

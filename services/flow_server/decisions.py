@@ -4,6 +4,8 @@ arrived, the decision, the rule or the person (the API token's name) that made i
 Append-only: a proposal that waits for the operator has two rows (``pending_approval`` by the
 policy, then ``approved`` / ``rejected`` by a person, or ``expired`` by the deadline), and the rows
 stay when the job is deleted — the audit trail a party shows for what its data was used for.
+Each decision is also announced on this party's ``fl.status`` (``proposal.decision``), so its
+dashboard shows it on the job's page.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fedcore import topics
+from fedcore.envelope import Envelope
 from flow_server import schemas
-from flow_server.models import Decision, now_ms
+from flow_server.models import Decision, OutboxRecord, now_ms
+
+# on fl.status, for this party's dashboard (a party's own topic: never sent to a peer)
+EVENT = "proposal.decision"
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -29,6 +36,7 @@ DEADLINE = "deadline"  # decided_by: the acceptance deadline
 def record(
     session: Session,
     *,
+    me: str,
     job_id: str,
     initiator: str,
     proposal: dict[str, Any],
@@ -59,6 +67,25 @@ def record(
         decided_ms=now_ms(),
     )
     session.add(row)
+    session.add(
+        OutboxRecord(
+            topic=topics.STATUS,
+            payload=Envelope(
+                type=EVENT,
+                job_id=job_id,
+                src=me,
+                body={
+                    "initiator": initiator,
+                    "decision": decision,
+                    "code": code,
+                    "rule": rule,
+                    "decided_by": row.decided_by,
+                    "reason": reason,
+                    "decided_ms": row.decided_ms,
+                },
+            ).to_bytes(),
+        )
+    )
     return row
 
 

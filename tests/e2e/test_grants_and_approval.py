@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import pytest
 import yaml
 from e2e_stack import GUEST, HOST, TwoParties
@@ -192,22 +193,37 @@ def test_approval_runs_the_job_to_success(hostile: Hostile, two_parties: TwoPart
     assert rows[1].rule == "ACCEPT_POLICY=manual"
 
 
-def test_a_rejection_tells_the_initiator_who_and_why(
+def test_a_rejection_from_the_dashboard_tells_the_initiator_who_and_why(
     hostile: Hostile, two_parties: TwoParties
 ) -> None:
     job_id = hostile.propose(str(two_parties.data.host_csv))
     hostile.held(job_id)
-    with two_parties.flow(HOST) as host:
-        host.reject_job(job_id, "not before the audit")
+    dashboard = two_parties.stack.party(HOST).base_url("dashboard")
+
+    def page_with_buttons() -> str | None:
+        text = httpx.get(f"{dashboard}/jobs/{job_id}", timeout=10).text
+        return text if 'id="reject"' in text and 'id="approve"' in text else None
+
+    assert "ACCEPT_POLICY=manual" in _until(
+        "the host's job page offers approval", page_with_buttons
+    )
+    reject = f"{dashboard}/jobs/{job_id}/reject"
+    form = {"reason": "not before the audit", "token": ""}
+    foreign = httpx.post(reject, data=form, headers={"Origin": "http://elsewhere.example"})
+    assert foreign.status_code == 403
+    done = httpx.post(reject, data=form, headers={"Origin": dashboard})
+    assert done.status_code == 303, done.text
     job = hostile.ended(job_id)
     assert job.state == "rejected"
-    assert (
-        job.reason
-        == f"party {HOST} rejected the job: rejected by its operator: not before the audit"
+    assert job.reason == (
+        f"party {HOST} rejected the job: rejected by its operator: not before the audit"
     )
     member = next(m for m in job.members if m.party_id == HOST)
     assert member.answer == "rejected"
     assert hostile.host_task_runs([job_id]) == []
+    with two_parties.flow(HOST) as host:
+        (last, _) = host.decisions(job_id=job_id).items
+    assert (last.decision, last.decided_by) == ("rejected", "local operator (no token)")
 
 
 def test_no_answer_ends_the_job_at_the_deadline(hostile: Hostile, two_parties: TwoParties) -> None:

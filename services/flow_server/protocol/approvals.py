@@ -26,10 +26,11 @@ from flow_server.protocol.jobstate import after_job_move, set_job_state
 log = logging.getLogger(__name__)
 
 
-def record_refusal(session: Session, env: Envelope, exc: DslError) -> None:
+def record_refusal(session: Session, ctx: PartyContext, env: Envelope, exc: DslError) -> None:
     """The policy refused a proposal as it arrived."""
     decisions.record(
         session,
+        me=ctx.me,
         job_id=env.job_id,
         initiator=env.src,
         proposal=env.body,
@@ -49,6 +50,7 @@ def hold_or_accept(
     wait = verdict.wait_rule is not None
     decisions.record(
         session,
+        me=ctx.me,
         job_id=job.id,
         initiator=job.initiator,
         proposal=env.body,
@@ -113,6 +115,7 @@ def approve_job(session: Session, ctx: PartyContext, job: Job, *, by: str, cause
         set_job_state(session, ctx, job, JobState.REJECTED, reason=reason, cause=cause)
         decisions.record(
             session,
+            me=ctx.me,
             job_id=job.id,
             initiator=job.initiator,
             proposal=proposal,
@@ -129,6 +132,7 @@ def approve_job(session: Session, ctx: PartyContext, job: Job, *, by: str, cause
     used = ", ".join(verdict.grants) or "none needed"
     decisions.record(
         session,
+        me=ctx.me,
         job_id=job.id,
         initiator=job.initiator,
         proposal=proposal,
@@ -148,6 +152,7 @@ def reject_job(
     set_job_state(session, ctx, job, JobState.REJECTED, reason=text, cause=cause)
     decisions.record(
         session,
+        me=ctx.me,
         job_id=job.id,
         initiator=job.initiator,
         proposal=_proposal(session, job),
@@ -165,6 +170,7 @@ def expire_pending(session: Session, ctx: PartyContext, job: Job, *, cause: str)
     set_job_state(session, ctx, job, JobState.TIMEOUT, reason=reason, cause=cause)
     decisions.record(
         session,
+        me=ctx.me,
         job_id=job.id,
         initiator=job.initiator,
         proposal=_proposal(session, job),

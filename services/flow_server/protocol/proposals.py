@@ -213,7 +213,7 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": reason})
-        approvals.record_refusal(session, env, exc)
+        approvals.record_refusal(session, ctx, env, exc)
         log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
         return
     job.pipeline_name = pipeline.name
