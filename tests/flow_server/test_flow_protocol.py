@@ -90,7 +90,8 @@ class Network:
                         for status in self.task_engine(env):
                             party.apply(status)
                     elif topic == topics.STATUS:
-                        self.announced.append(env)
+                        if env.type == "job.status":  # not the record of decisions
+                            self.announced.append(env)
                         assert not party.apply(env)  # our own job.status is skipped
 
 
