@@ -96,7 +96,7 @@ class PartySettings(BaseModel):
     setup_api_token: SecretStr | None = None
     # how the services log: "text" lines, or one JSON object per line (fedcore.logs)
     log_format: Literal["text", "json"] = "text"
-    # How this party answers its peers' proposals (flow_server.approval): "auto" accepts what its
+    # How this party answers its peers' proposals (flow_server.policy): "auto" accepts what its
     # grants and the rules below allow; "manual" (or a peer in manual_peers) waits for an
     # operator to approve or reject it.
     accept_policy: Literal["auto", "manual"] = "auto"

@@ -119,3 +119,9 @@ def test_stale_task_states() -> None:
 
 def test_the_api_state_filter_lists_every_job_state() -> None:
     assert set(typing.get_args(StateFilter)) == set(J.ALL)
+
+
+def test_the_wire_knows_every_job_state() -> None:
+    from fedcore.messages import JobStateName
+
+    assert set(typing.get_args(JobStateName)) == set(J.ALL)
