@@ -81,8 +81,16 @@ class PartyEnv:
         return f"http://{self.host}:{self.port(service)}"
 
     def health_url(self, service: str) -> str:
+        if service == "federation_bridge":  # on its internal port: the other is the peers'
+            port = int(self._get("BRIDGE_INTERNAL_PORT", "9390"))
+            return f"http://{self.internal_host}:{port}/health"
         prefix = "/flow-server" if service == "flow_server" else ""
         return f"{self.base_url(service)}{prefix}/health"
+
+    @property
+    def internal_host(self) -> str:
+        bind = self._get("BRIDGE_INTERNAL_HOST", self.host)
+        return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
 
     @property
     def flow_server_url(self) -> str:
@@ -101,6 +109,7 @@ class LocalParty:
     kafka_port: int
     flow_server_port: int
     bridge_port: int
+    bridge_internal_port: int
     dashboard_port: int
     task_engine_port: int
     # only used when the launcher starts the broker itself
@@ -120,7 +129,7 @@ def local_parties(
     party_ids: Sequence[str], kafka_ports: Sequence[int] | None = None
 ) -> list[LocalParty]:
     """Parties on free ports; with ``kafka_ports`` they use those (already running) brokers."""
-    ports = iter(free_ports(6 * len(party_ids)))
+    ports = iter(free_ports(7 * len(party_ids)))
     parties = []
     for i, pid in enumerate(party_ids):
         kafka, ctrl = next(ports), next(ports)
@@ -132,6 +141,7 @@ def local_parties(
                 kafka_port=kafka,
                 flow_server_port=next(ports),
                 bridge_port=next(ports),
+                bridge_internal_port=next(ports),
                 dashboard_port=next(ports),
                 task_engine_port=next(ports),
                 kafka_controller_port=ctrl or None,
@@ -156,6 +166,7 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
             else []
         ),
         f"EXPOSE_MQ_HTTP_PORT={party.bridge_port}",
+        f"BRIDGE_INTERNAL_PORT={party.bridge_internal_port}",
         f"OTHER_PARTIES={','.join(p.party_id for p in others)}",
         *(f"PARTY_MQ_HTTP_URL_{p.party_id}=http://127.0.0.1:{p.bridge_port}" for p in others),
         "BIND_HOST=127.0.0.1",

@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 from bridge_procs import A, B, BridgeProcess, Tail, fed, free_port, has_id, keygen, stopped_after
 
-from fedcore import topics
+from fedcore import codec, topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from federation_bridge import signing
@@ -211,6 +211,37 @@ async def test_the_receiver_refuses_forged_unknown_and_misattributed_batches(
     assert leaked == []
     rejected = (await b.health())["receiver"]["rejected"]
     assert rejected["bad_signature"] >= 2 and rejected["src_mismatch"] >= 2
+
+
+async def post_signed_body(url: str, key_file: Path, body: bytes) -> httpx.Response:
+    sig = signing.sign(signing.load_private_key(key_file), body)
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(
+            url + PATH, content=body, headers={PARTY_HEADER: A, SIGNATURE_HEADER: sig}
+        )
+
+
+async def test_a_batch_of_five_million_empty_records_is_refused_at_once_in_one_log_line(
+    bridges: Any, keys: Path, kafka_pair: Any
+) -> None:
+    _, b = bridges
+    now_ms = int(time.time() * 1000)
+    batch = {"src": A, "dst": B, "batch_id": uuid.uuid4().hex, "sent_ms": now_ms}
+    # 5 MB of msgpack, each record an empty array: pydantic would report each one
+    body = codec.packb({**batch, "records": [[]] * 5_000_000})
+    log_before = b.log.stat().st_size
+    resp = await post_signed_body(b.url, keys / A / "private.pem", body)
+    assert (resp.status_code, resp.json()["error"]) == (400, "malformed"), resp.text[:500]
+    assert "10000" in resp.json()["reason"] and len(resp.text) < 1024
+    grown = b.log.read_bytes()[log_before:]
+    assert grown.count(b"\n") == 1 and len(grown) <= 1100, grown[:2000]
+    assert (await b.health())["receiver"]["rejected"]["malformed"] >= 1
+    # the bridge still takes a legitimate batch from the same peer
+    env = fed(A, B)
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        ok = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
+        got = await tail.collect(has_id(env.id), count=1, settle_s=0)
+    assert ok.json()["produced"] == 1 and len(got) == 1
 
 
 async def test_a_replayed_batch_is_produced_once(bridges: Any, keys: Path, kafka_pair: Any) -> None:
