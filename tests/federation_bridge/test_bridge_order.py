@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore import topics
 from fedcore.bus import RawRecord
+from fedcore.envelope import Envelope
 from federation_bridge import signing
 from federation_bridge.dedup import DedupStore
 from federation_bridge.ordering import OutOfTurn, StreamOrder
@@ -26,7 +27,7 @@ KEY = Ed25519PrivateKey.generate()
 
 
 class FakeProducer:
-    """Notes records in the order they are queued; each call's delivery waits for :meth:`ack`."""
+    """Notes record ids in the order they are queued; each call's delivery waits for :meth:`ack`."""
 
     def __init__(self) -> None:
         self.queued: list[bytes] = []
@@ -34,7 +35,7 @@ class FakeProducer:
         self._more = asyncio.Event()
 
     async def queue_raw_many(self, records: Sequence[RawRecord]) -> asyncio.Future[None]:
-        self.queued.extend(r.value for r in records)
+        self.queued.extend(dict(r.headers)["id"] for r in records)
         self._more.set()
         self.deliveries.append(asyncio.get_running_loop().create_future())
         return self.deliveries[-1]
@@ -64,12 +65,13 @@ def _receiver(producer: FakeProducer, dedup: DedupStore, order_wait_s: float = 5
         dedup=dedup,
         max_age_s=3600,
         order_wait_s=order_wait_s,
+        max_records=100,
     )
 
 
 def _record(name: str) -> WireRecord:
-    headers = [("id", name.encode()), ("src", SRC.encode()), ("dst", DST.encode())]
-    return WireRecord(topic=topics.IN_FED, key=b"job", value=name.encode(), headers=headers)
+    env = Envelope(id=name, type="fed", job_id="job", src=SRC, dst=DST)
+    return WireRecord(topic=topics.IN_FED, key=b"job", value=env.to_bytes(), headers=env.headers())
 
 
 def _body(seq: int, base: int, *names: str, stream: str = "s1") -> bytes:
