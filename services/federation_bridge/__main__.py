@@ -14,6 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
+from fedcore import logs
 from fedcore.settings import PartySettings, SettingsError
 from federation_bridge import tls
 from federation_bridge.app import create_app, create_internal_app
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, KeyFileError) as exc:
         log.error("%s", exc)
         return 2
+    logs.setup("federation_bridge", settings.party_id, fmt=settings.log_format)
     # no access log: every refused request is logged once by the bridge, the rest is counted
     peers = uvicorn.Server(
         uvicorn.Config(

@@ -21,7 +21,6 @@ after reading its first array header, and no error text grows with the input.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated, NamedTuple
 
@@ -30,6 +29,7 @@ from pydantic import BaseModel, Field, StrictBytes, StrictInt, StrictStr, Valida
 
 from fedcore import codec
 from fedcore.bus import MAX_RECORD_BYTES, ChunkLimits, parse_chunk
+from fedcore.messages import HEX_ID
 
 PATH = "/v1/records"
 PARTY_HEADER = "X-Tessera-Party"
@@ -45,7 +45,6 @@ MAX_WIRE_RECORD_BYTES = MAX_RECORD_BYTES + 64 * 1024
 # the most chunks a message of the consumers' default bound may have
 MAX_CHUNKS = ChunkLimits().max_chunks(MAX_RECORD_BYTES)
 _MAX_MAP_ITEMS = 16
-_RECORD_ID = re.compile(r"[0-9A-Za-z._:-]{1,64}")
 _UINT63 = 2**63 - 1
 _HEAD_FIELDS = frozenset({"id", "src", "dst"})
 
@@ -157,8 +156,8 @@ def record_problem(record: WireRecord, *, src: str, dst: str) -> Problem | None:
         return Problem(403, "src_mismatch", f"src header {_short(head['src'])} is not {src}")
     if head["dst"] != dst:
         return Problem(403, "dst_mismatch", f"dst header {_short(head['dst'])} is not {dst}")
-    if head["id"] is None or not _RECORD_ID.fullmatch(head["id"]):
-        return Problem(400, "no_id", "no id header of 1-64 letters, digits or ._:-")
+    if head["id"] is None or not HEX_ID.fullmatch(head["id"]):
+        return Problem(400, "no_id", "no id header of 32 lowercase hex digits")
     if head["chunk"] is not None:
         try:
             parse_chunk(head["chunk"], MAX_CHUNKS)

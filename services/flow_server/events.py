@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 
-from fedcore import topics
+from fedcore import logs, topics
 from fedcore.bus import Bus
 from fedcore.codec import CodecError
 from fedcore.envelope import Envelope
@@ -89,6 +89,10 @@ class EventConsumer:
                 await sub.commit()
 
     async def _apply_with_retry(self, env: Envelope) -> None:
+        with logs.bind_envelope(env):
+            await self._apply_until_done(env)
+
+    async def _apply_until_done(self, env: Envelope) -> None:
         while True:
             try:
                 await self._apply(env)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -27,7 +28,8 @@ KEY = Ed25519PrivateKey.generate()
 
 
 class FakeProducer:
-    """Notes record ids in the order they are queued; each call's delivery waits for :meth:`ack`."""
+    """Notes record names in the order they are queued; each call's delivery waits for
+    :meth:`ack`."""
 
     def __init__(self) -> None:
         self.queued: list[bytes] = []
@@ -35,7 +37,7 @@ class FakeProducer:
         self._more = asyncio.Event()
 
     async def queue_raw_many(self, records: Sequence[RawRecord]) -> asyncio.Future[None]:
-        self.queued.extend(dict(r.headers)["id"] for r in records)
+        self.queued.extend(Envelope.from_bytes(r.value).body["name"].encode() for r in records)
         self._more.set()
         self.deliveries.append(asyncio.get_running_loop().create_future())
         return self.deliveries[-1]
@@ -70,7 +72,11 @@ def _receiver(producer: FakeProducer, dedup: DedupStore, order_wait_s: float = 5
 
 
 def _record(name: str) -> WireRecord:
-    env = Envelope(id=name, type="fed", job_id="job", src=SRC, dst=DST)
+    # the same name is the same record (its id), as when a sender re-sends it
+    record_id = uuid.uuid5(uuid.NAMESPACE_URL, name).hex
+    env = Envelope(
+        id=record_id, type="fed", job_id="ab" * 16, src=SRC, dst=DST, body={"name": name}
+    )
     return WireRecord(topic=topics.IN_FED, key=b"job", value=env.to_bytes(), headers=env.headers())
 
 

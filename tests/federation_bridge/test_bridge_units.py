@@ -152,7 +152,7 @@ def _record(env: Envelope, **changes: object) -> WireRecord:
 
 
 def test_a_record_crosses_only_if_its_envelope_and_headers_name_the_signer() -> None:
-    env = Envelope(type="job.stop", job_id="j", src="10000", dst="20000")
+    env = Envelope(type="job.stop", job_id="ab" * 16, src="10000", dst="20000")
     assert record_problem(_record(env), src="10000", dst="20000") is None
     cases = {
         "src_mismatch": _record(env.model_copy(update={"src": "30000"})),
