@@ -82,17 +82,18 @@ class PartyEnv:
     def base_url(self, service: str) -> str:
         return f"http://{self.host}:{self.port(service)}"
 
-    def health_url(self, service: str) -> str:
-        if service == "federation_bridge":  # on its internal port: the other is the peers'
-            port = int(self._get("BRIDGE_INTERNAL_PORT", "9390"))
-            return f"http://{self.internal_host}:{port}/health"
-        prefix = "/flow-server" if service == "flow_server" else ""
-        return f"{self.base_url(service)}{prefix}/health"
-
-    @property
-    def internal_host(self) -> str:
+    def internal_url(self, service: str) -> str:
+        """Where this party reaches the service's /health and /metrics: the bridge serves them
+        on its internal port (its other port is the peers'), the others on their one port."""
+        if service != "federation_bridge":
+            return self.base_url(service)
         bind = self._get("BRIDGE_INTERNAL_HOST", self.host)
-        return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+        host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+        return f"http://{host}:{int(self._get('BRIDGE_INTERNAL_PORT', '9390'))}"
+
+    def health_url(self, service: str) -> str:
+        prefix = "/flow-server" if service == "flow_server" else ""
+        return f"{self.internal_url(service)}{prefix}/health"
 
     @property
     def flow_server_url(self) -> str:
