@@ -14,15 +14,19 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.receiver import Rejected
 
 RETRY_AFTER_S = 1
 
 
 class PeerAdmission:
-    def __init__(self, *, max_requests: int, max_bytes: int) -> None:
+    def __init__(
+        self, *, max_requests: int, max_bytes: int, metrics: BridgeMetrics | None = None
+    ) -> None:
         self._max_requests = max_requests
         self._max_bytes = max_bytes
+        self._metrics = metrics or BridgeMetrics()
         self._requests: Counter[str] = Counter()
         self._bytes: Counter[str] = Counter()
 
@@ -45,13 +49,16 @@ class PeerAdmission:
                 f" at most {self._max_bytes}",
                 retry_after_s=RETRY_AFTER_S,
             )
+        gauge = self._metrics.in_progress_bytes.labels(peer)
         self._requests[peer] += 1
         self._bytes[peer] += size
+        gauge.inc(size)
         try:
             yield
         finally:
             self._requests[peer] -= 1
             self._bytes[peer] -= size
+            gauge.dec(size)
 
     def in_progress(self, peer: str) -> tuple[int, int]:
         """Requests and bytes ``peer`` has in progress now."""

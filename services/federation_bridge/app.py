@@ -99,7 +99,9 @@ def create_app(
             )
             await sender.start()
             admission = PeerAdmission(
-                max_requests=options.peer_max_requests, max_bytes=options.peer_max_bytes
+                max_requests=options.peer_max_requests,
+                max_bytes=options.peer_max_bytes,
+                metrics=metrics,
             )
             app.state.bridge = BridgeState(
                 settings, options, receiver, sender, metrics, private_key, admission

@@ -7,6 +7,7 @@ Records are checked on B's topics by tailing them from before each test's first 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat
 import time
 import uuid
@@ -242,6 +243,57 @@ async def test_a_batch_of_five_million_empty_records_is_refused_at_once_in_one_l
         ok = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
         got = await tail.collect(has_id(env.id), count=1, settle_s=0)
     assert ok.json()["produced"] == 1 and len(got) == 1
+
+
+async def _until_metric(bridge: BridgeProcess, name: str, value: float) -> None:
+    for _ in range(300):  # the bridge is another process: poll its /metrics
+        if (await bridge.metrics()).get(name) == value:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never became {value}:\n{bridge.tail()}")
+
+
+async def test_a_peer_over_its_share_is_told_to_retry_and_bodies_are_read_only_when_declared(
+    bridges: Any, keys: Path, kafka_pair: Any
+) -> None:
+    _, b = bridges
+    key = signing.load_private_key(keys / A / "private.pem")
+    headers = {PARTY_HEADER: A, SIGNATURE_HEADER: signing.sign(key, b"unused")}
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"x"
+        await release.wait()  # then ends short of what it declared
+
+    async def hold(client: httpx.AsyncClient) -> None:
+        declared = {**headers, "Content-Length": "64000000"}  # the most one body may be
+        with contextlib.suppress(httpx.HTTPError):
+            await client.post(b.url + PATH, content=slow_body(), headers=declared)
+
+    gauge = f'tessera_bridge_peer_bytes_in_progress{{peer="{A}"}}'
+    async with httpx.AsyncClient(timeout=30) as client:
+        # a body over the limit is refused on its declared size, before a byte of it is read
+        too_large = await client.post(
+            b.url + PATH, content=b"", headers={**headers, "Content-Length": str(300 * 2**20)}
+        )
+        assert (too_large.status_code, too_large.json()["error"]) == (413, "too_large")
+        # a body of undeclared size (chunked) is not read at all
+        chunked = await client.post(b.url + PATH, content=slow_body(), headers=headers)
+        assert (chunked.status_code, chunked.json()["error"]) == (411, "length_required")
+        # two bodies of 64 MB in progress: A's share of bytes (128 MB) is taken
+        holders = [asyncio.create_task(hold(client)) for _ in range(2)]
+        await _until_metric(b, gauge, 128_000_000)
+        busy = await signed_post(b.url, A, keys / A / "private.pem", batch_of(fed(A, B)))
+        assert (busy.status_code, busy.json()["error"]) == (429, "too_many_bytes")
+        assert busy.headers["Retry-After"] == "1"
+        release.set()
+        await asyncio.gather(*holders)
+    await _until_metric(b, gauge, 0)
+    env = fed(A, B)
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        ok = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
+        assert ok.status_code == 200, ok.text
+        assert len(await tail.collect(has_id(env.id), count=1, settle_s=0)) == 1
 
 
 async def test_a_replayed_batch_is_produced_once(bridges: Any, keys: Path, kafka_pair: Any) -> None:
