@@ -8,11 +8,12 @@ A signed request is taken in this order, each step before the next costs anythin
 party is a known peer and a signature header is present (401), the body declares its size within
 ``BRIDGE_MAX_BODY_BYTES`` (411/413), the peer is within its share of requests and bytes in
 progress (429, :mod:`federation_bridge.admission`), then the body is read up to its declared size
-and verified.
+and verified (408 if it does not arrive within ``BRIDGE_HTTP_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -127,7 +128,7 @@ def create_app(
             peer = state.receiver.claimed_peer(party, signature)
             size = _declared_size(request, state.options.max_body_bytes)
             with state.admission.admit(peer, size):
-                body = await _read_body(request, size)
+                body = await _read_body(request, size, state.options.http_timeout_s)
                 accepted = await state.receiver.receive(party, signature, body)
         except Rejected as exc:
             state.receiver.reject(party, exc)
@@ -248,16 +249,20 @@ def _declared_size(request: Request, limit: int) -> int:
     return size
 
 
-async def _read_body(request: Request, size: int) -> bytes:
-    """Exactly the declared ``size`` bytes of the body (the server refuses more than declared)."""
+async def _read_body(request: Request, size: int, timeout_s: float) -> bytes:
+    """Exactly the declared ``size`` bytes of the body, within ``timeout_s`` (a trickling body
+    would otherwise hold one of its peer's admissions for ever)."""
     body = bytearray()
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > size:
-                break
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > size:
+                    break
     except ClientDisconnect as exc:
         raise Rejected(400, "incomplete", "the client went away before sending its body") from exc
+    except TimeoutError as exc:
+        raise Rejected(408, "slow_body", f"the body did not arrive within {timeout_s} s") from exc
     if len(body) != size:
         raise Rejected(400, "incomplete", f"the body is not the {size} bytes declared")
     return bytes(body)
@@ -270,7 +275,7 @@ async def _signed_body(request: Request, state: BridgeState, limit: int) -> byte
     )
     size = _declared_size(request, limit)
     with state.admission.admit(party, size):
-        return await _read_body(request, size)
+        return await _read_body(request, size, state.options.http_timeout_s)
 
 
 def _error(exc: Rejected) -> JSONResponse:

@@ -35,6 +35,7 @@ class BridgeOptions(BaseModel):
     commit_interval_s: float = Field(default=0.2, ge=0)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    # a request to a peer, and a body from a peer (a slower one is refused, 408)
     http_timeout_s: float = Field(default=30.0, gt=0)
     # how long a record id is remembered by the receiver; older batches are refused
     dedup_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
