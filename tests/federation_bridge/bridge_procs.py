@@ -119,7 +119,7 @@ class BridgeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine starts Kafka clients slowly
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"bridge {self.party} exited:\n{self.tail()}"
             try:
