@@ -63,7 +63,7 @@ def test_a_killed_workers_step_is_retried_and_the_job_succeeds(
     assert "worker lost: no heartbeat for" in host.services["flow_server"].log_file.read_text()
     # every service of the party serves /metrics; the host's flow_server counted the lost step
     scraped = {
-        name: httpx.get(f"{stack.party(HOST).base_url(name)}/metrics", timeout=10)
+        name: httpx.get(f"{stack.party(HOST).internal_url(name)}/metrics", timeout=10)
         for name in ("flow_server", "task_engine", "dashboard", "federation_bridge")
     }
     assert all(r.status_code == 200 for r in scraped.values()), scraped
