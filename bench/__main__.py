@@ -1,4 +1,5 @@
-"""``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]``."""
+"""``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
+[--engine local|spark] [--spark-master URL]``."""
 
 from __future__ import annotations
 
@@ -32,8 +33,24 @@ def main(argv: list[str] | None = None) -> None:
         help="where breast_hetero_*.csv and default_credit_hetero_*.csv are",
     )
     parser.add_argument("--out", type=Path, help="also append each JSON line to this file")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="where hetero_lr and hetero_secureboost compute (fedalgo.computing)",
+    )
+    parser.add_argument(
+        "--spark-master", default="local[*]", help="the Spark master of --engine spark"
+    )
     args = parser.parse_args(argv)
-    BENCHMARKS[args.name](Options(dataset=args.dataset, data_dir=args.data_dir, out=args.out))
+    options = Options(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        out=args.out,
+        engine=args.engine,
+        spark_master=args.spark_master,
+    )
+    BENCHMARKS[args.name](options)
 
 
 if __name__ == "__main__":

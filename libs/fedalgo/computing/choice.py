@@ -67,11 +67,8 @@ class SparkOffer:
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> SparkOffer:
+        """The offer a worker hands its steps (``PartySettings.spark_environ``)."""
         return cls(**{f: environ.get(var, "").strip() for f, var in _OFFER_ENV.items()})
-
-    def to_environ(self) -> dict[str, str]:
-        """The variables that carry this offer to a step (only those that are set)."""
-        return {var: getattr(self, f) for f, var in _OFFER_ENV.items() if getattr(self, f)}
 
     @property
     def cluster(self) -> bool:
