@@ -53,6 +53,9 @@ def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
         # In a sandbox only loopback exists and the host name does not resolve.
         defaults["spark.driver.host"] = "127.0.0.1"
         defaults["spark.driver.bindAddress"] = "127.0.0.1"
+    elif os.environ.get("SPARK_DRIVER_HOST"):
+        # Where the executors reach this driver (a step pod's address, set by the task_engine).
+        defaults["spark.driver.host"] = os.environ["SPARK_DRIVER_HOST"]
     return {**defaults, **conf}
 
 
