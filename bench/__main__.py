@@ -7,7 +7,16 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import binning, bridge, datasets, hetero_lr, intersect, paillier, secureboost
+from bench import (
+    binning,
+    bridge,
+    datasets,
+    hetero_lr,
+    intersect,
+    paillier,
+    secureboost,
+    spark_start,
+)
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
@@ -17,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "hetero_secureboost": secureboost.run,
     "intersect": intersect.run,
     "binning": binning.run,
+    "spark_start": spark_start.run,
 }
 
 

@@ -27,7 +27,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import numpy as np
 
@@ -117,7 +117,7 @@ class Computing(ABC):
     def close(self) -> None:
         """Release the workers (or the Spark session this object started). Idempotent."""
 
-    def __enter__(self) -> Computing:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
