@@ -46,12 +46,12 @@ def local() -> Iterator[LocalComputing]:
 
 
 @pytest.fixture(scope="module")
-def breast(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def breast(fl_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The first ROWS rows of the shared breast split (guest with labels, host)."""
     out = tmp_path_factory.mktemp("breast")
     files = {}
     for role in ("guest", "host"):
-        header, rows = read_rows(shared_data / f"breast_hetero_{role}.csv")
+        header, rows = read_rows(fl_data / f"breast_hetero_{role}.csv")
         files[role] = write_rows(out / f"{role}.csv", header, rows[:ROWS])
     return files
 
