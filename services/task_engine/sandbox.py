@@ -13,8 +13,10 @@ compute, not to behave. Inside its sandbox a step
   read-only;
 * can talk to: its worker, through the Unix socket ``step.sock`` in the work dir, and nothing
   else: it has its own network namespace (loopback only, no route out, no abstract Unix sockets
-  of the host), its own PID namespace (it sees only its own processes and cannot signal others),
-  IPC namespace (no host SysV/POSIX shared memory) and UTS namespace;
+  of the host; the one exception is a step whose job names the Spark cluster master this party
+  configured, which shares the host's network: :class:`SparkSandbox`), its own PID namespace
+  (it sees only its own processes and cannot signal others), IPC namespace (no host SysV/POSIX
+  shared memory) and UTS namespace;
 * cannot see: the rest of ``state_dir`` (other jobs' work dirs, the flow_server database; it is
   covered by an empty tmpfs before the step's own paths are bound back), the worker's
   environment (``--clearenv``: no keys or database URLs leak through variables), home
