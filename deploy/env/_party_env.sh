@@ -66,6 +66,21 @@ TASK_TIMEOUT_S=
 HEARTBEAT_INTERVAL_S=
 HEARTBEAT_TIMEOUT_S=
 
+# --- Spark (docs/deploy.md, "Steps on Spark"; empty: a job may use local[*] only) ----------------
+# An external Spark master a job's spark-master-name may name (spark://host:7077), or
+# SPARK_ON_KUBERNETES=1 for executors as pods in this namespace (the master is then
+# k8s://https://kubernetes.default.svc:443).
+SPARK_MASTER=
+SPARK_ON_KUBERNETES=
+# The CIDRs of an external Spark cluster: the only network a step on it may reach (comma-separated).
+SPARK_CLUSTER_CIDRS=
+# The party's default spark-submit flags, Hadoop configuration dir, the Hadoop users a job may
+# pick (comma-separated, first = default), and where a job's hdfs-libs-path may point.
+SPARK_SUBMIT_ARGS=
+HADOOP_CONF_DIR=
+HADOOP_USER_NAME=
+SPARK_EXTRA_LIBS_PATH=
+
 # --- images and cluster ---------------------------------------------------------------------------
 SERVICE_IMAGE=tessera/service:0.1.0
 # The default step image; a job picks another with its `runtime-image` argument.

@@ -49,6 +49,14 @@ write_values() {
     done
     # only what the env file sets: the chart's defaults stand for the rest
     echo "timing: {$(IFS=,; echo "${timing[*]}")}"
+    echo "spark:"
+    echo "  master: $(yq_str "${SPARK_MASTER-}")"
+    echo "  submitArgs: $(yq_str "${SPARK_SUBMIT_ARGS-}")"
+    echo "  hadoopConfDir: $(yq_str "${HADOOP_CONF_DIR-}")"
+    echo "  hadoopUserName: $(yq_str "${HADOOP_USER_NAME-}")"
+    echo "  extraLibsPath: $(yq_str "${SPARK_EXTRA_LIBS_PATH-}")"
+    echo "  clusterCidrs: [$(for c in ${SPARK_CLUSTER_CIDRS//,/ }; do printf '%s,' "$(yq_str "$c")"; done | sed 's/,$//')]"
+    echo "  kubernetes: {enabled: $([ "${SPARK_ON_KUBERNETES-}" = 1 ] && echo true || echo false)}"
     echo "bridge:"
     echo "  service: {type: $(yq_str "${BRIDGE_SERVICE_TYPE-NodePort}"), port: ${EXPOSE_MQ_HTTP_PORT:-30370}}"
     echo "ingress:"

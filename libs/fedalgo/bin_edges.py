@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fedalgo.errors import ArgumentError, DataError
+
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
 
 METHODS = ("quantile", "equal-width")
 _ALIASES = {"bucket": "equal-width", "equal_width": "equal-width", "equalwidth": "equal-width"}
@@ -76,10 +80,30 @@ class Binning:
         return self.bins.astype(np.int64) + self.offsets[None, :]
 
 
-def fit_binning(x: np.ndarray, bins: int, method: str) -> Binning:
-    """Bin every column of ``x`` with ``bins`` bins at most."""
-    splits = [column_splits(x[:, j], bins, method) for j in range(x.shape[1])]
-    return Binning(splits, apply_splits(x, splits))
+def fit_binning(
+    x: np.ndarray, bins: int, method: str, computing: Computing | None = None
+) -> Binning:
+    """Bin every column of ``x`` with ``bins`` bins at most; ``computing``'s workers take a
+    share of the columns each (every column is binned on its own, so the result is the same)."""
+    columns = np.ascontiguousarray(x.T)
+    if computing is not None and computing.splits(x.size):
+        parts = computing.map_chunks(_bin_columns, [columns], bins, method)
+    else:
+        parts = [_bin_columns(columns, bins, method)]
+    splits = [s for part_splits, _ in parts for s in part_splits]
+    binned = np.concatenate([b for _, b in parts], axis=0)
+    return Binning(splits, np.ascontiguousarray(binned.T))
+
+
+def _bin_columns(
+    columns: np.ndarray, bins: int, method: str
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The split points of each row of ``columns`` (a column of the data) and its bin indices."""
+    splits = [column_splits(c, bins, method) for c in columns]
+    out = np.empty(columns.shape, dtype=np.int32)
+    for j, s in enumerate(splits):
+        out[j] = np.searchsorted(s, columns[j], side="left")
+    return splits, out
 
 
 def apply_splits(x: np.ndarray, splits: list[np.ndarray]) -> np.ndarray:

@@ -10,11 +10,15 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, cast, overload
 
 import numpy as np
 
 from fedalgo.errors import ArgumentError
+from fedalgo.tables import Dataset, Table, dataset_of
+
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
 
 T = TypeVar("T")
 MetricCallback = Callable[[str, Any, "int | None"], None]
@@ -131,16 +135,21 @@ class Context:
         federation: Federation,
         on_metric: MetricCallback | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        computing: Computing | None = None,
     ) -> None:
         self.role = role
         self.party_id = str(party_id)
         self.parties: dict[str, list[str]] = {r: [str(p) for p in ps] for r, ps in parties.items()}
         self.args: dict[str, Any] = dict(args)
+        # A URI (hdfs://, s3a://, file://) stays a string: Path would fold its "//".
+        self._locations: dict[str, str] = {k: str(v) for k, v in inputs.items()}
         self.inputs: dict[str, Path] = {k: Path(v) for k, v in inputs.items()}
         self.outputs: dict[str, Path] = {k: Path(v) for k, v in outputs.items()}
         self.federation = federation
         self._on_metric = on_metric
         self.logger = logger or logging.getLogger(f"fedalgo.{role}.{self.party_id}")
+        self._computing = computing
+        self._owns_computing = False
         self._role_of: dict[str, str] = {}
         for r, ids in self.parties.items():
             for pid in ids:
@@ -222,6 +231,41 @@ class Context:
         if not path.is_file():
             raise ArgumentError(f"input {name!r}: no file at {path}")
         return path
+
+    def read_table(self, name: str) -> Table:
+        """Input ``name`` as a table, read by the computing engine (Spark reads URIs)."""
+        location = self._locations.get(name, "")
+        if "://" in location:
+            return self.computing.read_table(location)
+        return self.computing.read_table(str(self.input(name)))
+
+    def read_dataset(self, name: str, *, with_label: bool) -> Dataset:
+        """Input ``name`` as numeric data (:func:`fedalgo.tables.read_dataset`), read as above."""
+        return dataset_of(self.read_table(name), self.input_location(name), with_label=with_label)
+
+    def input_location(self, name: str) -> str:
+        """Input ``name`` as given (a path or a URI), for messages."""
+        return self._locations.get(name, name)
+
+    # -- computing ----------------------------------------------------------------------------
+
+    @property
+    def computing(self) -> Computing:
+        """Where this run's data-parallel work goes; the local process pool unless the step
+        was given an engine (:mod:`fedalgo.computing`). Workers start on first use."""
+        if self._computing is None:
+            from fedalgo.computing import LocalComputing  # here: fedalgo.computing imports paillier
+
+            self._computing = LocalComputing()
+            self._owns_computing = True
+        return self._computing
+
+    def close(self) -> None:
+        """Release the computing engine if this context started it (the caller owns a given one)."""
+        if self._owns_computing and self._computing is not None:
+            self._computing.close()
+            self._computing = None
+            self._owns_computing = False
 
     def output(self, name: str) -> Path:
         """The path to write output ``name`` to (its directory is created)."""

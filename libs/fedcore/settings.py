@@ -90,6 +90,18 @@ class PartySettings(BaseModel):
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
     step_cpu_s: int = Field(default=3600, gt=0)  # CPU seconds per step process
     step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid
+    # What this party lets a job's steps compute on (fedalgo.computing.choice): a cluster master
+    # (empty: local[*] only), default spark-submit args, Hadoop configuration and users, and
+    # where a job's hdfs-libs-path may point.
+    spark_master: str = ""
+    spark_submit_args: str = ""
+    hadoop_conf_dir: str = ""
+    hadoop_user_name: str = ""
+    spark_extra_libs_path: str = ""
+    # A Spark step's rlimits: a JVM reserves far more address space than it uses, and runs
+    # many threads, so the STEP_MEMORY_MB / STEP_MAX_PROCS limits would kill it.
+    spark_step_memory_mb: int = Field(default=8192, gt=0)
+    spark_step_max_procs: int = Field(default=1024, gt=0)
     # API tokens on the flow_server even on loopback (they are always required off loopback)
     require_api_token: bool = False
     # a first API token handed over by the installer (Helm); its hash is registered at start
@@ -136,6 +148,17 @@ class PartySettings(BaseModel):
         if self.heartbeat_timeout_s is not None:
             return self.heartbeat_timeout_s
         return 3 * self.heartbeat_interval_s
+
+    def spark_environ(self) -> dict[str, str]:
+        """This party's Spark offer as the variables a step reads (only those that are set)."""
+        names = {
+            "SPARK_MASTER": self.spark_master,
+            "SPARK_SUBMIT_ARGS": self.spark_submit_args,
+            "HADOOP_CONF_DIR": self.hadoop_conf_dir,
+            "HADOOP_USER_NAME": self.hadoop_user_name,
+            "SPARK_EXTRA_LIBS_PATH": self.spark_extra_libs_path,
+        }
+        return {k: v for k, v in names.items() if v}
 
     @property
     def own_flow_server_url(self) -> str:
@@ -207,6 +230,13 @@ class PartySettings(BaseModel):
             "step_memory_mb": "STEP_MEMORY_MB",
             "step_cpu_s": "STEP_CPU_S",
             "step_max_procs": "STEP_MAX_PROCS",
+            "spark_master": "SPARK_MASTER",
+            "spark_submit_args": "SPARK_SUBMIT_ARGS",
+            "hadoop_conf_dir": "HADOOP_CONF_DIR",
+            "hadoop_user_name": "HADOOP_USER_NAME",
+            "spark_extra_libs_path": "SPARK_EXTRA_LIBS_PATH",
+            "spark_step_memory_mb": "SPARK_STEP_MEMORY_MB",
+            "spark_step_max_procs": "SPARK_STEP_MAX_PROCS",
             "require_api_token": "REQUIRE_API_TOKEN",
             "setup_api_token": "TESSERA_API_TOKEN",
             "log_format": "LOG_FORMAT",

@@ -86,6 +86,10 @@ def _parties(value: Any) -> list[str] | None:
         return [f"{pid}={role}" for role, ids in value.items() for pid in ids]
     return None
 
+# The metric a step reports its computing engine with (task_engine.step), and how much of it is
+# shown (a master URL from a party's own settings, but bounded all the same).
+COMPUTING_METRIC = "computing"
+MAX_ENGINE_TEXT = 120
 
 @dataclass
 class TaskView:
@@ -114,6 +118,9 @@ class StepView:
     # from the pipeline, as the flow_server announces it in job.status
     component: str | None = None
     depends: list[str] = field(default_factory=list)
+    # party id -> where its step computed ("local", or "spark" and the master), from the
+    # step's ``computing`` metric (fedalgo.computing)
+    engines: dict[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -351,6 +358,11 @@ def _apply_metric(job: JobView, env: Envelope) -> bool:
     key = MetricKey(env.task, str(body.get("party") or env.src), name)
     if env.task is not None:
         _step(job, env.task)
+    if env.task is not None and name == COMPUTING_METRIC and isinstance(value, Mapping):
+        engine, master = _text(value.get("engine")), _text(value.get("master"))
+        if engine is not None:
+            where = f"{engine} ({master})" if engine != "local" and master else engine
+            _step(job, env.task).engines[key.party] = where[:MAX_ENGINE_TEXT]
     if not _is_number(value):
         job.curves[key] = to_jsonable(value)
     elif iteration is None:

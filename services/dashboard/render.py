@@ -303,7 +303,12 @@ def steps_table(detail: JobDetail) -> str:
                 cells.append('<td class="muted">—</td>')
                 continue
             reason = f' <span class="muted">{escape(task.reason)}</span>' if task.reason else ""
-            cells.append(f'<td data-party="{escape(party)}">{state_badge(task.state)}{reason}</td>')
+            engine = ""
+            if task.engine:
+                engine = f' <span class="engine muted">on {escape(task.engine)}</span>'
+            cells.append(
+                f'<td data-party="{escape(party)}">{state_badge(task.state)}{engine}{reason}</td>'
+            )
         rows.append(
             f'<tr data-step="{escape(step.name)}" data-state="{escape(step.state)}">'
             f'<th scope="row">{escape(step.name)}</th>'

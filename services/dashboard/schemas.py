@@ -19,6 +19,7 @@ class TaskOut(BaseModel):
     state: str
     reason: str | None
     updated_at: float
+    engine: str | None = None  # "local", or "spark (<master>)": the step's computing metric
 
 
 class StepOut(BaseModel):
@@ -33,7 +34,13 @@ class StepOut(BaseModel):
     @classmethod
     def of(cls, step: StepView) -> Self:
         tasks = [
-            TaskOut(party=party, state=t.state, reason=t.reason, updated_at=t.updated_at)
+            TaskOut(
+                party=party,
+                state=t.state,
+                reason=t.reason,
+                updated_at=t.updated_at,
+                engine=step.engines.get(party),
+            )
             for party, t in sorted(step.tasks.items())
         ]
         out = cls(

@@ -265,10 +265,15 @@ class StepExecution:
             raise
 
     def _launch(self) -> StepLaunch:
+        # The step checks the master against the party's offer (fedalgo.computing.choice) and
+        # fails with the reason; the runtime only sizes the sandbox by it.
+        master = self.task.args.get("spark-master-name")
+        spark_master = master.strip() if isinstance(master, str) else ""
         return StepLaunch(
             self.work_dir,
-            inputs=tuple(Path(p) for p in self.task.inputs.values()),
+            inputs=tuple(Path(p) for p in self.task.inputs.values() if "://" not in p),
             writable=(Path(self.task.output_dir),),
+            spark_master=spark_master,
         )
 
     async def supervise(self) -> Outcome:

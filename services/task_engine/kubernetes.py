@@ -79,6 +79,11 @@ class KubernetesConfig:
     timeout_s: int = 3600
     kill_grace_s: int = 10
     ttl_after_finished_s: int = 600
+    # Spark (fedalgo.computing.choice): the master this party configured, a Spark step's memory,
+    # and the ServiceAccount a step on Spark-on-Kubernetes runs under (the chart's spark-driver).
+    spark_master: str = ""
+    spark_memory_mb: int = 8192
+    spark_service_account: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KubernetesConfig:
@@ -97,7 +102,15 @@ class KubernetesConfig:
             memory_mb=int(environ.get("STEP_MEMORY_MB", "2048")),
             run_as_user=int(environ.get("STEP_RUN_AS_USER", "10001")),
             timeout_s=int(float(environ.get("TASK_TIMEOUT_S", "3600"))),
+            spark_master=environ.get("SPARK_MASTER", ""),
+            spark_memory_mb=int(environ.get("SPARK_STEP_MEMORY_MB", "8192")),
+            spark_service_account=environ.get("STEP_SPARK_SERVICE_ACCOUNT", ""),
         )
+
+    def on_spark_cluster(self, launch: StepLaunch) -> bool:
+        """Whether the step's job names this party's Spark cluster master (not local[...])."""
+        master = launch.spark_master
+        return bool(master) and master == self.spark_master and not master.startswith("local")
 
 
 def job_name(work_dir: Path) -> str:
@@ -123,6 +136,16 @@ def render_job(
     """The Job manifest of one step (pure: tested against the Kubernetes schemas)."""
     name = job_name(launch.work_dir)
     all_labels = {"app.kubernetes.io/part-of": "tessera", "tessera.io/role": "step", **labels}
+    cluster = config.on_spark_cluster(launch)
+    memory_mb = config.spark_memory_mb if launch.spark_master else config.memory_mb
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(launch.env.items())]
+    if cluster:
+        # The NetworkPolicy spark-driver-steps lets only these pods reach the cluster; its
+        # executors connect back to the driver at the pod's address.
+        all_labels["tessera.io/spark"] = "cluster"
+        env.append(
+            {"name": "SPARK_DRIVER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        )
     mounts: list[dict[str, Any]] = [
         {"name": "state", "mountPath": str(config.volume_root), "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -147,10 +170,10 @@ def render_job(
                 "image": image,
                 "command": ["python", "-m", "task_engine.step"],
                 "workingDir": str(launch.work_dir),
-                "env": [{"name": k, "value": v} for k, v in sorted(launch.env.items())],
+                "env": env,
                 "resources": {
-                    "requests": {"cpu": "100m", "memory": f"{min(config.memory_mb, 256)}Mi"},
-                    "limits": {"cpu": config.cpu_limit, "memory": f"{config.memory_mb}Mi"},
+                    "requests": {"cpu": "100m", "memory": f"{min(memory_mb, 256)}Mi"},
+                    "limits": {"cpu": config.cpu_limit, "memory": f"{memory_mb}Mi"},
                 },
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
@@ -166,6 +189,10 @@ def render_job(
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         ],
     }
+    if cluster and config.spark_service_account and launch.spark_master.startswith("k8s://"):
+        # Spark on Kubernetes: the driver creates its executor pods through the API server.
+        pod_spec["serviceAccountName"] = config.spark_service_account
+        pod_spec["automountServiceAccountToken"] = True
     if config.node_name:
         # The step's socket lives on this node's mount of the claim.
         pod_spec["affinity"] = {

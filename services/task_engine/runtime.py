@@ -27,13 +27,16 @@ STDERR_TAIL_BYTES: Final = 2000
 
 @dataclass(frozen=True)
 class StepLaunch:
-    """What to start: the step's work dir, any environment to add for it, and the paths it may
-    use besides its work dir (a sandbox makes ``inputs`` readable and ``writable`` writable)."""
+    """What to start: the step's work dir, any environment to add for it, the paths it may
+    use besides its work dir (a sandbox makes ``inputs`` readable and ``writable`` writable),
+    and the Spark master its job names ('' for the local engine; a sandbox sizes its limits and
+    network by it, see :mod:`task_engine.sandbox`)."""
 
     work_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     inputs: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
+    spark_master: str = ""
 
 
 @dataclass(frozen=True)

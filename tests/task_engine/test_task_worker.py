@@ -261,11 +261,14 @@ async def test_two_parties_run_a_step_together(
     assert read(outputs[GUEST]) == f"[1, 2, 3] {2**100}"
     assert read(outputs[HOST]) == "host done"
 
-    metrics = await collect(bus_a, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert metrics[0].type == "metric"
-    assert metrics[0].body == {"party": GUEST, "name": "pong_sum", "value": 6.0, "step": 1}
-    host_metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert host_metrics[0].body == {"party": HOST, "name": "host_seen", "value": 3, "step": None}
+    # Each step first reports where it computes (here: no spark-master-name, the local pool).
+    metrics = await collect(bus_a, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert all(m.type == "metric" for m in metrics)
+    assert metrics[0].body["name"] == "computing"
+    assert metrics[0].body["value"]["engine"] == "local"
+    assert metrics[1].body == {"party": GUEST, "name": "pong_sum", "value": 6.0, "step": 1}
+    host_metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert host_metrics[1].body == {"party": HOST, "name": "host_seen", "value": 3, "step": None}
 
     logs = await collect(
         bus_b, topics.LOGS, job, lambda es: any("got ping" in e.body["line"] for e in es)
@@ -315,8 +318,8 @@ async def test_the_real_intersect_component_aligns_both_parties_rows(
     guest_ids = [r[0] for r in rows[GUEST][1:]]
     assert sorted(guest_ids) == ["u5", "u6", "u7", "u8"]
     assert [r[0] for r in rows[HOST][1:]] == guest_ids  # one shared order
-    metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert metrics[0].body["name"] == "intersection_size" and metrics[0].body["value"] == 4
+    metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert metrics[1].body["name"] == "intersection_size" and metrics[1].body["value"] == 4
 
 
 async def test_a_failing_component_is_reported_with_its_reason(

@@ -42,8 +42,8 @@ from fedalgo.bin_edges import Binning, check_bins, fit_binning, method_name, woe
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import compress, decompress, pooled_bin_sums
-from fedalgo.tables import LABEL_COLUMN, Dataset, read_dataset, read_table
+from fedalgo.histogram import bin_sums, compress, decompress
+from fedalgo.tables import LABEL_COLUMN, Dataset, dataset_of
 
 TAG = "binning"
 
@@ -83,7 +83,7 @@ def _counts(binning_: Binning) -> list[np.ndarray]:
 def _guest(ctx: Context, method: str, bins: int) -> None:
     with_iv = ctx.arg("iv", bool, True)
     key_bits = _key_bits(ctx) if with_iv else 0
-    data = read_dataset(ctx.input("data"), with_label=True)
+    data = ctx.read_dataset("data", with_label=True)
     if data.n_samples == 0:
         raise DataError("the guest's data has no rows")
     hosts = check_hosts(ctx, f"{TAG}/host_info", data) if ctx.party_ids("host") else {}
@@ -93,7 +93,7 @@ def _guest(ctx: Context, method: str, bins: int) -> None:
     if with_iv and total_events in (0, data.n_samples):
         raise DataError("WOE/IV needs both classes in the labels (all rows are one class)")
 
-    fitted = fit_binning(data.x, bins, method)
+    fitted = fit_binning(data.x, bins, method, ctx.computing)
     features = []
     for j, name in enumerate(data.features):
         counts = np.bincount(fitted.bins[:, j], minlength=fitted.bin_counts[j])
@@ -110,8 +110,7 @@ def _guest(ctx: Context, method: str, bins: int) -> None:
     if hosts and with_iv:
         public_key, private_key = paillier.generate_keypair(key_bits)
         encryptor = paillier.Encryptor(public_key, private_key=private_key)
-        with paillier.PaillierPool() as pool:
-            labels = encryptor.encrypt_ints(y.tolist(), 0, pool=pool)
+        labels = encryptor.encrypt_ints(y.tolist(), 0, pool=ctx.computing)
         ctx.send(
             "host", f"{TAG}/labels", {"public_key_n": public_key.n, "labels": labels.to_wire()}
         )
@@ -192,14 +191,14 @@ def _host_iv(
 
 
 def _host(ctx: Context, method: str, bins: int) -> None:
-    path = ctx.input("data")
-    if LABEL_COLUMN in read_table(path).header:
+    table = ctx.read_table("data")
+    if LABEL_COLUMN in table.header:
         ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-    data: Dataset = read_dataset(path, with_label=False)
+    data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
     ctx.send("guest", f"{TAG}/host_info", host_info(data))
     if not data.features:
         raise DataError("the host's data has no feature columns (only 'id')")
-    fitted = fit_binning(data.x, bins, method)
+    fitted = fit_binning(data.x, bins, method, ctx.computing)
     counts = _counts(fitted)
     setup = ctx.recv("guest", f"{TAG}/setup")
     if not isinstance(setup, dict) or not isinstance(setup.get("iv"), bool):
@@ -233,10 +232,9 @@ def _host_events(ctx: Context, fitted: Binning, counts: list[np.ndarray], rows: 
         raise ProtocolError(f"the guest's public key: {exc}") from None
     labels = paillier.EncryptedVector.from_wire(public_key, message["labels"], expected_len=rows)
     total_bins = sum(fitted.bin_counts)
-    with paillier.PaillierPool() as pool:
-        sums = pooled_bin_sums(
-            pool, labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare
-        )
+    sums = bin_sums(
+        labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare, ctx.computing
+    )
     slot_bits = _slot_bits(rows)
     per_ct = paillier.slots_per_plaintext(public_key.max_int, slot_bits)
     folded = compress(sums, slot_bits, per_ct, public_key.nsquare)

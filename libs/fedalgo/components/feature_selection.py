@@ -27,7 +27,7 @@ from fedalgo.alignment import check_hosts, host_feature_name, host_info
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, read_dataset, read_table, write_table
+from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, read_table, write_table
 
 TAG = "feature_selection"
 METHODS = ("iv-threshold", "iv-top-k", "importance-threshold", "importance-top-k")
@@ -108,7 +108,7 @@ def _guest(ctx: Context) -> None:
     except json.JSONDecodeError as exc:
         raise DataError(f"the model input is not JSON: {exc}") from None
     scores = _scores(model, method)
-    data = read_dataset(ctx.input("data"), with_label=True)
+    data = ctx.read_dataset("data", with_label=True)
     hosts = check_hosts(ctx, f"{TAG}/host_info", data) if ctx.party_ids("host") else {}
     names = list(data.features)
     for host, count in hosts.items():
@@ -126,7 +126,7 @@ def _guest(ctx: Context) -> None:
 
 
 def _host(ctx: Context) -> None:
-    data = read_dataset(ctx.input("data"), with_label=False)
+    data = ctx.read_dataset("data", with_label=False)
     ctx.send("guest", f"{TAG}/host_info", host_info(data))
     if not data.features:
         raise DataError("the host's data has no feature columns (only 'id')")

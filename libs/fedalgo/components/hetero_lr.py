@@ -53,6 +53,7 @@ import numpy as np
 
 from fedalgo import paillier
 from fedalgo.components.registry import component
+from fedalgo.computing import Computing
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
 from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid
@@ -60,9 +61,8 @@ from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
+    dataset_of,
     format_floats,
-    read_dataset,
-    read_table,
     write_table,
 )
 
@@ -171,7 +171,7 @@ class _Guest:
         self.ctx = ctx
         self.config = TrainingConfig.from_context(ctx)
         self.key_bits = key_bits_arg(ctx)
-        self.data = read_dataset(ctx.input("data"), with_label=True)
+        self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
         self.hosts = ctx.party_ids("host")
@@ -219,10 +219,9 @@ class _Guest:
         return keys
 
     def run(self) -> None:
-        with paillier.PaillierPool() as pool:
-            self._run(pool)
+        self._run(self.ctx.computing)
 
-    def _run(self, pool: paillier.PaillierPool) -> None:
+    def _run(self, pool: Computing) -> None:
         ctx, cfg, data = self.ctx, self.config, self.data
         host_features = self._handshake()
         ctx.send("host", "hetero_lr/setup", {"key_bits": self.key_bits, **asdict(cfg)})
@@ -286,7 +285,7 @@ class _Guest:
 
     @staticmethod
     def _fold(
-        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: paillier.PaillierPool
+        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: Computing
     ) -> paillier.EncryptedVector:
         """[[sum_i weights_i X_h[idx_i]]] per packed column, re-randomised for the host."""
         columns = [
@@ -341,14 +340,13 @@ class _Packing:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        path = ctx.input("data")
-        if LABEL_COLUMN in read_table(path).header:
+        table = ctx.read_table("data")
+        if LABEL_COLUMN in table.header:
             ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = read_dataset(path, with_label=False)
+        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
 
     def run(self) -> None:
-        with paillier.PaillierPool() as pool:
-            self._run(pool)
+        self._run(self.ctx.computing)
 
     def _setup(self) -> tuple[TrainingConfig, int]:
         setup = self.ctx.recv("guest", "hetero_lr/setup")
@@ -364,7 +362,7 @@ class _Host:
         cfg.validate()
         return cfg, int(key_bits)
 
-    def _run(self, pool: paillier.PaillierPool) -> None:
+    def _run(self, pool: Computing) -> None:
         ctx, data = self.ctx, self.data
         ctx.send(
             "guest",

@@ -60,15 +60,14 @@ from fedalgo.bin_edges import Binning, check_bins, fit_binning
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import GradientPacking, pooled_bin_sums
+from fedalgo.histogram import GradientPacking, bin_sums
 from fedalgo.logistic import log_loss_sum, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
+    dataset_of,
     format_floats,
-    read_dataset,
-    read_table,
     write_table,
 )
 from fedalgo.tree import Node, SplitCandidate, Tree, best_split, leaf_weight
@@ -171,7 +170,7 @@ class _Guest:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.config = BoostConfig.from_context(ctx)
-        self.data = read_dataset(ctx.input("data"), with_label=True)
+        self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
         y = self.data.y
@@ -200,7 +199,7 @@ class _Guest:
                 "pairs_per_ciphertext": self.packing.pairs_per_ciphertext,
             },
         )
-        self.binning = fit_binning(data.x, cfg.bins, "quantile")
+        self.binning = fit_binning(data.x, cfg.bins, "quantile", ctx.computing)
         self.flat = self.binning.flat()
         self.host_bins = self._host_bins()
         encryptor = paillier.Encryptor(public_key, private_key=private_key)
@@ -209,13 +208,12 @@ class _Guest:
         scores = np.full(data.n_samples, init_score)
         rng = np.random.default_rng(cfg.seed)
         trees: list[Tree] = []
-        with paillier.PaillierPool() as pool:
-            for t in range(cfg.num_trees):
-                tree, node_of_row = self._tree(t, scores, encryptor, pool, rng)
-                weights = {n.id: n.weight for n in tree.nodes if n.is_leaf}
-                scores = scores + np.vectorize(weights.__getitem__, otypes=[float])(node_of_row)
-                trees.append(tree)
-                ctx.metric("loss", log_loss_sum(scores, self.y) / data.n_samples, step=t)
+        for t in range(cfg.num_trees):
+            tree, node_of_row = self._tree(t, scores, encryptor, rng)
+            weights = {n.id: n.weight for n in tree.nodes if n.is_leaf}
+            scores = scores + np.vectorize(weights.__getitem__, otypes=[float])(node_of_row)
+            trees.append(tree)
+            ctx.metric("loss", log_loss_sum(scores, self.y) / data.n_samples, step=t)
         self._write(trees, init_score, scores)
 
     def _host_bins(self) -> dict[str, list[int]]:
@@ -235,7 +233,6 @@ class _Guest:
         t: int,
         scores: np.ndarray,
         encryptor: paillier.Encryptor,
-        pool: paillier.PaillierPool,
         rng: np.random.Generator,
     ) -> tuple[Tree, np.ndarray]:
         ctx, cfg = self.ctx, self.config
@@ -251,7 +248,9 @@ class _Guest:
         g, h = p - self.y, p * (1 - p)
         g[~sampled] = 0.0
         h[~sampled] = 0.0
-        packed = encryptor.encrypt_ints(self.packing.pack(g[rows], h[rows]), 0, pool=pool)
+        packed = encryptor.encrypt_ints(
+            self.packing.pack(g[rows], h[rows]), 0, pool=ctx.computing
+        )
         ctx.send("host", f"{TAG}/{t}/gh", {"rows": rows.astype(np.int64), "gh": packed.to_wire()})
         del packed  # a ciphertext per row, not needed once sent
 
@@ -440,10 +439,10 @@ class _Guest:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        path = ctx.input("data")
-        if LABEL_COLUMN in read_table(path).header:
+        table = ctx.read_table("data")
+        if LABEL_COLUMN in table.header:
             ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = read_dataset(path, with_label=False)
+        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
         self.splits: dict[str, dict[str, Any]] = {}
 
     def _setup(self) -> tuple[BoostConfig, paillier.PublicKey, GradientPacking]:
@@ -473,13 +472,12 @@ class _Host:
         if not data.features:
             raise DataError("the host's data has no feature columns (only 'id')")
         cfg, public_key, packing = self._setup()
-        binning = fit_binning(data.x, cfg.bins, "quantile")
+        binning = fit_binning(data.x, cfg.bins, "quantile", ctx.computing)
         ctx.send("guest", f"{TAG}/host_bins", binning.bin_counts)
         # Standard randomness: the guest holds the key (see the threat model).
         rerandomiser = paillier.Encryptor(public_key, randomness="standard")
-        with paillier.PaillierPool() as pool:
-            for t in range(cfg.num_trees):
-                self._tree(t, cfg, public_key, packing, binning, rerandomiser, pool)
+        for t in range(cfg.num_trees):
+            self._tree(t, cfg, public_key, packing, binning, rerandomiser)
         model = {
             "component": NAME,
             "role": "host",
@@ -497,7 +495,6 @@ class _Host:
         packing: GradientPacking,
         binning: Binning,
         rerandomiser: paillier.Encryptor,
-        pool: paillier.PaillierPool,
     ) -> None:
         ctx, n = self.ctx, self.data.n_samples
         message = ctx.recv("guest", f"{TAG}/{t}/gh")
@@ -533,7 +530,7 @@ class _Host:
             for node in compute:
                 members = _node_rows(node_of_row, node, sampled)
                 cts = [by_row[i] for i in members.tolist()]
-                sums = pooled_bin_sums(pool, cts, flat[members], total, nsq)
+                sums = bin_sums(cts, flat[members], total, nsq, ctx.computing)
                 folded += packing.compress(sums, nsq)
             reply = rerandomiser.rerandomise(paillier.EncryptedVector(public_key, folded, 0))
             ctx.send("guest", _tag(t, depth, "hist"), reply.to_wire())

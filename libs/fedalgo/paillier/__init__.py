@@ -1,9 +1,8 @@
-"""Tessera's Paillier engine on gmpy2: keys, fixed-point encoding, packing, vectors, a pool.
+"""Tessera's Paillier engine on gmpy2: keys, fixed-point encoding, packing, vectors.
 
     public_key, private_key = generate_keypair(2048)          # 1024: allowed, logs a warning
     encryptor = Encryptor(public_key, private_key=private_key)  # DJN randomness, CRT with sk
-    with PaillierPool() as pool:
-        enc = encryptor.encrypt(np.array([0.5, -1.25]), exponent=-8, pool=pool)
+    enc = encryptor.encrypt(np.array([0.5, -1.25]), exponent=-8)  # pool=: fedalgo.computing
     total = (enc + enc).mul(np.array([2.0, 3.0]), exponent=-2)   # [[2*1.0, 3*-2.5]]
     decrypt(private_key, total)                                  # array([ 2. , -7.5])
 
@@ -46,7 +45,6 @@ from fedalgo.paillier.keys import (
     generate_keypair,
 )
 from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
-from fedalgo.paillier.pool import PaillierPool
 from fedalgo.paillier.vector import EncryptedVector, decrypt, decrypt_ints, multi_exp
 
 __all__ = [
@@ -58,7 +56,6 @@ __all__ = [
     "Encryptor",
     "FixedBaseTable",
     "Modulus",
-    "PaillierPool",
     "PrivateKey",
     "PublicKey",
     "Randomness",
