@@ -222,6 +222,9 @@ class TaskStatus(Body):
     outputs: Annotated[dict[Name, Text], Field(max_length=MAX_ENTRIES)] = Field(
         default_factory=dict
     )
+    # a failure the platform caused (lost worker, evicted pod, lost node), from this party's
+    # own worker or flow_server: retried apart from auto-retries (flow_server.protocol.faults)
+    fault: Literal["platform"] | None = None
 
 
 class JobStatus(Body):
@@ -256,6 +259,9 @@ class JobRerun(Body):
     """``job.rerun``: the steps to run again, with their new attempts."""
 
     attempts: Annotated[dict[StepName, Attempt], Field(min_length=1, max_length=MAX_STEPS)]
+    # "platform": the sender restarts a step after a platform fault of its own; the job runs on
+    # and every party keeps its retry counts (flow_server.protocol.faults)
+    fault: Literal["platform"] | None = None
 
 
 class TaskRun(Body):

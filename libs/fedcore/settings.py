@@ -85,6 +85,10 @@ class PartySettings(BaseModel):
     # (default: three intervals)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    # how many times this party reruns a step (at attempt + 1, on every party of the step) after
+    # a platform fault of its own: a lost worker, an evicted pod, a lost node; apart from the
+    # job's `auto-retries`, which are for the step's own failures
+    platform_retries: int = Field(default=2, ge=0)
     # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
     step_runtime: Literal["sandbox", "process", "kubernetes"] = "sandbox"
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
@@ -226,6 +230,7 @@ class PartySettings(BaseModel):
             "worker_concurrency": "WORKER_CONCURRENCY",
             "heartbeat_interval_s": "HEARTBEAT_INTERVAL_S",
             "heartbeat_timeout_s": "HEARTBEAT_TIMEOUT_S",
+            "platform_retries": "PLATFORM_RETRIES",
             "step_runtime": "STEP_RUNTIME",
             "step_memory_mb": "STEP_MEMORY_MB",
             "step_cpu_s": "STEP_CPU_S",

@@ -153,6 +153,7 @@ def create_app(
                     default_output=settings.state_dir / "output",
                     accept_timeout_s=settings.accept_timeout_s,
                     policy=Policy.from_settings(settings),
+                    platform_retries=settings.platform_retries,
                 )
                 server = FlowServer(
                     settings=settings,

@@ -190,6 +190,7 @@ def report_lost(
             "reason": reason,
             "outputs": {},
             "attempt": step.attempt,
+            "fault": protocol.PLATFORM,
         },
     )
     protocol.emit(session, topics.STATUS, env)

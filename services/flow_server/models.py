@@ -91,6 +91,9 @@ class Job(Base):
     step_attempts: Mapped[dict[str, Any] | None]
     # step → automatic retries used since the step last started afresh (absent: 0)
     step_retries: Mapped[dict[str, Any] | None]
+    # step → reruns after this party's platform faults since the step last started afresh
+    # (absent: 0); this party's own count, against its PLATFORM_RETRIES
+    platform_retries: Mapped[dict[str, Any] | None]
     created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
 

@@ -36,6 +36,7 @@ SUCCESS: Final = "success"
 FAILED: Final = "failed"
 CANCELED: Final = "canceled"
 TIMEOUT: Final = "timeout"
+PLATFORM_FAULT: Final = "platform"  # task.status ``fault``: see flow_server.protocol.faults
 # a step's own wall-clock limit, in seconds: its ``timeout`` arg, else the job's ``task-timeout``
 TIMEOUT_ARGS: Final = ("timeout", "task-timeout")
 
@@ -138,19 +139,19 @@ def status_envelope(
     *,
     reason: str | None = None,
     outputs: Mapping[str, str] | None = None,
+    fault: str | None = None,
 ) -> Envelope:
+    body: dict[str, Any] = {
+        "party": task.party_id,
+        "state": state,
+        "reason": reason,
+        "outputs": dict(outputs or {}),
+        "attempt": task.attempt,
+    }
+    if fault is not None:
+        body["fault"] = fault
     return Envelope(
-        type="task.status",
-        job_id=task.job_id,
-        task=task.step,
-        src=task.party_id,
-        body={
-            "party": task.party_id,
-            "state": state,
-            "reason": reason,
-            "outputs": dict(outputs or {}),
-            "attempt": task.attempt,
-        },
+        type="task.status", job_id=task.job_id, task=task.step, src=task.party_id, body=body
     )
 
 
@@ -181,6 +182,7 @@ class Outcome:
     state: str
     reason: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    fault: str | None = None  # "platform": the platform ended the step, not its own error
 
 
 class StepExecution:
@@ -286,7 +288,11 @@ class StepExecution:
         await self._bus.publish(
             topics.STATUS,
             status_envelope(
-                self.task, outcome.state, reason=outcome.reason, outputs=outcome.outputs
+                self.task,
+                outcome.state,
+                reason=outcome.reason,
+                outputs=outcome.outputs,
+                fault=outcome.fault,
             ),
         )
         _log.info(
@@ -370,7 +376,8 @@ class StepExecution:
             if self._result.state == SUCCESS:
                 return Outcome(SUCCESS, None, existing_files(self._result.outputs))
             return self._result
-        return Outcome(FAILED, ended.describe())
+        fault = PLATFORM_FAULT if ended.platform_fault is not None else None
+        return Outcome(FAILED, ended.describe(), fault=fault)
 
     async def _close(self) -> None:
         for relay in self._relays:

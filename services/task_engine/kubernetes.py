@@ -237,12 +237,42 @@ def _finished(job: dict[str, Any]) -> str | None:
     return None
 
 
+def _timed_out(job: dict[str, Any]) -> bool:
+    """The Job failed at its ``activeDeadlineSeconds`` (its pod deleted for it: no fault)."""
+    return any(
+        cond.get("type") == "Failed" and cond.get("reason") == "DeadlineExceeded"
+        for cond in job.get("status", {}).get("conditions", []) or []
+    )
+
+
 def _terminated(pod: dict[str, Any] | None) -> dict[str, Any]:
     for status in (pod or {}).get("status", {}).get("containerStatuses", []) or []:
         terminated = status.get("state", {}).get("terminated")
         if terminated:
             return dict(terminated)
     return {}
+
+
+# pod status reasons the kubelet or the node controller set when they, not the step, ended a pod
+_PLATFORM_REASONS: Final = frozenset({"Evicted", "NodeLost", "Preempting", "Terminated"})
+MAX_FAULT_CHARS: Final = 300
+
+
+def platform_fault(pod: dict[str, Any] | None) -> str | None:
+    """What the platform did to a failed step's pod (evicted it, lost or drained its node), or
+    None if the step failed on its own. A failed Job whose pod is gone lost it with its node."""
+    if pod is None:
+        return "step pod lost (its node is gone)"
+    status = pod.get("status", {}) or {}
+    message = str(status.get("message") or "")[:MAX_FAULT_CHARS]
+    if status.get("reason") in _PLATFORM_REASONS:
+        return f"step pod {str(status['reason']).lower()}: {message}".rstrip(": ")
+    for cond in status.get("conditions", []) or []:
+        # set by evictions, preemptions and the taint manager of an unreachable node
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            why = str(cond.get("reason") or "disrupted")[:MAX_FAULT_CHARS]
+            return f"step pod disrupted ({why}): {message}".rstrip(": ")
+    return None
 
 
 class JobHandle:
@@ -279,20 +309,24 @@ class JobHandle:
     async def wait(self) -> StepExit:
         ns = self._config.namespace
         outcome: str | None = None
+        job: dict[str, Any] = {}
         async for event in self._api.watch_job(ns, self.name):
             if event.get("type") == "DELETED":
                 break
-            outcome = _finished(event.get("object", {}))
+            job = event.get("object", {})
+            outcome = _finished(job)
             if outcome:
                 break
-        terminated = _terminated(await self._api.job_pod(ns, self.name))
+        pod = await self._api.job_pod(ns, self.name)
+        terminated = _terminated(pod)
         await self._stop_log()
         with contextlib.suppress(KubernetesError):
             await self._api.delete_job(ns, self.name, 0)
         if self._killed or outcome is None:
             return StepExit(None, signal.SIGKILL, tail(self._work_dir / STDERR_FILE))
         code = terminated.get("exitCode", 0 if outcome == "Complete" else 1)
-        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE))
+        fault = platform_fault(pod) if outcome == "Failed" and not _timed_out(job) else None
+        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE), fault)
 
     async def _stop_log(self) -> None:
         if self._log_task is not None:

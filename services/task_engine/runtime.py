@@ -46,8 +46,13 @@ class StepExit:
     returncode: int | None
     signal: int | None
     stderr_tail: str
+    # what the platform did to the step, if it ended it (an evicted pod, a lost node): a fault
+    # the flow_server retries apart from the step's auto-retries
+    platform_fault: str | None = None
 
     def describe(self) -> str:
+        if self.platform_fault is not None:
+            return self.platform_fault
         if self.signal is not None:
             how = f"was killed by {signal.Signals(self.signal).name}"
         else:

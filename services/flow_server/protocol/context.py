@@ -40,6 +40,8 @@ class PartyContext:
     accept_timeout_s: float = 60.0
     # how this party answers its peers' proposals (grants, ACCEPT_POLICY)
     policy: Policy = field(default_factory=Policy)
+    # how many times a step is rerun after this party's platform faults (see ``faults``)
+    platform_retries: int = 2
 
 
 def derived_id(*parts: str) -> str:

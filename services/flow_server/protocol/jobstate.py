@@ -298,9 +298,13 @@ def restart_steps(
     *,
     cause: str,
     why: str,
+    afresh: bool = True,
 ) -> None:
     """Forget the tasks of ``attempts``' steps (every party's) and set their new attempts, so
-    that ``schedule`` dispatches them again; this party's copies still alive are killed."""
+    that ``schedule`` dispatches them again; this party's copies still alive are killed.
+
+    A step restarted ``afresh`` (a rerun) gets its retry budgets back; one restarted after a
+    platform fault (``afresh=False``) keeps what it has used of them."""
     for name, attempt in attempts.items():
         for task in [t for t in job.tasks if t.step == name]:
             if task.party_id == ctx.me and task.state not in TaskState.TERMINAL:
@@ -317,4 +321,8 @@ def restart_steps(
     # the deletes first: the new attempts' rows reuse the (job, step, party) key
     session.flush()
     job.step_attempts = {**(job.step_attempts or {}), **attempts}
-    job.step_retries = {k: v for k, v in (job.step_retries or {}).items() if k not in attempts}
+    if afresh:
+        job.step_retries = {k: v for k, v in (job.step_retries or {}).items() if k not in attempts}
+        job.platform_retries = {
+            k: v for k, v in (job.platform_retries or {}).items() if k not in attempts
+        }

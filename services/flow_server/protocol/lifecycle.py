@@ -16,6 +16,7 @@ from fedcore import topics
 from fedcore.envelope import Envelope
 from flow_server import scheduler, states
 from flow_server.models import Job, JobState
+from flow_server.protocol import faults
 from flow_server.protocol.context import (
     PartyContext,
     ProtocolError,
@@ -176,7 +177,13 @@ def on_rerun(session: Session, ctx: PartyContext, env: Envelope) -> None:
         if name not in steps or not isinstance(attempt, int) or attempt < 1:
             raise ProtocolError(f"job.rerun for {job.id}: bad attempt {name!r}: {attempt!r}")
         attempts[name] = attempt
-    _rerun(session, ctx, job, attempts, cause=env.id)
+    fault = env.body.get("fault")
+    if fault == faults.PLATFORM:
+        faults.on_platform_rerun(session, ctx, job, attempts, src=env.src, cause=env.id)
+    elif fault is None:
+        _rerun(session, ctx, job, attempts, cause=env.id)
+    else:
+        raise ProtocolError(f"job.rerun for {job.id}: unknown fault {fault!r}")
 
 
 def on_delete(session: Session, ctx: PartyContext, env: Envelope) -> None:

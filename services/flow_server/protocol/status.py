@@ -20,6 +20,7 @@ from flow_server.protocol.context import (
     step_attempt,
     steps_of,
 )
+from flow_server.protocol.faults import PLATFORM, retry_platform_fault
 from flow_server.protocol.jobstate import (
     forward,
     record_view,
@@ -91,6 +92,8 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
         # a retried or rerun step's old attempt (e.g. the copy killed for the retry)
         log.info("task %s/%s on %s: status of old attempt %d ignored", job.id, step, party, attempt)
         return
+    if party == ctx.me and state == TaskState.FAILED and _platform_retried(session, ctx, job, env):
+        return
 
     task = next((t for t in job.tasks if t.step == step and t.party_id == party), None)
     if task is None:
@@ -118,6 +121,20 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
     schedule(session, ctx, job, cause=env.id)
 
 
+def _platform_retried(session: Session, ctx: PartyContext, job: Job, env: Envelope) -> bool:
+    """A failure of this party's step that its platform caused, rerun instead of applied."""
+    fault = env.body.get("fault")
+    if fault is None:
+        return False
+    if fault != PLATFORM:
+        raise ProtocolError(f"task.status for {job.id}: unknown fault {fault!r}")
+    step = str(env.task)
+    attempt = env.body.get("attempt")
+    attempt = attempt if isinstance(attempt, int) and attempt > 0 else step_attempt(job, step)
+    reason = body_field(env, "reason", str, required=False)
+    return retry_platform_fault(session, ctx, job, step, attempt, reason, cause=env.id)
+
+
 def _maybe_retry(session: Session, ctx: PartyContext, job: Job, step: str, *, cause: str) -> None:
     """Run a failed step again at attempt + 1 on all its parties, if it has retries left.
 
@@ -132,5 +149,5 @@ def _maybe_retry(session: Session, ctx: PartyContext, job: Job, step: str, *, ca
         return
     attempt = step_attempt(job, step) + 1
     log.info("job %s: retrying step %s (attempt %d, retry %d)", job.id, step, attempt, used + 1)
-    restart_steps(session, ctx, job, {step: attempt}, cause=cause, why="retried")
+    restart_steps(session, ctx, job, {step: attempt}, cause=cause, why="retried", afresh=False)
     job.step_retries = {**(job.step_retries or {}), step: used + 1}
