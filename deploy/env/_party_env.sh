@@ -61,10 +61,13 @@ ACCEPT_TIMEOUT_S=
 # is also the longest a peer's bridge may be away while a job runs.
 TASK_TIMEOUT_S=
 # How often the task_engine lists its running steps to the flow_server (default 5), and how long a
-# running step may go unlisted before it is failed "worker lost" and, with auto-retries, run again
-# (default three intervals; must exceed the interval).
+# running step may go unlisted before it counts as lost with its worker, a platform fault (default
+# three intervals; must exceed the interval).
 HEARTBEAT_INTERVAL_S=
 HEARTBEAT_TIMEOUT_S=
+# How many times this party reruns a step its platform lost (a lost worker, an evicted step pod, a
+# lost node), at attempt + 1 on every party, apart from a job's auto-retries (default 2; 0: fail).
+PLATFORM_RETRIES=
 
 # --- Spark (docs/deploy.md, "Steps on Spark"; empty: a job may use local[*] only) ----------------
 # An external Spark master a job's spark-master-name may name (spark://host:7077), or

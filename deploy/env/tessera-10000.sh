@@ -36,6 +36,8 @@ ACCEPT_TIMEOUT_S=
 TASK_TIMEOUT_S=
 HEARTBEAT_INTERVAL_S=
 HEARTBEAT_TIMEOUT_S=
+# Reruns of a step lost to this party's platform, apart from auto-retries (empty: 2).
+PLATFORM_RETRIES=
 
 SERVICE_IMAGE=tessera/service:0.1.0
 RUNTIME_IMAGE=tessera/runtime:0.1.0

@@ -12,7 +12,7 @@ PARTY_VARS=(PARTY_ID DOMAIN INTERNAL_MQ_HOST INTERNAL_MQ_TCP_PORT EXPOSE_MQ_HTTP
   RUNTIME_IMAGE KAFKA_IMAGE POSTGRES_IMAGE INGRESS_CLASS INGRESS_TLS_SECRET INGRESS_TLS_CERT
   INGRESS_TLS_KEY INGRESS_CONTROLLER_NAMESPACE STORAGE_CLASS ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S
   HEARTBEAT_TIMEOUT_S SPARK_MASTER SPARK_SUBMIT_ARGS HADOOP_CONF_DIR HADOOP_USER_NAME
-  SPARK_EXTRA_LIBS_PATH SPARK_ON_KUBERNETES SPARK_CLUSTER_CIDRS)
+  SPARK_EXTRA_LIBS_PATH SPARK_ON_KUBERNETES SPARK_CLUSTER_CIDRS PLATFORM_RETRIES)
 TIMING_VARS=(ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S HEARTBEAT_TIMEOUT_S)
 
 err() { ERRORS+=("$1"); }
@@ -89,6 +89,10 @@ check_timing() {
   if [ -n "$lost" ] && is_seconds "$lost" && is_seconds "$interval" &&
     awk -v t="$lost" -v i="$interval" 'BEGIN { exit !(t <= i) }'; then
     err "HEARTBEAT_TIMEOUT_S=$lost must exceed HEARTBEAT_INTERVAL_S=$interval, or every running step would be failed as lost"
+  fi
+  v="$(val PLATFORM_RETRIES)"
+  if [ -n "$v" ] && ! [[ "$v" =~ ^[0-9]+$ ]]; then
+    err "PLATFORM_RETRIES='$v' is malformed: expected a whole number of retries (0 or more), or nothing for the default"
   fi
 }
 

@@ -57,6 +57,7 @@ write_values() {
     echo "  extraLibsPath: $(yq_str "${SPARK_EXTRA_LIBS_PATH-}")"
     echo "  clusterCidrs: [$(for c in ${SPARK_CLUSTER_CIDRS//,/ }; do printf '%s,' "$(yq_str "$c")"; done | sed 's/,$//')]"
     echo "  kubernetes: {enabled: $([ "${SPARK_ON_KUBERNETES-}" = 1 ] && echo true || echo false)}"
+    if [ -n "$(val PLATFORM_RETRIES)" ]; then echo "platformRetries: $(val PLATFORM_RETRIES)"; fi
     echo "bridge:"
     echo "  service: {type: $(yq_str "${BRIDGE_SERVICE_TYPE-NodePort}"), port: ${EXPOSE_MQ_HTTP_PORT:-30370}}"
     echo "ingress:"

@@ -352,6 +352,7 @@ def test_deadlines_and_heartbeats_default_to_the_services_defaults(
     assert env["ACCEPT_TIMEOUT_S"] == "60" and env["TASK_TIMEOUT_S"] == "3600"
     assert env["HEARTBEAT_INTERVAL_S"] == "5"
     assert "HEARTBEAT_TIMEOUT_S" not in env, "unset: the flow_server waits three intervals"
+    assert env["PLATFORM_RETRIES"] == "2"
 
 
 def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path) -> None:
@@ -364,6 +365,7 @@ def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path)
             TASK_TIMEOUT_S="1000000",
             HEARTBEAT_INTERVAL_S="0.5",
             HEARTBEAT_TIMEOUT_S="20",
+            PLATFORM_RETRIES="0",
         ),
     )
     env = _party_env(docs)
@@ -372,7 +374,8 @@ def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path)
         env["TASK_TIMEOUT_S"],
         env["HEARTBEAT_INTERVAL_S"],
         env["HEARTBEAT_TIMEOUT_S"],
-    ) == ("300", "1000000", "0.5", "20")
+        env["PLATFORM_RETRIES"],
+    ) == ("300", "1000000", "0.5", "20", "0")
 
 
 def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
@@ -396,6 +399,14 @@ def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.Comple
         (
             ("timing.heartbeatIntervalS=10", "timing.heartbeatTimeoutS=10"),
             "timing.heartbeatTimeoutS (10) must exceed timing.heartbeatIntervalS (10)",
+        ),
+        (
+            ("platformRetries=-1",),
+            'platformRetries must be a whole number of retries (0 or more), got "-1"',
+        ),
+        (
+            ("extraEnv.PLATFORM_RETRIES=5",),
+            "extraEnv.PLATFORM_RETRIES: the chart sets PLATFORM_RETRIES from platformRetries",
         ),
         (
             ("extraEnv.HEARTBEAT_TIMEOUT_S=9",),

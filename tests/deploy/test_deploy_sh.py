@@ -64,6 +64,7 @@ def test_dry_run_prints_the_manifests(tools: Tools, env_dir: Path) -> None:
         ({"ACCEPT_TIMEOUT_S": "0"}, "ACCEPT_TIMEOUT_S='0' is malformed"),
         ({"HEARTBEAT_INTERVAL_S": "-1"}, "HEARTBEAT_INTERVAL_S='-1' is malformed"),
         ({"HEARTBEAT_TIMEOUT_S": "4"}, "HEARTBEAT_TIMEOUT_S=4 must exceed HEARTBEAT_INTERVAL_S=5"),
+        ({"PLATFORM_RETRIES": "two"}, "PLATFORM_RETRIES='two' is malformed: expected a whole"),
         (
             {"HEARTBEAT_INTERVAL_S": "0.5", "HEARTBEAT_TIMEOUT_S": "0.5"},
             "HEARTBEAT_TIMEOUT_S=0.5 must exceed HEARTBEAT_INTERVAL_S=0.5",

@@ -21,6 +21,7 @@ from task_engine.kubernetes import (
     KubernetesRuntime,
     WorkerPod,
     job_name,
+    platform_fault,
     render_job,
 )
 from task_engine.runtime import StepLaunch
@@ -96,8 +97,9 @@ class FakeApiServer:
     """The API server's Job and Pod endpoints over HTTP (httpx.MockTransport), in memory: a Job
     created completes with ``exit_code``; one deleted before it completed is gone."""
 
-    def __init__(self, exit_code: int = 0) -> None:
+    def __init__(self, exit_code: int = 0, pod_status: dict[str, Any] | None = None) -> None:
         self.exit_code = exit_code
+        self.pod_status = pod_status or {}  # more of the step pod's status (an eviction...)
         self.jobs: dict[str, dict[str, Any]] = {}
         self.deleted: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[httpx.Request] = []
@@ -163,6 +165,7 @@ class FakeApiServer:
             "status": {
                 "phase": "Succeeded" if self.exit_code == 0 else "Failed",
                 "containerStatuses": [{"state": {"terminated": {"exitCode": self.exit_code}}}],
+                **self.pod_status,
             },
         }
 
@@ -198,6 +201,32 @@ async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None
         {"propagationPolicy": "Background", "gracePeriodSeconds": 0},
     )
     assert not server.jobs
+
+
+async def test_an_evicted_step_pod_is_a_platform_fault(tmp_path: Path) -> None:
+    message = "The node was low on resource: memory."
+    server = FakeApiServer(exit_code=137, pod_status={"reason": "Evicted", "message": message})
+    exit_ = await (await _start(tmp_path, server, {})).wait()
+    assert exit_.platform_fault == f"step pod evicted: {message}"
+    assert exit_.describe() == exit_.platform_fault
+
+
+async def test_a_step_that_fails_on_its_own_is_no_platform_fault(tmp_path: Path) -> None:
+    server = FakeApiServer(exit_code=3)
+    exit_ = await (await _start(tmp_path, server, {})).wait()
+    assert exit_.platform_fault is None and exit_.returncode == 3
+
+
+def test_which_failed_pods_the_platform_ended() -> None:
+    disrupted = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}
+    assert platform_fault({"status": {"conditions": [disrupted]}}) == (
+        "step pod disrupted (DeletionByTaintManager)"
+    )
+    assert platform_fault(None) == "step pod lost (its node is gone)"
+    assert platform_fault({"status": {"reason": "NodeLost", "message": "x" * 5000}}) == (
+        "step pod nodelost: " + "x" * 300
+    )
+    assert platform_fault({"status": {"phase": "Failed", "reason": "Error"}}) is None
 
 
 async def test_default_image_and_kill(tmp_path: Path) -> None:

@@ -29,6 +29,16 @@ def test_env_file_gives_party_kafka_and_peers(tmp_path: Path) -> None:
     assert s.bridge_port == 9370
 
 
+def test_platform_retries_default_to_two_and_may_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV)
+    assert PartySettings.from_env(path, environ={}).platform_retries == 2
+    off = PartySettings.from_env(path, environ={"PLATFORM_RETRIES": "0"})
+    assert off.platform_retries == 0
+    with pytest.raises(SettingsError, match="platform_retries"):
+        PartySettings.from_env(path, environ={"PLATFORM_RETRIES": "-1"})
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = tmp_path / "p.env"
     path.write_text(ENV)

@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 from flow_helpers import Databases, LocalParty
-from test_flow_lifecycle import GUEST, HOST, Network, states, submit
-
 from sqlalchemy import select
+from test_flow_lifecycle import GUEST, HOST, Network, states, submit
 
 from fedcore import topics
 from fedcore.envelope import Envelope
 from flow_server import heartbeats
-from flow_server.models import OutboxRecord
 from flow_server.heartbeats import (
     HEARTBEAT,
     HeartbeatWatch,
@@ -32,6 +30,7 @@ from flow_server.heartbeats import (
     report_lost,
     running_here,
 )
+from flow_server.models import OutboxRecord
 
 TIMEOUT_S = 15.0
 EPOCH = 1_700_000_000.0  # the wall clock when the test's loop clock reads 0

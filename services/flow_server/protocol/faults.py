@@ -72,7 +72,12 @@ def retry_platform_fault(
         ctx.platform_retries,
     )
     restart_steps(
-        session, ctx, job, {step: new}, cause=cause, why="retried after a platform fault",
+        session,
+        ctx,
+        job,
+        {step: new},
+        cause=cause,
+        why="retried after a platform fault",
         afresh=False,
     )
     job.platform_retries = {**(job.platform_retries or {}), step: used + 1}
