@@ -14,6 +14,9 @@ import httpx
 import pytest
 from deploy_helpers import Tools, kubeconform
 
+from fedcore.envelope import Envelope
+from fedcore.messages import TaskStatus, parse_body
+from task_engine.execution import Task, status_envelope
 from task_engine.kubeapi import HttpKubeApi, KubernetesError
 from task_engine.kubernetes import (
     JobHandle,
@@ -24,7 +27,7 @@ from task_engine.kubernetes import (
     platform_fault,
     render_job,
 )
-from task_engine.runtime import StepLaunch
+from task_engine.runtime import StepExit, StepLaunch
 from task_engine.step import write_spec
 
 API = "https://kubernetes.test"
@@ -215,6 +218,31 @@ async def test_a_step_that_fails_on_its_own_is_no_platform_fault(tmp_path: Path)
     server = FakeApiServer(exit_code=3)
     exit_ = await (await _start(tmp_path, server, {})).wait()
     assert exit_.platform_fault is None and exit_.returncode == 3
+
+
+def test_the_workers_status_of_a_platform_fault_says_so() -> None:
+    run = Envelope(
+        type="task.run",
+        job_id="1" * 32,
+        task="train",
+        src="20000",
+        body={
+            "component": "hetero_lr",
+            "role": "host",
+            "party_id": "20000",
+            "parties": {"host": ["20000"]},
+            "output_dir": "/o",
+            "fed_since_ms": 0,
+            "attempt": 1,
+        },
+    )
+    exit_ = StepExit(137, None, "", "step pod evicted: low on memory")
+    status = status_envelope(
+        Task.from_envelope(run), "failed", reason=exit_.describe(), fault="platform"
+    )
+    body = parse_body(status)
+    assert isinstance(body, TaskStatus)
+    assert (body.state, body.fault, body.reason) == ("failed", "platform", exit_.platform_fault)
 
 
 def test_which_failed_pods_the_platform_ended() -> None:
