@@ -19,16 +19,17 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fedcore import topics
+from fedcore import paths, topics
 from fedcore.bus import Bus, Subscription
+from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
 from task_engine import frames
-from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime
+from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime, StepRuntimeError
 from task_engine.step import SOCKET_FILE, write_spec
 
 RUNNING: Final = "running"
@@ -38,6 +39,9 @@ CANCELED: Final = "canceled"
 TIMEOUT: Final = "timeout"
 # a step's own wall-clock limit, in seconds: its ``timeout`` arg, else the job's ``task-timeout``
 TIMEOUT_ARGS: Final = ("timeout", "task-timeout")
+
+# Attempts count retries and reruns: far below this, which keeps them a plain 32-bit number.
+MAX_ATTEMPT: Final = 2**31 - 1
 
 # After the process has exited, how long to wait for the frames still in the socket buffer.
 DRAIN_TIMEOUT_S: Final = 5.0
@@ -66,7 +70,13 @@ class Task:
     attempt: int
 
     @classmethod
-    def from_envelope(cls, env: Envelope) -> Task:
+    def from_envelope(cls, env: Envelope, *, roots: Sequence[Path]) -> Task:
+        """The task of a ``task.run`` envelope; :class:`TaskError` says what is wrong with it.
+
+        The job id and step name become directories of the work dir, so each must be one plain
+        path component; the inputs and the output dir must lie under ``roots`` (the party's
+        state and data roots) once resolved, and are handed on resolved.
+        """
         body = env.body
         if not env.task:
             raise TaskError("task.run envelope has no task (step name)")
@@ -80,21 +90,34 @@ class Task:
         parties = body["parties"]
         if not isinstance(parties, dict) or not all(isinstance(v, list) for v in parties.values()):
             raise TaskError("task.run parties must be {role: [party ids]}")
+        inputs = body.get("inputs") or {}
+        if not isinstance(inputs, dict):
+            raise TaskError("task.run inputs must be {name: path}")
         try:
+            attempt = int(body.get("attempt") or 0)
+            if not 0 <= attempt <= MAX_ATTEMPT:
+                raise TaskError(f"task.run attempt must be 0 to {MAX_ATTEMPT}")
             return cls(
-                job_id=env.job_id,
-                step=env.task,
+                job_id=paths.name(env.job_id, what="job id"),
+                step=paths.name(env.task, what="step name"),
                 component=str(body["component"]),
                 role=str(body["role"]),
                 party_id=str(body["party_id"]),
                 parties={str(r): [str(p) for p in ids] for r, ids in parties.items()},
                 args=dict(body.get("args") or {}),
-                inputs={str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
-                output_dir=str(body["output_dir"]),
+                inputs={
+                    str(k): str(paths.under(str(v), roots, what=f"input {str(k)[:64]!r}"))
+                    for k, v in inputs.items()
+                },
+                output_dir=str(paths.under(str(body["output_dir"]), roots, what="output_dir")),
                 fed_since_ms=int(body["fed_since_ms"]),
-                attempt=int(body.get("attempt") or 0),
+                attempt=attempt,
             )
-        except (TypeError, ValueError) as exc:
+        except TaskError:
+            raise
+        except paths.PathRefused as exc:
+            raise TaskError(str(exc)) from exc
+        except (TypeError, ValueError, OverflowError) as exc:
             raise TaskError(f"malformed task.run body: {exc}") from exc
 
     def timeout_s(self, default_s: float) -> float:
@@ -191,6 +214,7 @@ class StepExecution:
         task: Task,
         *,
         bus: Bus,
+        dead: DeadLetters,
         runtime: StepRuntime,
         state_dir: Path,
         timeout_s: float,
@@ -198,6 +222,7 @@ class StepExecution:
     ) -> None:
         self.task = task
         self._bus = bus
+        self._dead = dead
         self._runtime = runtime
         self._timeout_s = task.timeout_s(timeout_s)
         self._imports = imports
@@ -281,6 +306,9 @@ class StepExecution:
         assert self._handle is not None, "start() first"
         try:
             outcome = await self._await_end(self._handle)
+        except (StepRuntimeError, OSError) as exc:
+            # e.g. the Kubernetes API failed the watch: this step ends, the worker carries on
+            outcome = Outcome(FAILED, bounded(f"the step's runtime failed: {exc}"))
         finally:
             await self._close()
         await self._bus.publish(
@@ -460,6 +488,13 @@ class StepExecution:
             )
         elif kind == frames.DONE:
             outputs = {str(k): str(v) for k, v in dict(frame["outputs"]).items()}
+            try:
+                # the flow_server registers and exports what is reported here
+                for name, path in outputs.items():
+                    paths.under(path, [Path(t.output_dir)], what=f"output {name[:64]!r}")
+            except paths.PathRefused as exc:
+                await self._fail_protocol(str(exc))
+                return
             self._result = Outcome(SUCCESS, None, outputs)
         elif kind == frames.FAILED:
             self._result = Outcome(FAILED, str(frame["reason"]))
@@ -483,10 +518,29 @@ class StepExecution:
             ):
                 continue
             self._seen_fed.add(env.id)
+            problem = _fed_problem(env, t)
+            if problem is not None:
+                await self._dead.put_envelope(env, problem, source=topics.IN_FED)
+                continue
             frame = {"kind": frames.FED, "src": env.src, "tag": env.body["tag"]}
-            frame["value"] = env.body.get("value")
+            frame["value"] = env.body["value"]
             try:
                 await frames.write_frame(writer, frame)
             except (ConnectionError, frames.FrameError) as exc:
                 await self._fail_protocol(f"could not hand a message to the step: {exc}")
                 return
+
+
+MAX_TAG_CHARS: Final = 256
+
+
+def _fed_problem(env: Envelope, task: Task) -> str | None:
+    """Why a ``fed`` envelope addressed to this step cannot be handed to it, if it cannot."""
+    tag = env.body.get("tag")
+    if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG_CHARS:
+        return f"a fed message needs a tag of 1 to {MAX_TAG_CHARS} characters"
+    if "value" not in env.body:
+        return "a fed message needs a value"
+    if env.src not in task.peers:
+        return f"a fed message from {env.src[:32]!r}, not a party of this step"
+    return None

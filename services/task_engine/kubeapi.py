@@ -16,10 +16,12 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from task_engine.runtime import StepRuntimeError
+
 SA_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-class KubernetesError(RuntimeError):
+class KubernetesError(StepRuntimeError):
     """The API server refused or failed a request; the message has its status and reason."""
 
 

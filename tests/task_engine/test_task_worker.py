@@ -30,6 +30,7 @@ from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
+from task_engine.runtime import StepRuntime
 from task_engine.worker import Worker
 
 pytestmark = pytest.mark.kafka
@@ -71,8 +72,16 @@ def step_env() -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    broker: Broker, party: str, state_dir: Path, **settings: Any
+    broker: Broker,
+    party: str,
+    state_dir: Path,
+    *,
+    runtime: StepRuntime | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Worker]:
+    """A worker of ``party`` whose state is ``state_dir/party``; its data roots default to
+    ``state_dir``, where the tests put their inputs and outputs."""
+    settings.setdefault("data_roots", [state_dir])
     config = PartySettings(
         party_id=party,
         kafka_bootstrap=broker.bootstrap,
@@ -80,7 +89,7 @@ async def running_worker(
         task_engine_port=free_port(),
         **settings,
     )
-    worker = Worker(config, runtime_env=step_env(), component_modules=COMPONENTS)
+    worker = Worker(config, runtime=runtime, runtime_env=step_env(), component_modules=COMPONENTS)
     await start_group_at_end(broker.bootstrap, worker.group_id)
     serving = asyncio.create_task(worker.run())
     started = asyncio.create_task(worker.wait_started())
@@ -127,9 +136,10 @@ async def workers(
 ) -> AsyncIterator[tuple[Worker, Worker]]:
     state = tmp_path_factory.mktemp("task_engine")
     a, b = kafka_pair
+    roots = [tmp_path_factory.getbasetemp()]  # each test's tmp_path holds its inputs and outputs
     async with (
-        running_worker(a, GUEST, state, task_timeout_s=60) as guest,
-        running_worker(b, HOST, state, task_timeout_s=60) as host,
+        running_worker(a, GUEST, state, task_timeout_s=60, data_roots=roots) as guest,
+        running_worker(b, HOST, state, task_timeout_s=60, data_roots=roots) as host,
     ):
         yield guest, host
 
