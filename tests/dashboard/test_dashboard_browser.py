@@ -66,7 +66,7 @@ class Live:
 def live(kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("browser")
     parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
+    env_files = write_env_files(parties, root / "env", data_roots=[root])
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
         with Tessera(stack.party(HOST).flow_server_url) as host:
