@@ -175,7 +175,7 @@ class Worker:
         """Health server and task consumption until stopped; then every step is stopped."""
         async with self._bus:
             self._health = health_server(
-                health_app(self.settings.party_id, lambda: self.running, self.metrics.render),
+                health_app(self.settings, lambda: self.running, self.metrics.render),
                 self.settings.bind_host,
                 self.settings.task_engine_port,
             )
