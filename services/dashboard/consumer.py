@@ -7,9 +7,10 @@ Where records come from is behind
 :class:`EnvelopeSource`; :class:`KafkaSource` is the real one, :class:`MemorySource` the in-memory
 one for unit tests. Both replay everything from the beginning on each :meth:`EnvelopeSource.open`.
 
-Each record is applied inside a guard: one the aggregator cannot fold in (a body no producer of
-ours writes, such as a peer's forged task state) is counted and handed back to the source's
-:meth:`EnvelopeSource.set_aside` (``fl.dead`` on Kafka, with its reason), and the consumer goes on.
+Each record is applied inside a guard: one whose body does not fit its :mod:`fedcore.messages`
+model, or that the aggregator cannot fold in, is counted and handed back to the source's
+:meth:`EnvelopeSource.set_aside` (``fl.dead`` on Kafka, with its reason), and the consumer goes
+on.
 Since every start replays the topics, such a record is set aside again at each start.
 """
 
@@ -25,18 +26,22 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
-from dashboard.aggregator import Aggregator
+from dashboard.aggregator import JOB_STATUS, LOG, METRIC, TASK_RUN, TASK_STATUS, Aggregator
 from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
+from fedcore.messages import describe, parse_body
 
 log = logging.getLogger(__name__)
 
 # fl.in.ctl carries the other parties' task states, so each step shows every party's state;
 # fl.tasks this party's component and arguments of each step (its parameters and dependencies).
 TOPICS: Final = (topics.STATUS, topics.RESULTS, topics.LOGS, topics.IN_CTL, topics.TASKS)
+# what the aggregator folds in: each body is held to its fedcore.messages model first
+VALIDATED: Final = frozenset({JOB_STATUS, TASK_STATUS, TASK_RUN, METRIC, LOG})
 
 
 class EnvelopeSource(Protocol):
@@ -192,6 +197,10 @@ class Consumer:
                 )
                 await asyncio.sleep(self._retry_s)
 
+    async def _set_aside(self, env: Envelope, reason: str) -> None:
+        self.status.set_aside += 1
+        await self._source.set_aside(env, bounded(reason))
+
     async def _consume(self) -> None:
         async with self._source.open() as envelopes:
             self._aggregator.clear()
@@ -204,11 +213,15 @@ class Consumer:
                 self.status.records += 1
                 self.status.last_record_at = time.time()
                 try:
+                    if env.type in VALIDATED:
+                        parse_body(env)
                     changed = self._aggregator.apply(env)
+                except ValidationError as exc:
+                    await self._set_aside(env, f"dashboard refuses {env.type}: {describe(exc)}")
+                    continue
                 except Exception as exc:  # the guard: one record must never stop the dashboard
-                    self.status.set_aside += 1
-                    reason = f"dashboard cannot apply {env.type[:64]}: {type(exc).__name__}: {exc}"
-                    await self._source.set_aside(env, bounded(reason))
+                    reason = f"dashboard cannot apply {env.type}: {type(exc).__name__}: {exc}"
+                    await self._set_aside(env, reason)
                     continue
                 if changed:
                     self._changes.notify()

@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fedcore import paths, topics
+from pydantic import ValidationError
+
+from fedcore import messages, paths, topics
 from fedcore.bus import Bus, Subscription
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
@@ -39,9 +41,6 @@ CANCELED: Final = "canceled"
 TIMEOUT: Final = "timeout"
 # a step's own wall-clock limit, in seconds: its ``timeout`` arg, else the job's ``task-timeout``
 TIMEOUT_ARGS: Final = ("timeout", "task-timeout")
-
-# Attempts count retries and reruns: far below this, which keeps them a plain 32-bit number.
-MAX_ATTEMPT: Final = 2**31 - 1
 
 # After the process has exited, how long to wait for the frames still in the socket buffer.
 DRAIN_TIMEOUT_S: Final = 5.0
@@ -71,54 +70,38 @@ class Task:
 
     @classmethod
     def from_envelope(cls, env: Envelope, *, roots: Sequence[Path]) -> Task:
-        """The task of a ``task.run`` envelope; :class:`TaskError` says what is wrong with it.
+        """The task of a ``task.run`` envelope (:class:`fedcore.messages.TaskRun`);
+        :class:`TaskError` says what is wrong with it.
 
         The job id and step name become directories of the work dir, so each must be one plain
         path component; the inputs and the output dir must lie under ``roots`` (the party's
         state and data roots) once resolved, and are handed on resolved.
         """
-        body = env.body
         if not env.task:
             raise TaskError("task.run envelope has no task (step name)")
-        missing = [
-            key
-            for key in ("component", "role", "party_id", "parties", "output_dir", "fed_since_ms")
-            if body.get(key) is None
-        ]
-        if missing:
-            raise TaskError(f"task.run body is missing {missing}")
-        parties = body["parties"]
-        if not isinstance(parties, dict) or not all(isinstance(v, list) for v in parties.values()):
-            raise TaskError("task.run parties must be {role: [party ids]}")
-        inputs = body.get("inputs") or {}
-        if not isinstance(inputs, dict):
-            raise TaskError("task.run inputs must be {name: path}")
         try:
-            attempt = int(body.get("attempt") or 0)
-            if not 0 <= attempt <= MAX_ATTEMPT:
-                raise TaskError(f"task.run attempt must be 0 to {MAX_ATTEMPT}")
+            run = messages.TaskRun.of(env)
+        except ValidationError as exc:
+            raise TaskError(messages.describe(exc)) from exc
+        try:
             return cls(
                 job_id=paths.name(env.job_id, what="job id"),
                 step=paths.name(env.task, what="step name"),
-                component=str(body["component"]),
-                role=str(body["role"]),
-                party_id=str(body["party_id"]),
-                parties={str(r): [str(p) for p in ids] for r, ids in parties.items()},
-                args=dict(body.get("args") or {}),
+                component=run.component,
+                role=run.role,
+                party_id=run.party_id,
+                parties={role: list(ids) for role, ids in run.parties.items()},
+                args=dict(run.args),
                 inputs={
-                    str(k): str(paths.under(str(v), roots, what=f"input {str(k)[:64]!r}"))
-                    for k, v in inputs.items()
+                    name: str(paths.under(path, roots, what=f"input {name[:64]!r}"))
+                    for name, path in run.inputs.items()
                 },
-                output_dir=str(paths.under(str(body["output_dir"]), roots, what="output_dir")),
-                fed_since_ms=int(body["fed_since_ms"]),
-                attempt=attempt,
+                output_dir=str(paths.under(run.output_dir, roots, what="output_dir")),
+                fed_since_ms=run.fed_since_ms,
+                attempt=run.attempt,
             )
-        except TaskError:
-            raise
         except paths.PathRefused as exc:
             raise TaskError(str(exc)) from exc
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise TaskError(f"malformed task.run body: {exc}") from exc
 
     def timeout_s(self, default_s: float) -> float:
         """The step's wall-clock limit: its own (``TIMEOUT_ARGS``), at most the worker's."""
@@ -518,12 +501,12 @@ class StepExecution:
             ):
                 continue
             self._seen_fed.add(env.id)
-            problem = _fed_problem(env, t)
-            if problem is not None:
-                await self._dead.put_envelope(env, problem, source=topics.IN_FED)
+            try:
+                fed = checked_fed(env, t)
+            except FedRefused as exc:
+                await self._dead.put_envelope(env, str(exc), source=topics.IN_FED)
                 continue
-            frame = {"kind": frames.FED, "src": env.src, "tag": env.body["tag"]}
-            frame["value"] = env.body["value"]
+            frame = {"kind": frames.FED, "src": env.src, "tag": fed.tag, "value": fed.value}
             try:
                 await frames.write_frame(writer, frame)
             except (ConnectionError, frames.FrameError) as exc:
@@ -531,16 +514,17 @@ class StepExecution:
                 return
 
 
-MAX_TAG_CHARS: Final = 256
+class FedRefused(ValueError):
+    """A ``fed`` envelope for a step that cannot be handed to it; the message says why."""
 
 
-def _fed_problem(env: Envelope, task: Task) -> str | None:
-    """Why a ``fed`` envelope addressed to this step cannot be handed to it, if it cannot."""
-    tag = env.body.get("tag")
-    if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG_CHARS:
-        return f"a fed message needs a tag of 1 to {MAX_TAG_CHARS} characters"
-    if "value" not in env.body:
-        return "a fed message needs a value"
+def checked_fed(env: Envelope, task: Task) -> messages.Fed:
+    """The body of a ``fed`` envelope addressed to ``task``'s step, if a party of the step sent
+    a well-formed one."""
+    try:
+        fed = messages.Fed.of(env)
+    except ValidationError as exc:
+        raise FedRefused(messages.describe(exc)) from exc
     if env.src not in task.peers:
-        return f"a fed message from {env.src[:32]!r}, not a party of this step"
-    return None
+        raise FedRefused(f"a fed message from {env.src}, not a party of this step")
+    return fed

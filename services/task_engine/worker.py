@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
-from fedcore import logs, topics
+from fedcore import logs, messages, topics
 from fedcore.bus import Bus
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
@@ -52,7 +53,6 @@ from fedcore.settings import PartySettings
 from task_engine.execution import (
     CANCELED,
     FAILED,
-    MAX_ATTEMPT,
     StepExecution,
     Task,
     TaskError,
@@ -271,7 +271,7 @@ class Worker:
                 self.metrics.consumed.labels(topics.CONTROL).inc()
                 try:
                     await self.on_control(env)
-                except (ControlError, ValueError, TypeError) as exc:
+                except ControlError as exc:
                     await self._dead.put_envelope(env, str(exc), source=topics.CONTROL)
 
     async def on_control(self, env: Envelope) -> None:
@@ -280,14 +280,15 @@ class Worker:
         if env.dst is not None and env.dst != self.settings.party_id:
             return
         mine = [e for e in self._executions.values() if e.task.job_id == env.job_id]
+        if env.type not in ("job.stop", "job.pause", "job.resume"):
+            raise ControlError(f"unknown control command {env.type!r}")
+        try:
+            command = messages.Command.of(env)
+        except ValidationError as exc:
+            raise ControlError(messages.describe(exc)) from exc
         if env.type == "job.stop":
-            reason = env.body.get("reason") or "stopped"
-            upto = env.body.get("attempt")
-            if not isinstance(reason, str):
-                raise ControlError("job.stop reason must be text")
-            if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int)):
-                raise ControlError("job.stop attempt must be a whole number")
-            reason = bounded(reason)
+            reason = command.reason or "stopped"
+            upto = command.attempt
             if env.task is None:
                 _remember(self._stopped_jobs, env.job_id, env.ts)
                 self._paused_jobs.pop(env.job_id, None)
@@ -307,8 +308,6 @@ class Worker:
             self._paused_jobs.pop(env.job_id, None)
             for execution in mine:
                 execution.resume()
-        else:
-            raise ControlError(f"unknown control command {env.type[:64]!r}")
 
     async def _stop_all(
         self, executions: list[StepExecution], reason: str, *, state: str = FAILED
@@ -434,9 +433,12 @@ def _remember(jobs: OrderedDict[str, _V], job_id: str, value: _V) -> None:
         jobs.popitem(last=False)
 
 
+MAX_ATTEMPT: Final = messages.MAX_ATTEMPT
+
+
 def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
     attempt = env.body.get("attempt")
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 0 <= attempt <= MAX_ATTEMPT:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT:
         attempt = None  # the flow_server then matches the step's current attempt
     return Envelope(
         type="task.status",

@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from dashboard_helpers import sample_job, serving
+from dashboard_helpers import JOB, sample_job, serving
 from sqlalchemy import delete
 
 from dashboard.app import create_app
@@ -60,7 +60,7 @@ def _public(url: str, **extra: Any) -> PartySettings:
 
 async def test_off_loopback_only_token_holders_get_in(token_db: tuple[str, str]) -> None:
     url, token = token_db
-    app = create_app(_public(url), source=MemorySource(sample_job("j1", 1.0)))
+    app = create_app(_public(url), source=MemorySource(sample_job(JOB, 1.0)))
     async with serving(app) as client:
         # open: health, metrics, the login page
         assert (await client.get("/health")).status_code in (200, 503)
@@ -76,18 +76,18 @@ async def test_off_loopback_only_token_holders_get_in(token_db: tuple[str, str])
         assert good.status_code == 200
 
         # the pages: to the login page, then back where one was going
-        page = await client.get("/jobs/j1?threshold=0.5")
+        page = await client.get(f"/jobs/{JOB}?threshold=0.5")
         assert page.status_code == 303
-        assert page.headers["location"] == "/login?next=/jobs/j1%3Fthreshold%3D0.5"
-        bad = await client.post("/login", data={"token": "tsr_guess", "next": "/jobs/j1"})
+        assert page.headers["location"] == f"/login?next=/jobs/{JOB}%3Fthreshold%3D0.5"
+        bad = await client.post("/login", data={"token": "tsr_guess", "next": f"/jobs/{JOB}"})
         assert bad.status_code == 401 and "not a valid API token" in bad.text
         assert SESSION_COOKIE not in bad.cookies
-        ok = await client.post("/login", data={"token": token, "next": "/jobs/j1"})
-        assert ok.status_code == 303 and ok.headers["location"] == "/jobs/j1"
+        ok = await client.post("/login", data={"token": token, "next": f"/jobs/{JOB}"})
+        assert ok.status_code == 303 and ok.headers["location"] == f"/jobs/{JOB}"
         set_cookie = ok.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
         assert token not in ok.headers["set-cookie"]  # the cookie holds no token
-        assert (await client.get("/jobs/j1")).status_code == 200  # the client keeps the cookie
+        assert (await client.get(f"/jobs/{JOB}")).status_code == 200  # the client keeps the cookie
         assert (await client.get("/api/jobs")).status_code == 200
 
         # a forged cookie is no session; logging out ends this one

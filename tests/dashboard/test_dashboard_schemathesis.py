@@ -29,8 +29,8 @@ PORT = free_port()
 SETTINGS = PartySettings(party_id="10000", kafka_bootstrap="127.0.0.1:1", dashboard_port=PORT)
 SOURCE = MemorySource(
     [
-        *sample_job("done", 1_700_000_000.0),
-        job_status("x<b>", "failed", 1_700_000_100.0, reason="\0"),
+        *sample_job("d" * 32, 1_700_000_000.0),
+        job_status("e" * 32, "failed", 1_700_000_100.0, reason="<b>host</b> failed"),
     ]
 )
 APP = create_app(SETTINGS, source=SOURCE)

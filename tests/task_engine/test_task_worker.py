@@ -155,7 +155,7 @@ def task_run(
     parties: dict[str, list[str]] | None = None,
     args: dict[str, Any] | None = None,
     inputs: dict[str, str] | None = None,
-    attempt: int = 0,
+    attempt: int = 1,
 ) -> Envelope:
     return Envelope(
         type="task.run",
@@ -238,7 +238,7 @@ def processes_in(work_dir: Path) -> list[int]:
     return found
 
 
-def work_dir(state_dir: Path, party: str, job: str, step: str, attempt: int = 0) -> Path:
+def work_dir(state_dir: Path, party: str, job: str, step: str, attempt: int = 1) -> Path:
     return state_dir / party / "work" / job / step / str(attempt)
 
 
@@ -447,7 +447,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
         "state": "failed",
         "reason": "worker stopped",
         "outputs": {},
-        "attempt": 0,
+        "attempt": 1,
     }
     assert processes_in(work_dir(tmp_path, "40000", job, "long")) == []
 
@@ -553,7 +553,7 @@ async def test_control_pauses_resumes_and_stops_a_jobs_steps(
     assert final(statuses).body["state"] == "canceled"
     assert final(statuses).body["reason"] == "stopped by x"
     assert [s for s in guest.running if s["job_id"] == job] == []
-    assert processes_in(Path(guest.settings.state_dir) / "work" / job / "tick" / "0") == []
+    assert processes_in(Path(guest.settings.state_dir) / "work" / job / "tick" / "1") == []
     # a task.run of the stopped job still in flight is not run
     late = task_run(job, "tick2", "te_tick", "guest", GUEST, tmp_path, args={"tick_file": "x"})
     late.ts = statuses[0].ts - 1
