@@ -360,7 +360,7 @@ async def test_unknown_components_and_malformed_tasks_fail_with_a_reason(
     statuses = await collect(bus_a, topics.STATUS, job, ended(2))
     reasons = {e.task: e.body["reason"] for e in statuses if e.body["state"] == "failed"}
     assert "unknown component 'no_such'" in reasons["x"]
-    assert "missing ['parties']" in reasons["y"]
+    assert "parties: Field required" in reasons["y"]
 
 
 async def test_a_step_that_dies_without_reporting_fails_with_exit_code_and_stderr(
