@@ -71,6 +71,9 @@ class PartySettings(BaseModel):
     task_engine_port: int = 9360
     database_url: str | None = None
     state_dir: Path = Path(".run/state")
+    # where else this party's data may be: a received input path or output dir must lie under
+    # STATE_DIR or one of these (DATA_ROOTS, separated by ":")
+    data_roots: list[Path] = Field(default_factory=list)
     # peer party id -> its bridge's base URL
     peers: dict[str, str] = Field(default_factory=dict)
     # party id -> path of its Ed25519 public key (PEM); this party's private key below
@@ -174,6 +177,12 @@ class PartySettings(BaseModel):
         return f"http://{host}:{self.flow_server_port}/flow-server"
 
     @property
+    def roots(self) -> list[Path]:
+        """Where received paths (a step's inputs and output dir) may point: STATE_DIR and the
+        data roots."""
+        return [self.state_dir, *self.data_roots]
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'flow_server.db'}"
 
@@ -249,6 +258,8 @@ class PartySettings(BaseModel):
             "flow_server_url": "FLOW_SERVER_URL",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
+        if env.get("DATA_ROOTS"):
+            fields["data_roots"] = [p for p in env["DATA_ROOTS"].split(os.pathsep) if p]
         try:
             return cls.model_validate(fields)
         except ValueError as exc:

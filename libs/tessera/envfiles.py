@@ -7,6 +7,7 @@ Relative paths are resolved against the directory the services run in (the repos
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -153,8 +154,14 @@ def local_parties(
     return parties
 
 
-def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path) -> str:
-    """The env file text of ``party`` in a setup where every party runs on 127.0.0.1."""
+def render_env(
+    party: LocalParty,
+    peers: Sequence[LocalParty],
+    state_root: Path,
+    data_roots: Sequence[Path] = (),
+) -> str:
+    """The env file text of ``party`` in a setup where every party runs on 127.0.0.1; steps may
+    read and write under its state dir and ``data_roots``."""
     others = [p for p in peers if p.party_id != party.party_id]
     state = state_root / party.party_id
     lines = [
@@ -177,6 +184,7 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
         f"DASHBOARD_PORT={party.dashboard_port}",
         f"TASK_ENGINE_PORT={party.task_engine_port}",
         f"STATE_DIR={state}",
+        *([f"DATA_ROOTS={os.pathsep.join(str(r) for r in data_roots)}"] if data_roots else []),
         f"PARTY_PRIVATE_KEY={state / 'keys' / 'private.pem'}",
         *(
             f"PARTY_PUBLIC_KEY_{p.party_id}={state_root / p.party_id / 'keys' / 'public.pem'}"
@@ -186,12 +194,15 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
     return "\n".join(lines) + "\n"
 
 
-def write_env_files(parties: Sequence[LocalParty], out_dir: Path) -> list[Path]:
-    """Write ``party-<id>.env`` for each party into ``out_dir``; state goes to ``out_dir/run``."""
+def write_env_files(
+    parties: Sequence[LocalParty], out_dir: Path, data_roots: Sequence[Path] = ()
+) -> list[Path]:
+    """Write ``party-<id>.env`` for each party into ``out_dir``; state goes to ``out_dir/run``,
+    steps' inputs and outputs may also be under ``data_roots``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for party in parties:
         path = out_dir / f"party-{party.party_id}.env"
-        path.write_text(render_env(party, parties, out_dir / "run"))
+        path.write_text(render_env(party, parties, out_dir / "run", data_roots))
         paths.append(path)
     return paths

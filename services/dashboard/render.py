@@ -193,6 +193,19 @@ def message(title: str, text: str, *, nonce: str) -> str:
     return page(title, body, nonce=nonce, fragment_url=None)
 
 
+def login(next_path: str, *, nonce: str, error: str | None = None) -> str:
+    """The login form: one of the party's API tokens (``tessera token create``)."""
+    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    body = f"""{problem}<form method="post" action="/login" class="login">
+<input type="hidden" name="next" value="{escape(next_path)}">
+<label>API token <input type="password" name="token" autocomplete="current-password"
+ size="50" required autofocus></label>
+<button type="submit">Log in</button>
+</form>
+<p class="muted">A token of this party's: <code>tessera token create --env-file FILE</code>.</p>"""
+    return page("Log in", body, nonce=nonce, fragment_url=None)
+
+
 # --- the job list ----------------------------------------------------------------------------
 
 

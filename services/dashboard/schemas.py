@@ -233,6 +233,7 @@ class ConsumerHealth(BaseModel):
     connected: bool
     stopped: bool
     records: int
+    set_aside: int = 0  # records it could not apply (on fl.dead), since the last replay
     last_record_at: float | None
     error: str | None
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
+from fedcore.hostcheck import HostCheck
 from fedcore.settings import PartySettings
 from flow_server import auth, errors, grants, protocol
 from flow_server.auth import TokenDep
@@ -218,6 +219,7 @@ def create_app(
         )
     app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
     app.include_router(metrics.router)
+    app.add_middleware(HostCheck, settings=settings)  # on loopback: no DNS rebinding
     return app
 
 

@@ -25,6 +25,11 @@ STDERR_FILE: Final = "stderr.log"
 STDERR_TAIL_BYTES: Final = 2000
 
 
+class StepRuntimeError(RuntimeError):
+    """A runtime could not start, watch or stop a step (e.g. the Kubernetes API refused); the
+    step is reported failed with this reason, and the worker carries on."""
+
+
 @dataclass(frozen=True)
 class StepLaunch:
     """What to start: the step's work dir, any environment to add for it, the paths it may

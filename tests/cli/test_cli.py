@@ -74,7 +74,8 @@ def party(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Part
     env_file.write_text(
         f"PARTY_ID={PARTY}\nKAFKA_BOOTSTRAP={kafka.bootstrap}\nFLOW_SERVER_PORT={port}\n"
         f"TASK_ENGINE_PORT={free_port()}\nSTATE_DIR={root / 'state'}\nSTEP_RUNTIME=process\n"
-        "REQUIRE_API_TOKEN=1\nOTHER_PARTIES=40000\nPARTY_MQ_HTTP_URL_40000=http://127.0.0.1:9\n"
+        f"DATA_ROOTS={root}\nREQUIRE_API_TOKEN=1\n"
+        "OTHER_PARTIES=40000\nPARTY_MQ_HTTP_URL_40000=http://127.0.0.1:9\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     log_path = root / "services.log"

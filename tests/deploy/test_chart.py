@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from deploy_helpers import (
     CHART,
     Manifest,
@@ -17,6 +19,8 @@ from deploy_helpers import (
     render,
     render_text,
 )
+
+from fedcore.apitokens import is_loopback
 
 APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
 
@@ -462,3 +466,31 @@ def test_the_acceptance_policy_comes_from_the_values(
     refused = _helm_template(tools, env_dir, "acceptance.policy=sometimes")
     assert refused.returncode != 0
     assert 'acceptance.policy must be auto or manual, got "sometimes"' in refused.stderr
+
+
+def _container_env(docs: list[Manifest], deployment: str) -> dict[str, Any]:
+    (container,) = by_kind(docs, "Deployment")[deployment]["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_the_published_dashboard_requires_the_partys_api_tokens(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    """It listens off loopback, where it requires a token (a login page or a bearer token), and
+    reads the tokens from the flow_server's database; the ingress publishes nothing else of it."""
+    env = _container_env(party_a, "dashboard")
+    assert not is_loopback(env["BIND_HOST"]), "off loopback the dashboard requires a token"
+    assert env["DATABASE_URL"] == _container_env(party_a, "flow-server")["DATABASE_URL"]
+    assert env["DATABASE_URL"]["secretKeyRef"] == {"name": "party-secrets", "key": "database-url"}
+    assert _party_env(party_a)["DATA_ROOTS"] == "/var/lib/tessera"
+
+    hidden = [
+        d
+        for d in yaml.safe_load_all(
+            _helm_template(tools, env_dir, "dashboard.publish=false").stdout
+        )
+        if d
+    ]
+    (ingress,) = [d for d in hidden if d["kind"] == "Ingress"]
+    paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/flow-server"}

@@ -41,7 +41,7 @@ def two_parties(
 ) -> Iterator[TwoParties]:
     root = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
     parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
+    env_files = write_env_files(parties, root / "env", data_roots=[root])
     for party, path in zip((GUEST, HOST), env_files, strict=True):
         variables = {**party_env, **own_env.get(party, {})}
         with path.open("a") as env:

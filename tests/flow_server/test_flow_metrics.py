@@ -40,7 +40,9 @@ async def env(
     bus = Bus(kafka.bootstrap, client_id="flow-metrics-test")
     async with app.router.lifespan_context(app), bus:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://flow") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:9380"
+        ) as client:
             yield client, bus
 
 
