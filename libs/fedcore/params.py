@@ -97,7 +97,8 @@ class PlatformArgs(Params):
     """Keys the platform reads for every step, whatever its component."""
 
     input: str | None = Field(
-        None, description="this party's input data: a path or table:<name> (read as $input)"
+        None,
+        description="this party's input data: a path or table:NAME (the pipeline reads it as $input)",
     )
     output: str | None = Field(
         None, description="where this party writes the job's outputs (its default otherwise)"
@@ -151,7 +152,7 @@ class ParamInfo:
             ("<=", self.maximum),
             ("<", self.exclusive_maximum),
         )
-        return ", ".join(f"{op} {value:g}" for op, value in limits if value is not None)
+        return ", ".join(f"{op} {_number(value)}" for op, value in limits if value is not None)
 
 
 def describe(model: type[Params]) -> list[ParamInfo]:
@@ -180,3 +181,8 @@ def describe(model: type[Params]) -> list[ParamInfo]:
             )
         )
     return out
+
+
+def _number(value: float) -> str:
+    """``1`` and ``4294967295`` as written, ``0.0001`` not as ``1e-04``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -293,6 +293,47 @@ class DecisionList(_Answer):
     offset: int
 
 
+class Parameter(_Answer):
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+
+    def bounds(self) -> str:
+        """``one of a, b`` or ``>= 1, <= 16``; empty when unbounded."""
+        if self.choices is not None:
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        limits = (
+            (">=", self.minimum),
+            (">", self.exclusive_minimum),
+            ("<=", self.maximum),
+            ("<", self.exclusive_maximum),
+        )
+        return ", ".join(f"{op} {_number(value)}" for op, value in limits if value is not None)
+
+
+class ComponentInfo(_Answer):
+    name: str
+    description: str
+    roles: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    version: str
+    parameters: list[Parameter]
+
+
+class ComponentList(_Answer):
+    items: list[ComponentInfo]
+    platform_args: list[Parameter]
+
+
 class LogLine(_Answer):
     ts: float
     party: str
@@ -671,3 +712,16 @@ class Tessera(_Client):
 
     def delete_model(self, model_id: str) -> Deleted:
         return self._call(Deleted, "DELETE", f"/models/{model_id}")
+
+    # --- components ----------------------------------------------------------------------------
+
+    def components(self) -> ComponentList:
+        return self._call(ComponentList, "GET", "/components")
+
+    def component(self, name: str) -> ComponentInfo:
+        return self._call(ComponentInfo, "GET", f"/components/{name}")
+
+
+def _number(value: float) -> str:
+    """``1`` and ``4294967295`` as written, ``0.0001`` not as ``1e-04``."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

@@ -18,7 +18,6 @@ from flow_server.models import Job
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hetero_lr"
 
 
-
 class LRParams(Params):
     """The parameters of the example's hetero_lr step (a subset of the real declaration)."""
 
