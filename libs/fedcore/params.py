@@ -98,7 +98,7 @@ class PlatformArgs(Params):
 
     input: str | None = Field(
         None,
-        description="this party's input data: a path or table:NAME (the pipeline reads it as $input)",
+        description="this party's input: a path or table:NAME (what a step's $input reads)",
     )
     output: str | None = Field(
         None, description="where this party writes the job's outputs (its default otherwise)"

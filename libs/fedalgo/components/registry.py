@@ -30,6 +30,17 @@ class ComponentSpec:
     # Bumped when what a component sends or expects changes: parties must run the same version.
     version: str = "1"
 
+    def run(self, ctx: Context) -> None:
+        """Run this party's side, after checking every declared argument it was given.
+
+        The flow_server checked them too, but a step's args come from a proposal of another
+        party; each role checks all of them here, including those the guest's values override.
+        """
+        if ctx.role not in self.roles:
+            raise ValueError(f"component {self.name} has no role {ctx.role!r}")
+        ctx.params(self.params)
+        self.fn(ctx)
+
     @property
     def description(self) -> str:
         """The first line of the component function's docstring."""
