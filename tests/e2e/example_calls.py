@@ -23,7 +23,7 @@ class ReadmeCalls:
     """One party's flow_server, called as the README's curl lines call it."""
 
     def __init__(self, flow_server_url: str) -> None:
-        self.http = httpx.Client(base_url=f"{flow_server_url}/flow-server", timeout=60.0)
+        self.http = httpx.Client(base_url=flow_server_url, timeout=60.0)
 
     def __enter__(self) -> ReadmeCalls:
         return self
