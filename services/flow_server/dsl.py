@@ -13,6 +13,7 @@ the platform's own (:class:`fedcore.params.PlatformArgs`), or an argument an inp
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -304,11 +305,15 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
                 f"steps[{i}].args.{key}",
                 f"step '{step.name}' ({step.component}) takes no argument",
             )
-        _check_values(step, step.args, lambda key, i=i: f"steps[{i}].args.{key}")
+        _check_values(step, step.args, functools.partial(_step_arg, i))
     return pipeline
 
 
 # --- arguments -------------------------------------------------------------------------------
+
+
+def _step_arg(index: int, key: str) -> str:
+    return f"steps[{index}].args.{key}"
 
 
 def _check_known(key: str, valid: set[str], where: str, refusal: str) -> None:
@@ -523,7 +528,7 @@ def check_job(
             if not takes_part(step, role):
                 continue
             args = job.args_for(step, party)
-            _check_values(step, args, lambda key, s=step, p=party: job.where_given(s, p, key))
+            _check_values(step, args, functools.partial(job.where_given, step, party))
             for name, ref in step.inputs.items():
                 if isinstance(ref, ArgRef) and ref.arg not in args:
                     raise DslError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import tarfile
 import time
 from pathlib import Path
@@ -14,6 +15,8 @@ import httpx
 import yaml
 
 from tessera.envfiles import ROOT
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = ROOT / "examples"
 ENDED = frozenset({"success", "failed", "canceled", "timeout", "rejected"})
@@ -54,6 +57,8 @@ class ReadmeCalls:
             if r.status_code == 200:
                 job: dict[str, Any] = r.json()
                 if job["state"] in ENDED or time.monotonic() > deadline:
+                    took_s = (job["updated_ms"] - job["created_ms"]) / 1000
+                    log.info("job %s: %s after %.1f s", job_id, job["state"], took_s)
                     return job
             elif r.status_code != 404 or time.monotonic() > deadline:
                 raise AssertionError(f"GET /jobs/{job_id}: {r.status_code} {r.text}")

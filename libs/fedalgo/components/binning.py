@@ -59,7 +59,7 @@ class BinningParams(Params):
     )
     bins: int = Field(10, ge=2, le=1024, description="at most this many bins per column")
     iv: bool = Field(True, description="compute WOE/IV (the hosts' under encryption)")
-    key_bits: Literal[1024, 2048] = Field(
+    key_bits: paillier.KeyBits = Field(
         paillier.DEFAULT_KEY_BITS, description="the guest's Paillier key size (1024 warns)"
     )
 

@@ -89,7 +89,7 @@ class HeteroLRParams(Params):
     random_seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="the mini-batch shuffle's seed; random if unset"
     )
-    key_bits: Literal[1024, 2048] = Field(
+    key_bits: paillier.KeyBits = Field(
         paillier.DEFAULT_KEY_BITS, description="each host's Paillier key size (1024 warns)"
     )
 

@@ -94,7 +94,7 @@ class BoostParams(Params):
     random_seed: int | None = Field(
         None, ge=0, le=2**32 - 1, description="the row sampling's seed; random if unset"
     )
-    key_bits: Literal[1024, 2048] = Field(
+    key_bits: paillier.KeyBits = Field(
         paillier.DEFAULT_KEY_BITS, description="the guest's Paillier key size (1024 warns)"
     )
     importance_type: Literal["split", "gain"] = Field(
