@@ -295,7 +295,18 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
             )
         )
     _check_acyclic(steps)
-    pipeline = Pipeline(name=doc.name, steps=tuple(steps))
+    return Pipeline(name=doc.name, steps=tuple(steps))
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def check_step_args(pipeline: Pipeline) -> None:
+    """Each step's own ``args`` against its component's declaration and the platform's keys.
+
+    Separate from :func:`parse_pipeline`, which also re-reads stored pipelines: a declaration that
+    changed must not make an accepted job unreadable. Called at upload and by :func:`check_job`.
+    """
     for i, step in enumerate(pipeline.steps):
         valid = set(step.params.keys()) | PLATFORM_KEYS | pipeline.arg_refs
         for key in step.args:
@@ -306,10 +317,6 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
                 f"step '{step.name}' ({step.component}) takes no argument",
             )
         _check_values(step, step.args, functools.partial(_step_arg, i))
-    return pipeline
-
-
-# --- arguments -------------------------------------------------------------------------------
 
 
 def _step_arg(index: int, key: str) -> str:
@@ -516,6 +523,7 @@ def check_job(
                 "but no party of the job has it",
                 "parties",
             )
+    check_step_args(pipeline)
     valid = pipeline.job_keys()
     taker = f"no step of pipeline '{pipeline.name}' takes an argument"
     for key in job.common_args:

@@ -13,6 +13,7 @@ from flow_server.dsl import (
     DslError,
     OutputRef,
     check_job,
+    check_step_args,
     parse_job,
     parse_pipeline,
 )
@@ -21,6 +22,13 @@ from flow_server.dsl import (
 def bad_pipeline(text: str | bytes, catalog: Catalog) -> DslError:
     with pytest.raises(DslError) as info:
         parse_pipeline(text, catalog)
+    return info.value
+
+
+def bad_step_args(text: str, catalog: Catalog) -> DslError:
+    pipeline = parse_pipeline(text, catalog)  # a stored pipeline is always readable
+    with pytest.raises(DslError) as info:
+        check_step_args(pipeline)
     return info.value
 
 
@@ -319,7 +327,7 @@ def test_the_example_pipeline_parses_with_the_real_registry() -> None:
 
 
 def test_a_misspelt_step_arg_is_refused_with_the_valid_names(catalog: Catalog) -> None:
-    err = bad_pipeline(PIPELINE.replace("max-iter: 5", "max-iters: 5"), catalog)
+    err = bad_step_args(PIPELINE.replace("max-iter: 5", "max-iters: 5"), catalog)
     assert (err.code, err.where) == ("unknown_arg", "steps[1].args.max-iters")
     assert "step 'train' (hetero_lr) takes no argument 'max-iters'" in err.message
     assert "did you mean 'max-iter'?" in err.message
@@ -327,13 +335,13 @@ def test_a_misspelt_step_arg_is_refused_with_the_valid_names(catalog: Catalog) -
 
 
 def test_an_out_of_range_step_arg_is_refused_with_the_bound(catalog: Catalog) -> None:
-    err = bad_pipeline(PIPELINE.replace("max-iter: 5", "max-iter: 0"), catalog)
+    err = bad_step_args(PIPELINE.replace("max-iter: 5", "max-iter: 0"), catalog)
     assert (err.code, err.where) == ("invalid_arg", "steps[1].args.max-iter")
     assert "step 'train' (hetero_lr): 'max-iter' should be greater than or equal to 1" in str(err)
 
 
 def test_a_parameter_of_another_step_is_not_a_step_arg(catalog: Catalog) -> None:
-    err = bad_pipeline(
+    err = bad_step_args(
         PIPELINE.replace(
             "inputs: {data: $input}", "args: {max-iter: 3}\n    inputs: {data: $input}"
         ),
@@ -391,3 +399,13 @@ def test_a_peer_checks_only_its_own_args(catalog: Catalog) -> None:
     with pytest.raises(DslError) as info:
         check_job(job, pipeline, me="10000", check_args_of=["10000"])
     assert info.value.where == "parties-args.10000.max-iter"
+
+
+def test_a_proposed_pipeline_s_step_args_are_checked_with_the_job(catalog: Catalog) -> None:
+    text = (
+        'parties: ["10000=guest", "20000=host"]\n'
+        "parties-args:\n  10000: {input: a}\n  20000: {input: b}\n"
+    )
+    with pytest.raises(DslError) as info:
+        check(text, catalog, pipeline=PIPELINE.replace("max-iter: 5", "max-iters: 5"))
+    assert (info.value.code, info.value.where) == ("unknown_arg", "steps[1].args.max-iters")
