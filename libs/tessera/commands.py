@@ -27,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from fedcore.params import ParamInfo
 from tessera.sdk import (
     DEFAULT_DASHBOARD_URL,
     DEFAULT_URL,
@@ -621,7 +622,7 @@ def component_list(
 
 def _parameter_line(p: Parameter) -> str:
     default = "required" if p.required else f"default {json.dumps(p.default)}"
-    bounds = p.bounds()
+    bounds = ParamInfo(**p.model_dump()).bounds()
     return f"  {p.name}\t{p.type}\t{default}{f'; {bounds}' if bounds else ''}\t{p.description}"
 
 

@@ -306,18 +306,6 @@ class Parameter(_Answer):
     exclusive_minimum: float | None = None
     exclusive_maximum: float | None = None
 
-    def bounds(self) -> str:
-        """``one of a, b`` or ``>= 1, <= 16``; empty when unbounded."""
-        if self.choices is not None:
-            return "one of " + ", ".join(str(c) for c in self.choices)
-        limits = (
-            (">=", self.minimum),
-            (">", self.exclusive_minimum),
-            ("<=", self.maximum),
-            ("<", self.exclusive_maximum),
-        )
-        return ", ".join(f"{op} {_number(value)}" for op, value in limits if value is not None)
-
 
 class ComponentInfo(_Answer):
     name: str
@@ -720,8 +708,3 @@ class Tessera(_Client):
 
     def component(self, name: str) -> ComponentInfo:
         return self._call(ComponentInfo, "GET", f"/components/{name}")
-
-
-def _number(value: float) -> str:
-    """``1`` and ``4294967295`` as written, ``0.0001`` not as ``1e-04``."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
