@@ -76,6 +76,15 @@ class ReadmeCalls:
         assert r.status_code == 200, r.text
         return r.content
 
+    def model_path(self, model_id: str) -> str:
+        """Where this party keeps a model (``curl .../models/<id>``)."""
+        return str(self._json(self.http.get(f"/models/{model_id}"))["path"])
+
+    def grant(self, peer: str, path: str) -> None:
+        """``tessera grant add <peer> --path <path> --as host`` (``POST .../grants``)."""
+        body = {"peer": peer, "kind": "input", "path": path, "role": "host", "components": []}
+        self._json(self.http.post("/grants", json=body), 201)
+
     def import_model(self, archive: bytes) -> str:
         """``curl -F file=@model.tar.gz .../models/import``."""
         files = {"file": ("model.tar.gz", archive, "application/gzip")}

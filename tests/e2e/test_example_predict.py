@@ -78,6 +78,9 @@ def outcome(two_parties: TwoParties) -> Outcome:
     urls = {p: two_parties.stack.party(p).flow_server_url for p in (GUEST, HOST)}
     with ReadmeCalls(urls[GUEST]) as guest, ReadmeCalls(urls[HOST]) as host:
         calls = {GUEST: guest, HOST: host}
+        # the host's grant step: the guest may name these files as the host's inputs
+        for path in (split.train[HOST], split.new[HOST]):
+            host.grant(GUEST, str(path))
         # 1. train (examples/hetero_secureboost)
         pipeline_id = guest.upload_pipeline(EXAMPLES / "hetero_secureboost" / "pipeline.yaml")
         train_args = {p: {"input": str(split.train[p]), "output": str(out / p)} for p in calls}
@@ -91,6 +94,7 @@ def outcome(two_parties: TwoParties) -> Outcome:
             (model,) = call.models(train_id, "hetero_secureboost")
             archives[party] = call.export_model(model["model_id"])
             imported[party] = call.import_model(archives[party])
+        host.grant(GUEST, host.model_path(imported[HOST]))  # its imported copy, likewise
         # 3. predict the new rows with the imported models
         pipeline_id = guest.upload_pipeline(EXAMPLES / "predict" / "pipeline.yaml")
         predict_args = {
@@ -101,7 +105,10 @@ def outcome(two_parties: TwoParties) -> Outcome:
         for party, call in calls.items():
             job = call.wait(job_id, JOB_TIMEOUT_S)
             assert job["state"] == "success", f"party {party}: {failure(job)}"
-    predictions = {p: out / p / job_id / p / "predict" / "predictions" for p in calls}
+    # the host writes where its own settings say (a peer's `output` is not granted to it)
+    predictions = {
+        p: next(two_parties.root.glob(f"**/{job_id}/{p}/predict/predictions")) for p in calls
+    }
     return Outcome(split, archives, predictions)
 
 
