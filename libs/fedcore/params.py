@@ -118,6 +118,9 @@ class PlatformArgs(Params):
     spark_master_name: str | None = Field(
         None, description="kept from PowerFL's job.yaml for Spark-backed steps"
     )
+    spark_submit_args: str | None = Field(
+        None, description="spark-submit options for the step, within what the party allows"
+    )
     hadoop_config: str | None = Field(
         None, description="kept from PowerFL's job.yaml: the party's Hadoop configuration"
     )

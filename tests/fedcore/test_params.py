@@ -64,4 +64,4 @@ def test_the_platform_keys_are_the_job_yaml_spellings() -> None:
     assert {"input", "output", "auto-retries", "timeout", "task-timeout", "runtime-image"} <= (
         PLATFORM_KEYS
     )
-    assert {"spark-master-name", "hadoop-config"} <= PLATFORM_KEYS
+    assert {"spark-master-name", "spark-submit-args", "hadoop-config"} <= PLATFORM_KEYS
