@@ -265,9 +265,9 @@ def _party_main(
                     federation=federation,
                     computing=computing,
                 )
-                fn = get_component(component).fn
+                run = get_component(component).run  # checks the args as a step would
                 cpu_started, started = _cpu_s(), time.monotonic()
-                fn(ctx)
+                run(ctx)
                 finished = time.monotonic()
                 cpu_s = _cpu_s() - cpu_started
                 executors = computing.executors

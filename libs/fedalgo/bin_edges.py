@@ -20,26 +20,9 @@ if TYPE_CHECKING:
     from fedalgo.computing import Computing
 
 METHODS = ("quantile", "equal-width")
-_ALIASES = {"bucket": "equal-width", "equal_width": "equal-width", "equalwidth": "equal-width"}
 # A bin without events (or without non-events) would make its WOE infinite; as FATE does, such a
 # bin counts half an event (non-event) instead.
 WOE_ADJUSTMENT = 0.5
-
-
-def method_name(raw: str) -> str:
-    """The canonical binning method for ``raw`` (aliases accepted); ArgumentError if unknown."""
-    name = _ALIASES.get(raw, raw)
-    if name not in METHODS:
-        raise ArgumentError(
-            f"argument 'method' must be one of {[*METHODS, *_ALIASES]}, got {raw!r}"
-        )
-    return name
-
-
-def check_bins(bins: int) -> int:
-    if not 2 <= bins <= 1024:
-        raise ArgumentError(f"argument 'bins' must be between 2 and 1024, got {bins}")
-    return bins
 
 
 def column_splits(column: np.ndarray, bins: int, method: str) -> np.ndarray:

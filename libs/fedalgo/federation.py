@@ -179,10 +179,8 @@ def run_parties(
                 on_metric=on_metric,
                 computing=party.get("computing"),
             )
-            if ctx.role not in spec.roles:
-                raise ValueError(f"component {spec.name} has no role {ctx.role!r}")
             try:
-                spec.fn(ctx)
+                spec.run(ctx)
             finally:
                 ctx.close()
         except BaseException as exc:  # handed to the caller's thread below

@@ -1,6 +1,6 @@
 """The ``tessera`` commands that drive a flow_server through the SDK: pipelines, jobs (and the
-approval of peers' proposals), data, grants of data to peers, decisions, models, and API tokens
-(made directly in the flow_server's database).
+approval of peers' proposals), data, grants of data to peers, decisions, models, components, and
+API tokens (made directly in the flow_server's database).
 
 Every command takes ``--url`` (``$TESSERA_URL``, default the local stack) and ``--token``
 (``$TESSERA_TOKEN``). An error prints the server's message on stderr and exits non-zero: 1 for
@@ -27,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from fedcore.params import ParamInfo
 from tessera.sdk import (
     DEFAULT_DASHBOARD_URL,
     DEFAULT_URL,
@@ -34,6 +35,7 @@ from tessera.sdk import (
     ConnectionFailed,
     Grant,
     JobDetail,
+    Parameter,
     Tessera,
 )
 
@@ -51,6 +53,9 @@ pipeline_app = typer.Typer(help="Upload and list pipelines.", no_args_is_help=Tr
 job_app = typer.Typer(help="Submit, follow and control jobs.", no_args_is_help=True)
 data_app = typer.Typer(help="Upload and list data tables.", no_args_is_help=True)
 model_app = typer.Typer(help="List, export and import trained models.", no_args_is_help=True)
+component_app = typer.Typer(
+    help="The algorithm components and their parameters.", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens of this party's flow_server.", no_args_is_help=True)
 grant_app = typer.Typer(
     help="Grant peers the use of this party's data; list and revoke grants.", no_args_is_help=True
@@ -65,6 +70,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(job_app, name="job")
     app.add_typer(data_app, name="data")
     app.add_typer(model_app, name="model")
+    app.add_typer(component_app, name="component")
     app.add_typer(token_app, name="token")
     app.add_typer(grant_app, name="grant")
     app.add_typer(decision_app, name="decision")
@@ -594,6 +600,51 @@ def model_import(
     with _client(url, token) as t:
         model = t.import_model(archive)
     typer.echo(f"{model.model_id}\t{model.component}\t{model.step}")
+
+
+# --- component -----------------------------------------------------------------------------------
+
+
+@component_app.command("list")
+def component_list(
+    url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The components this party runs: roles, inputs → outputs, what each does."""
+    with _client(url, token) as t:
+        components = t.components()
+    if as_json:
+        _print_json(components.model_dump())
+        return
+    for c in components.items:
+        flow = f"{', '.join(c.inputs) or '-'} -> {', '.join(c.outputs) or '-'}"
+        typer.echo(f"{c.name}\t{'/'.join(c.roles)}\t{flow}\t{c.description}")
+
+
+def _parameter_line(p: Parameter) -> str:
+    default = "required" if p.required else f"default {json.dumps(p.default)}"
+    bounds = ParamInfo(**p.model_dump()).bounds()
+    return f"  {p.name}\t{p.type}\t{default}{f'; {bounds}' if bounds else ''}\t{p.description}"
+
+
+@component_app.command("show")
+def component_show(
+    name: Annotated[str, typer.Argument(help="the component's name")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One component: its roles, inputs, outputs and every parameter with its bounds."""
+    with _client(url, token) as t:
+        c = t.component(name)
+    if as_json:
+        _print_json(c.model_dump())
+        return
+    typer.echo(f"{c.name} (version {c.version}): {c.description}")
+    typer.echo(f"roles: {', '.join(c.roles)}")
+    typer.echo(f"inputs: {', '.join(c.inputs) or '-'}; outputs: {', '.join(c.outputs) or '-'}")
+    typer.echo("parameters:" if c.parameters else "parameters: none")
+    for p in c.parameters:
+        typer.echo(_parameter_line(p))
 
 
 # --- token ---------------------------------------------------------------------------------------

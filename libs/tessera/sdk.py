@@ -293,6 +293,35 @@ class DecisionList(_Answer):
     offset: int
 
 
+class Parameter(_Answer):
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+
+
+class ComponentInfo(_Answer):
+    name: str
+    description: str
+    roles: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    version: str
+    parameters: list[Parameter]
+
+
+class ComponentList(_Answer):
+    items: list[ComponentInfo]
+    platform_args: list[Parameter]
+
+
 class LogLine(_Answer):
     ts: float
     party: str
@@ -671,3 +700,11 @@ class Tessera(_Client):
 
     def delete_model(self, model_id: str) -> Deleted:
         return self._call(Deleted, "DELETE", f"/models/{model_id}")
+
+    # --- components ----------------------------------------------------------------------------
+
+    def components(self) -> ComponentList:
+        return self._call(ComponentList, "GET", "/components")
+
+    def component(self, name: str) -> ComponentInfo:
+        return self._call(ComponentInfo, "GET", f"/components/{name}")

@@ -35,7 +35,7 @@ from flow_server.models import Job, JobState, ProcessedMessage
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
 from flow_server.policy import Policy
-from flow_server.routes import data, decisions, health, jobs, metrics, models, pipelines
+from flow_server.routes import components, data, decisions, health, jobs, metrics, models, pipelines
 from flow_server.routes import grants as grant_routes
 from flow_server.states import IllegalTransition
 
@@ -213,6 +213,7 @@ def create_app(
         models.router,
         grant_routes.router,
         decisions.router,
+        components.router,
     ):
         app.include_router(
             router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)

@@ -2,21 +2,27 @@
 
 A pipeline is a DAG of steps; each step runs a component of the algorithm catalog. Its inputs are
 ``$<arg>`` (a path the party gives in its job args) or ``<step>.<output>`` (an earlier step's
-output on the same party). A job names its parties with roles and gives their arguments; unknown
-argument keys are kept and handed to the steps. A step's arguments are its ``args``, overridden by
-the job's ``common-args``, overridden by the party's own ``parties-args``.
+output on the same party). A job names its parties with roles and gives their arguments. A step's
+arguments are its ``args``, overridden by the job's ``common-args``, overridden by the party's own
+``parties-args``. Every key must be declared: a parameter of the step's component (its ``args``)
+or of some step of the pipeline (``common-args`` and ``parties-args`` reach every step), a key of
+the platform's own (:class:`fedcore.params.PlatformArgs`), or an argument an input reads
+(``$<arg>``); values are checked against the declarations of each step they reach.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from fedcore.params import PLATFORM_KEYS, InvalidArguments, Params, PlatformArgs
 from flow_server.catalog import Catalog
 
 ROLES = ("guest", "host", "arbiter")
@@ -156,6 +162,7 @@ class Step:
     inputs: dict[str, InputRef]
     args: dict[str, Any]
     deps: tuple[str, ...]
+    params: type[Params] = Params  # the component's parameter declaration
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,15 @@ class Pipeline:
     @property
     def roles(self) -> set[str]:
         return {r for s in self.steps for r in s.roles}
+
+    @property
+    def arg_refs(self) -> set[str]:
+        """The arguments the steps' inputs read (``$input`` ...): paths each party gives."""
+        return {r.arg for s in self.steps for r in s.inputs.values() if isinstance(r, ArgRef)}
+
+    def job_keys(self) -> set[str]:
+        """Every key a job's ``common-args`` or ``parties-args`` may give."""
+        return {k for s in self.steps for k in s.params.keys()} | PLATFORM_KEYS | self.arg_refs
 
 
 def _parse_ref(text: str, where: str) -> InputRef:
@@ -275,10 +291,63 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
                 inputs=inputs,
                 args=dict(s.args),
                 deps=tuple(dict.fromkeys(deps)),
+                params=comp.params,
             )
         )
     _check_acyclic(steps)
     return Pipeline(name=doc.name, steps=tuple(steps))
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def check_step_args(pipeline: Pipeline) -> None:
+    """Each step's own ``args`` against its component's declaration and the platform's keys.
+
+    Separate from :func:`parse_pipeline`, which also re-reads stored pipelines: a declaration that
+    changed must not make an accepted job unreadable. Called at upload and by :func:`check_job`.
+    """
+    for i, step in enumerate(pipeline.steps):
+        valid = set(step.params.keys()) | PLATFORM_KEYS | pipeline.arg_refs
+        for key in step.args:
+            _check_known(
+                key,
+                valid,
+                f"steps[{i}].args.{key}",
+                f"step '{step.name}' ({step.component}) takes no argument",
+            )
+        _check_values(step, step.args, functools.partial(_step_arg, i))
+
+
+def _step_arg(index: int, key: str) -> str:
+    return f"steps[{index}].args.{key}"
+
+
+def _check_known(key: str, valid: set[str], where: str, refusal: str) -> None:
+    """``key`` is one of ``valid``, else ``unknown_arg``: the refusal, the key, the valid ones."""
+    if key in valid:
+        return
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    raise DslError(
+        "unknown_arg",
+        f"{refusal} '{key}'{hint}; valid: {', '.join(sorted(valid))}",
+        where,
+    )
+
+
+def _check_values(step: Step, args: Mapping[str, Any], where_of: Callable[[str], str]) -> None:
+    """``args`` as ``step`` would read them: its component's parameters and the platform's."""
+    for model in (step.params, PlatformArgs):
+        try:
+            model.from_args(args)
+        except InvalidArguments as exc:
+            problem = exc.problems[0]
+            raise DslError(
+                "invalid_arg",
+                f"step '{step.name}' ({step.component}): {problem.message}",
+                where_of(problem.key),
+            ) from None
 
 
 def _check_acyclic(steps: list[Step]) -> None:
@@ -329,6 +398,14 @@ class JobSpec:
 
     def args_for(self, step: Step, party: str) -> dict[str, Any]:
         return {**step.args, **self.common_args, **self.party_args.get(party, {})}
+
+    def where_given(self, step: Step, party: str, key: str) -> str:
+        """Which document gave ``key`` of ``step``'s args on ``party`` (the last one wins)."""
+        if key in self.party_args.get(party, {}):
+            return f"parties-args.{party}.{key}"
+        if key in self.common_args:
+            return f"common-args.{key}"
+        return f"pipeline step '{step.name}' args.{key}"
 
 
 def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
@@ -446,12 +523,20 @@ def check_job(
                 "but no party of the job has it",
                 "parties",
             )
+    check_step_args(pipeline)
+    valid = pipeline.job_keys()
+    taker = f"no step of pipeline '{pipeline.name}' takes an argument"
+    for key in job.common_args:
+        _check_known(key, valid, f"common-args.{key}", taker)
     for party in job.party_args if check_args_of is None else check_args_of:
         role = job.parties[party]
+        for key in job.party_args.get(party, {}):
+            _check_known(key, valid, f"parties-args.{party}.{key}", taker)
         for step in pipeline.steps:
             if not takes_part(step, role):
                 continue
             args = job.args_for(step, party)
+            _check_values(step, args, functools.partial(job.where_given, step, party))
             for name, ref in step.inputs.items():
                 if isinstance(ref, ArgRef) and ref.arg not in args:
                     raise DslError(

@@ -241,3 +241,35 @@ class DecisionList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ParameterOut(BaseModel):
+    """One declared parameter of a component (or of the platform), JSON-schema-like."""
+
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+
+
+class ComponentOut(BaseModel):
+    name: str
+    description: str
+    roles: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    version: str
+    parameters: list[ParameterOut]
+
+
+class ComponentList(BaseModel):
+    items: list[ComponentOut]
+    # keys every step may be given besides its component's parameters (paths, retries, timeouts)
+    platform_args: list[ParameterOut]

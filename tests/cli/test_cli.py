@@ -306,6 +306,8 @@ def test_version_and_the_local_stack_commands(party: Party) -> None:
     lines = [line.split() for line in result.stdout.splitlines()]
     services = {row[1] for row in lines if row and row[0] == PARTY}
     assert {"flow_server", "task_engine", "federation_bridge", "dashboard"} <= services
+
+
 def test_grant_add_list_revoke_and_the_decisions(authed: Party) -> None:
     data = authed.root / "granted"
     data.mkdir(exist_ok=True)
@@ -335,3 +337,29 @@ def test_grant_add_list_revoke_and_the_decisions(authed: Party) -> None:
 def test_approving_a_job_that_waits_for_nobody_is_refused(authed: Party) -> None:
     result = authed.run("job", "approve", "no-such-job")
     assert result.exit_code == 1 and "job_not_found" in result.stderr
+
+
+def test_component_list_and_show_give_the_declared_parameters(authed: Party) -> None:
+    result = authed.run("component", "list")
+    assert result.exit_code == 0, result.output
+    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert {"intersect", "hetero_lr", "hetero_secureboost", "predict"} <= set(names)
+    result = authed.run("component", "show", "hetero_lr")
+    assert result.exit_code == 0, result.output
+    assert "roles: guest, host" in result.stdout
+    assert "  key-bits\tinteger\tdefault 2048; one of 1024, 2048\t" in result.stdout
+    assert "  max-iter\tinteger\tdefault 30; >= 1, <= 10000\t" in result.stdout
+    result = authed.run("component", "show", "hetero_lr", "--json")
+    shown = json.loads(result.stdout)
+    assert {p["name"] for p in shown["parameters"]} >= {"learning-rate", "batch-size"}
+    result = authed.run("component", "show", "nope")
+    assert result.exit_code == 1 and "no component with id 'nope'" in result.stderr
+
+
+def test_a_misspelt_argument_is_refused_with_the_valid_names(authed: Party) -> None:
+    bad = authed.root / "misspelt.yaml"
+    bad.write_text(PIPELINE + "    args: {treshold: 0.4}\n")
+    result = authed.run("pipeline", "upload", str(bad))
+    assert result.exit_code == 1
+    assert "step 'evaluate' (evaluation) takes no argument 'treshold'" in result.stderr
+    assert "did you mean 'threshold'?" in result.stderr and "unknown_arg" in result.stderr

@@ -21,7 +21,7 @@ Threat model (semi-honest parties; each sees only what the protocol sends it):
 * Not covered: a malicious party can put ids it does not hold into its list to probe membership,
   and the guest decides the result (inherent to two-party PSI without verification).
 
-Arguments: ``shuffle`` (true): randomly permute the common rows; false keeps the guest's order.
+Arguments: :class:`IntersectParams` (``shuffle``).
 Duplicate ids are dropped (first occurrence kept) on each side before anything is sent.
 """
 
@@ -31,12 +31,14 @@ import os
 import random
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo import blinding
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, ProtocolError
 from fedalgo.tables import ID_COLUMN, Table, write_table
+from fedcore.params import Params
 
 _SALT = "intersect/salt"
 _GUEST_BLINDED = "intersect/guest_blinded"
@@ -45,7 +47,21 @@ _GUEST_DOUBLE = "intersect/guest_double_blinded"
 _POSITIONS = "intersect/positions"
 
 
-@component("intersect", roles=("guest", "host"), inputs=("data",), outputs=("data",))
+class IntersectParams(Params):
+    """``intersect``'s arguments (the guest's)."""
+
+    shuffle: bool = Field(
+        True, description="randomly permute the common rows; false keeps the guest's order"
+    )
+
+
+@component(
+    "intersect",
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("data",),
+    params=IntersectParams,
+)
 def intersect(ctx: Context) -> None:
     """Private set intersection on the ``id`` column; writes each party's aligned rows."""
     if not ctx.party_ids("host"):
@@ -54,7 +70,7 @@ def intersect(ctx: Context) -> None:
     table = ctx.read_table("data")
     ids, rows = _unique_rows(ctx, table, table.column_index(ID_COLUMN, path))
     if ctx.role == "guest":
-        kept = _guest(ctx, ids, shuffle=ctx.arg("shuffle", bool, True))
+        kept = _guest(ctx, ids, shuffle=ctx.params(IntersectParams).shuffle)
     else:
         kept = _host(ctx, ids)
     write_table(ctx.output("data"), table.header, [rows[i] for i in kept])

@@ -10,9 +10,10 @@ with :func:`apply_scaling`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo.components.registry import component
 from fedalgo.computing import Computing
@@ -25,9 +26,9 @@ from fedalgo.tables import (
     parse_numeric,
     write_table,
 )
+from fedcore.params import Params
 
 METHODS = ("standard", "min-max")
-_ALIASES = {"minmax": "min-max", "min_max": "min-max"}
 
 
 def fit_scaling(
@@ -75,11 +76,24 @@ def apply_scaling(model: dict[str, Any], columns: list[str], x: np.ndarray) -> n
     return (x - offset) / scale
 
 
-@component("scale", roles=("guest", "host"), inputs=("data",), outputs=("data", "model"))
+class ScaleParams(Params):
+    """``scale``'s arguments (each party's own)."""
+
+    method: Literal["standard", "min-max"] = Field(
+        "standard", description="zero mean and unit variance, or min-max to [0, 1]"
+    )
+
+
+@component(
+    "scale",
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("data", "model"),
+    params=ScaleParams,
+)
 def scale(ctx: Context) -> None:
     """Scale this party's feature columns (not ``id``, not the label ``y``); no communication."""
-    chosen = ctx.choice("method", (*METHODS, *_ALIASES), "standard")
-    method = _ALIASES.get(chosen, chosen)
+    method = ctx.params(ScaleParams).method
     path = ctx.input_location("data")
     table = ctx.read_table("data")
     table.column_index(ID_COLUMN, path)

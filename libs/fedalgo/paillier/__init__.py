@@ -39,6 +39,7 @@ from fedalgo.paillier.encryptor import RANDOMNESS, Encryptor, Randomness
 from fedalgo.paillier.keys import (
     DEFAULT_KEY_BITS,
     KEY_BITS,
+    KeyBits,
     PrivateKey,
     PublicKey,
     check_key_bits,
@@ -55,6 +56,7 @@ __all__ = [
     "EncryptedVector",
     "Encryptor",
     "FixedBaseTable",
+    "KeyBits",
     "Modulus",
     "PrivateKey",
     "PublicKey",

@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 
 from flow_server import crud, schemas
 from flow_server.deps import ServerDep, SessionDep
-from flow_server.dsl import parse_pipeline
+from flow_server.dsl import check_step_args, parse_pipeline
 from flow_server.errors import NotFound
 from flow_server.models import Pipeline as PipelineRow
 
@@ -22,6 +22,7 @@ async def upload_pipeline(
 ) -> schemas.PipelineCreated:
     data = await file.read()
     pipeline = parse_pipeline(data, server.catalog)
+    check_step_args(pipeline)
     yaml_text = data.decode("utf-8")
 
     def store() -> str:
