@@ -109,7 +109,7 @@ class _Party:
 def _envelopes(run: str, count: int, body: dict[str, Any]) -> list[Envelope]:
     # several jobs, so all three partitions carry data
     return [
-        Envelope(type=run, job_id=f"job-{i % 6}", task="bench", src=A, dst=B, body=body)
+        Envelope(type=run, job_id=f"{i % 6:032x}", task="bench", src=A, dst=B, body=body)
         for i in range(count)
     ]
 

@@ -1,18 +1,22 @@
 """The envelope every Tessera record carries, on a party's Kafka and across the bridge.
 
 The envelope's routing fields are also written as Kafka headers so that the bridge can route and
-de-duplicate a record without decoding its body.
+de-duplicate a record without decoding its body. They are held to the formats of
+:mod:`fedcore.messages` (32-hex ids, digit party ids, DSL step names) whoever builds the envelope,
+so a received record that breaks them fails to decode; its body is checked by
+``fedcore.messages.parse_body`` where it is applied.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from fedcore import codec
+from fedcore.messages import JobId, MessageId, MessageType, PartyId, StepName
 
 
 def new_id() -> str:
@@ -20,15 +24,20 @@ def new_id() -> str:
 
 
 class Envelope(BaseModel):
-    """One message: who sent it to whom, about which job and step, and its body."""
+    """One message: who sent it to whom, about which job and step, and its body.
 
-    id: str = Field(default_factory=new_id)
-    type: str
-    job_id: str
-    task: str | None = None
-    src: str
-    dst: str | None = None
-    ts: float = Field(default_factory=time.time)
+    ``job_id`` is empty only for a message about no job (a worker's heartbeat).
+    """
+
+    model_config = ConfigDict(strict=True)
+
+    id: MessageId = Field(default_factory=new_id)
+    type: MessageType
+    job_id: JobId | Literal[""]
+    task: StepName | None = None
+    src: PartyId
+    dst: PartyId | None = None
+    ts: float = Field(default_factory=time.time, ge=0, allow_inf_nan=False)
     body: dict[str, Any] = Field(default_factory=dict)
 
     def to_bytes(self) -> bytes:

@@ -16,6 +16,12 @@ from dashboard.server import Server
 from fedcore.envelope import Envelope
 
 GUEST, HOST = "10000", "20000"
+# job ids are 32 lowercase hex digits (fedcore.messages); these stay recognisable in pages
+DONE = "d0e" + "0" * 29
+BROKEN = "b0b" + "0" * 29
+JOB = "a" * 32
+OTHER = "c" * 32
+EVIL = "e" * 32
 STEPS = ["intersect", "train", "evaluate"]
 LOSSES = [0.69, 0.52, 0.44, 0.40, 0.38]
 T = TypeVar("T")

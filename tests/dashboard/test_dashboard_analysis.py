@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dashboard_helpers import GUEST, HOST, sample_job
+from dashboard_helpers import GUEST, HOST, JOB, sample_job
 
 from dashboard import analysis
 from dashboard.aggregator import Aggregator
@@ -74,19 +74,19 @@ def test_feature_importance_in_either_shape_largest_first() -> None:
 
 def _job_with_runs() -> Aggregator:
     agg = Aggregator()
-    agg.apply_all(sample_job("j", 1000.0))
+    agg.apply_all(sample_job(JOB, 1000.0))
     for step, inputs in (
         ("intersect", {"data": "/data/guest.csv"}),
         ("train", {"data": "/out/10000/j/intersect/data"}),
         ("evaluate", {"predictions": "/out/10000/j/train/predictions"}),
     ):
         body = {"component": step, "role": "guest", "args": {"threshold": 0.5}, "inputs": inputs}
-        agg.apply(Envelope(type="task.run", job_id="j", task=step, src=GUEST, body=body))
+        agg.apply(Envelope(type="task.run", job_id=JOB, task=step, src=GUEST, body=body))
     return agg
 
 
 def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs() -> None:
-    job = _job_with_runs().get("j")
+    job = _job_with_runs().get(JOB)
     assert job is not None and job.pipeline == "hetero-lr"
     steps = {s.name: s for s in JobDetail.of(job).steps}
     assert steps["train"].component == "hetero_lr" and steps["train"].depends == ["intersect"]
@@ -96,13 +96,13 @@ def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs() -> N
 
 
 def test_job_times_give_a_duration() -> None:
-    job = _job_with_runs().get("j")
+    job = _job_with_runs().get(JOB)
     assert job is not None and (job.started_at, job.ended_at) == (1001.0, 1040.0)
     assert JobDetail.of(job).duration_s == 39.0
 
 
 def test_the_analysis_of_a_job_uses_its_latest_roc() -> None:
-    job = _job_with_runs().get("j")
+    job = _job_with_runs().get(JOB)
     assert job is not None
     out = JobAnalysis.of(job)
     assert out.roc is not None and out.ks_point is not None and out.step == "evaluate"

@@ -7,7 +7,18 @@ import time
 
 import httpx
 import pytest
-from dashboard_helpers import GUEST, LOSSES, eventually, job_status, metric, sample_job, serving
+from dashboard_helpers import (
+    BROKEN,
+    DONE,
+    EVIL,
+    GUEST,
+    LOSSES,
+    eventually,
+    job_status,
+    metric,
+    sample_job,
+    serving,
+)
 
 from dashboard.app import create_app
 from dashboard.consumer import MemorySource
@@ -20,9 +31,10 @@ SETTINGS = PartySettings(party_id=GUEST, kafka_bootstrap="127.0.0.1:1")  # never
 def _source() -> MemorySource:
     return MemorySource(
         [
-            *sample_job("done", T0),
-            job_status("broken", "failed", T0 + 100, reason="host <b>crashed</b>"),
-            job_status("<script>alert(1)</script>", "running", T0 + 200),
+            *sample_job(DONE, T0),
+            job_status(BROKEN, "failed", T0 + 100, reason="host <b>crashed</b>"),
+            # a peer may name its pipeline anything: it is escaped like every value
+            job_status(EVIL, "running", T0 + 200, pipeline="<script>alert(1)</script>"),
         ]
     )
 
@@ -38,29 +50,25 @@ async def test_jobs_are_listed_newest_first_with_paging_and_a_state_filter() -> 
     async with serving(create_app(SETTINGS, source=_source())) as client:
         await _loaded(client)
         page = (await client.get("/api/jobs")).json()
-        assert [j["job_id"] for j in page["items"]] == [
-            "<script>alert(1)</script>",
-            "broken",
-            "done",
-        ]
+        assert [j["job_id"] for j in page["items"]] == [EVIL, BROKEN, DONE]
         done = page["items"][2]
         assert (done["state"], done["auc"], done["ks"]) == ("success", 0.8125, 0.5)
         assert (done["steps_succeeded"], done["steps_total"]) == (3, 3)
 
         page = (await client.get("/api/jobs", params={"limit": 1, "offset": 1})).json()
-        assert [j["job_id"] for j in page["items"]] == ["broken"]
+        assert [j["job_id"] for j in page["items"]] == [BROKEN]
         assert (page["total"], page["limit"], page["offset"]) == (3, 1, 1)
 
         page = (await client.get("/api/jobs", params={"state": "failed"})).json()
         assert [(j["job_id"], j["reason"]) for j in page["items"]] == [
-            ("broken", "host <b>crashed</b>")
+            (BROKEN, "host <b>crashed</b>")
         ]
 
 
 async def test_one_job_its_metrics_and_logs() -> None:
     async with serving(create_app(SETTINGS, source=_source())) as client:
         await _loaded(client)
-        detail = (await client.get("/api/jobs/done")).json()
+        detail = (await client.get(f"/api/jobs/{DONE}")).json()
         assert [(s["name"], s["state"]) for s in detail["steps"]] == [
             ("intersect", "success"),
             ("train", "success"),
@@ -68,12 +76,12 @@ async def test_one_job_its_metrics_and_logs() -> None:
         ]
         assert {t["party"] for t in detail["steps"][0]["tasks"]} == {"10000", "20000"}
 
-        metrics = (await client.get("/api/jobs/done/metrics")).json()
+        metrics = (await client.get(f"/api/jobs/{DONE}/metrics")).json()
         assert (metrics["auc"], metrics["ks"]) == (0.8125, 0.5)
         assert [p["value"] for p in metrics["loss"][0]["points"]] == LOSSES
         assert metrics["curves"][0]["name"] == "roc"
 
-        logs = (await client.get("/api/jobs/done/logs")).json()
+        logs = (await client.get(f"/api/jobs/{DONE}/logs")).json()
         assert [x["line"] for x in logs["lines"]] == ["epoch 4 done"]
 
 
@@ -107,7 +115,7 @@ async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
         assert response.headers["content-type"].startswith("text/html")
         html = response.text
         assert '<html lang="en">' in html
-        assert 'href="/jobs/done"' in html and "success</span>" in html and "0.8125" in html
+        assert f'href="/jobs/{DONE}"' in html and "success</span>" in html and "0.8125" in html
         assert "10000 · guest<br>20000 · host" in html
         # No external assets, and the script carries this response's CSP nonce.
         assert not re.search(r"<(link|img)\b|\bsrc=", html)
@@ -120,15 +128,15 @@ async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
 
         fragment = await client.get("/_fragments/jobs")
-        assert fragment.status_code == 200 and 'href="/jobs/done"' in fragment.text
+        assert fragment.status_code == 200 and f'href="/jobs/{DONE}"' in fragment.text
         assert "<html" not in fragment.text
 
 
 async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart() -> None:
     async with serving(create_app(SETTINGS, source=_source())) as client:
         await _loaded(client)
-        html = (await client.get("/jobs/done")).text
-        assert "<h1>Job done</h1>" in html
+        html = (await client.get(f"/jobs/{DONE}")).text
+        assert f"<h1>Job {DONE}</h1>" in html
         assert '<th scope="col">Party 10000</th>' in html and '<th scope="row">train</th>' in html
         assert re.search(r'<svg role="img"[^>]*>', html) and "<polyline" in html
         assert "0.812500" in html  # the auc row of the metrics table
@@ -136,17 +144,17 @@ async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart() -> 
         missing = await client.get("/jobs/nope")
         assert missing.status_code == 404 and "No job <code>nope</code>" in missing.text
         assert (await client.get("/_fragments/jobs/nope")).status_code == 404
-        assert "<polyline" in (await client.get("/_fragments/jobs/done")).text
+        assert "<polyline" in (await client.get(f"/_fragments/jobs/{DONE}")).text
 
 
 async def test_records_arriving_later_show_up() -> None:
     source = _source()
     async with serving(create_app(SETTINGS, source=source)) as client:
         await _loaded(client)
-        source.publish(metric("done", "evaluate", GUEST, "precision", 0.75, time.time(), None))
+        source.publish(metric(DONE, "evaluate", GUEST, "precision", 0.75, time.time(), None))
 
         async def probe() -> dict[str, float] | None:
-            scalars = (await client.get("/api/jobs/done/metrics")).json()["scalars"]
+            scalars = (await client.get(f"/api/jobs/{DONE}/metrics")).json()["scalars"]
             found = {m["name"]: m["value"] for m in scalars}
             return found if "precision" in found else None
 
@@ -166,28 +174,28 @@ async def test_health_is_ok_once_the_consumer_follows_its_source() -> None:
 async def test_search_analysis_log_download_compare_and_task_flow() -> None:
     async with serving(create_app(SETTINGS, source=_source())) as client:
         await _loaded(client)
-        page = (await client.get("/api/jobs", params={"q": "DON"})).json()
-        assert [j["job_id"] for j in page["items"]] == ["done"]
+        page = (await client.get("/api/jobs", params={"q": "D0E"})).json()
+        assert [j["job_id"] for j in page["items"]] == [DONE]
         assert page["states"] == {"failed": 1, "running": 1, "success": 1}
         assert page["items"][0]["pipeline"] == ["intersect", "train", "evaluate"]
 
-        curves = (await client.get("/api/jobs/done/analysis")).json()
+        curves = (await client.get(f"/api/jobs/{DONE}/analysis")).json()
         assert curves["roc"]["tpr"] == [0.0, 0.75, 1.0] and curves["ks_point"]["ks"] == 0.25
 
-        text = await client.get("/api/jobs/done/logs.txt")
+        text = await client.get(f"/api/jobs/{DONE}/logs.txt")
         assert text.status_code == 200 and "epoch 4 done" in text.text
         assert "attachment" in text.headers["content-disposition"]
 
-        compared = await client.get("/api/compare", params=[("jobs", "done"), ("jobs", "broken")])
-        assert [a["job_id"] for a in compared.json()] == ["done", "broken"]
+        compared = await client.get("/api/compare", params=[("jobs", DONE), ("jobs", BROKEN)])
+        assert [a["job_id"] for a in compared.json()] == [DONE, BROKEN]
         assert (await client.get("/api/compare", params={"jobs": "nope"})).status_code == 404
 
         flow = (await client.get("/api/pipelines")).json()
         assert [s["name"] for s in flow["jobs"][-1]["steps"]] == ["intersect", "train", "evaluate"]
-        for path in ("/pipelines", "/compare?jobs=done&jobs=broken", "/?state=success&q=do"):
+        for path in ("/pipelines", f"/compare?jobs={DONE}&jobs={BROKEN}", "/?state=success&q=d0e"):
             response = await client.get(path)
             assert response.status_code == 200, path
-        assert 'id="roc-chart"' in (await client.get("/compare?jobs=done")).text
+        assert 'id="roc-chart"' in (await client.get(f"/compare?jobs={DONE}")).text
 
 
 @pytest.mark.parametrize(
@@ -195,11 +203,11 @@ async def test_search_analysis_log_download_compare_and_task_flow() -> None:
     [
         ("/?offset=-1", 422, "text/html"),
         ("/?state=NOT%20A%20STATE", 422, "text/html"),
-        ("/jobs/done?threshold=2", 422, "text/html"),
+        (f"/jobs/{DONE}?threshold=2", 422, "text/html"),
         ("/compare?jobs=nope", 404, "text/html"),
         ("/no/such/page", 404, "text/html"),
         ("/api/jobs?limit=0", 422, "application/json"),
-        ("/api/jobs/done/analysis?threshold=x", 422, "application/json"),
+        (f"/api/jobs/{DONE}/analysis?threshold=x", 422, "application/json"),
         ("/api/nothing", 404, "application/json"),
     ],
 )

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiokafka.errors import KafkaConnectionError
-from dashboard_helpers import eventually, job_status, sample_job
+from dashboard_helpers import JOB, eventually, job_status, sample_job
+from dashboard_helpers import OTHER as STALE
 
 from dashboard.aggregator import Aggregator
 from dashboard.consumer import Changes, Consumer, MemorySource
@@ -32,20 +33,20 @@ class _FlakySource:
 
 
 async def test_the_consumer_retries_after_a_kafka_error_and_replays_into_a_clear_view() -> None:
-    source = _FlakySource(sample_job("j", 1.0))
+    source = _FlakySource(sample_job(JOB, 1.0))
     aggregator, changes = Aggregator(), Changes()
-    aggregator.apply(job_status("stale", "running", 0.5))  # must not survive the replay
+    aggregator.apply(job_status(STALE, "running", 0.5))  # must not survive the replay
     consumer = Consumer(source, aggregator, changes, retry_s=0.01)
     consumer.start()
     try:
 
         async def probe() -> bool | None:
-            job = aggregator.get("j")
+            job = aggregator.get(JOB)
             return (job is not None and job.state == "success") or None
 
         await eventually(probe, timeout_s=5)
         assert source.opened == 2
-        assert aggregator.get("stale") is None
+        assert aggregator.get(STALE) is None
         assert consumer.status.connected and consumer.status.error is None
         assert changes.version > 0
     finally:

@@ -4,7 +4,7 @@ records read and applied, jobs with a view, open event streams."""
 from __future__ import annotations
 
 import httpx
-from dashboard_helpers import GUEST, eventually, job_status, sample_job, serving
+from dashboard_helpers import DONE, GUEST, OTHER, eventually, job_status, sample_job, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.app import create_app
@@ -27,7 +27,7 @@ async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
 
 
 async def test_metrics_count_records_jobs_and_event_streams() -> None:
-    envelopes = [*sample_job("done", T0), job_status("other", "running", T0 + 100)]
+    envelopes = [*sample_job(DONE, T0), job_status(OTHER, "running", T0 + 100)]
     async with serving(create_app(SETTINGS, source=MemorySource(envelopes))) as client:
 
         async def loaded() -> dict[str, float] | None:

@@ -60,7 +60,7 @@ class Recorder:
 async def test_a_step_heartbeats_keep_alive_is_lost_once_they_stop() -> None:
     lost = Recorder()
     watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
-    step = RunningStep("j1", "train", 1)
+    step = RunningStep("1" * 32, "train", 1)
     watch.observe(status(HOST, step, "running"))
     assert watch.watched == {step}
     for _ in range(8):  # 0.8 s, well past the timeout, covered all along
@@ -79,7 +79,8 @@ async def test_a_step_heartbeats_keep_alive_is_lost_once_they_stop() -> None:
 async def test_ended_steps_other_parties_and_stale_heartbeats() -> None:
     lost = Recorder()
     watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
-    done, other, late = RunningStep("j", "a", 1), RunningStep("j", "b", 1), RunningStep("j", "c", 2)
+    job = "2" * 32
+    done, other, late = RunningStep(job, "a", 1), RunningStep(job, "b", 1), RunningStep(job, "c", 2)
     watch.observe(status(HOST, done, "running"))
     watch.observe(status(HOST, done, "success"))  # ended: no longer watched
     watch.observe(heartbeat(GUEST, other))  # another party's worker: not ours to watch
@@ -96,7 +97,7 @@ async def test_ended_steps_other_parties_and_stale_heartbeats() -> None:
 async def test_close_cancels_every_timer() -> None:
     lost = Recorder()
     watch = HeartbeatWatch(HOST, timeout_s=0.1, lost=lost)
-    watch.watch(RunningStep("j", "a", 1))
+    watch.watch(RunningStep("2" * 32, "a", 1))
     await watch.close()
     await asyncio.sleep(0.2)
     assert lost.lost == [] and watch.watched == frozenset()

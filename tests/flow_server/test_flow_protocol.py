@@ -6,6 +6,7 @@ plus rejections, failures and re-delivered events.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_a_proposal_from_an_unknown_party_is_rejected(parties: dict[str, LocalPa
     host = parties["20000"]
     env = Envelope(
         type="job.propose",
-        job_id="j1",
+        job_id=uuid.uuid4().hex,
         src="99999",
         dst="20000",
         body={
