@@ -20,7 +20,6 @@ from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
 from flow_server.deadlines import AcceptanceDeadlines
-from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
 from flow_server.heartbeats import (
     HEARTBEAT,
@@ -30,11 +29,9 @@ from flow_server.heartbeats import (
     running_here,
 )
 from flow_server.metrics import FlowServerMetrics
-from flow_server.models import ProcessedMessage
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
 from flow_server.routes import data, health, jobs, metrics, models, pipelines
-from flow_server.states import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +60,9 @@ class FlowServer:
         return self.party.catalog
 
     def _apply_sync(self, env: Envelope) -> None:
-        try:
-            with self.sessions.begin() as session:
-                protocol.apply(session, self.party, env)
-        except (protocol.ProtocolError, DslError, IllegalTransition) as exc:
-            log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
-            with self.sessions.begin() as session:
-                session.merge(ProcessedMessage(id=env.id))
+        # an error rolls the transaction back; the consumer's guard decides what happens next
+        with self.sessions.begin() as session:
+            protocol.apply(session, self.party, env)
 
     async def expire_acceptance(self, job_id: str) -> None:
         """An acceptance deadline fired: time the job out if it is still waiting."""
@@ -97,14 +90,14 @@ class FlowServer:
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
         if env.type == HEARTBEAT:  # in memory only, never in the database
-            self.metrics.heartbeats.inc()
             if self.heartbeats is not None:
                 self.heartbeats.observe(env)
+            self.metrics.heartbeats.inc()
             return
         async with self.lock:
             await asyncio.to_thread(self._apply_sync, env)
             await self.outbox.flush()
-        self.metrics.events.labels(env.type).inc()
+        self.metrics.applied(env.type)
         if self.heartbeats is not None:
             self.heartbeats.observe(env)
 
@@ -148,6 +141,7 @@ def create_app(
                         bus,
                         group_id=f"flow_server-{settings.party_id}",
                         apply=lambda env: server.apply(env),
+                        on_dead=lambda env: server.metrics.dead(env.type),
                     ),
                     lock=asyncio.Lock(),
                 )

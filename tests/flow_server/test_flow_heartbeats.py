@@ -34,6 +34,7 @@ def heartbeat(party: str, *steps: RunningStep) -> Envelope:
         body={
             "party": party,
             "worker": "host:1:2",
+            "interval_s": 0.1,
             "running": [{"job_id": s.job_id, "task": s.step, "attempt": s.attempt} for s in steps],
         },
     )

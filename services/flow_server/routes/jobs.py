@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
 from flow_server.deps import ServerDep, SessionDep
+from flow_server.dsl import MAX_YAML_BYTES
 from flow_server.errors import NotFound
 from flow_server.models import Job
 from flow_server.models import Pipeline as PipelineRow
@@ -35,7 +36,7 @@ async def submit_job(
     parameters: Annotated[UploadFile, File(description="job.yaml")],
     server: ServerDep,
 ) -> schemas.JobCreated:
-    data = await parameters.read()
+    data = await parameters.read(MAX_YAML_BYTES + 1)  # a larger one is refused, unread
 
     def create() -> tuple[str, str, tuple[str, int] | None]:
         with server.sessions.begin() as session:

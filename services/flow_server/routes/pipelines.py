@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Query, UploadFile
 
 from flow_server import crud, schemas
 from flow_server.deps import ServerDep, SessionDep
-from flow_server.dsl import parse_pipeline
+from flow_server.dsl import MAX_YAML_BYTES, parse_pipeline
 from flow_server.errors import NotFound
 from flow_server.models import Pipeline as PipelineRow
 
@@ -20,7 +20,7 @@ router = APIRouter(tags=["pipelines"])
 async def upload_pipeline(
     file: Annotated[UploadFile, File(description="pipeline.yaml")], server: ServerDep
 ) -> schemas.PipelineCreated:
-    data = await file.read()
+    data = await file.read(MAX_YAML_BYTES + 1)  # a larger one is refused, unread
     pipeline = parse_pipeline(data, server.catalog)
     yaml_text = data.decode("utf-8")
 
