@@ -135,7 +135,7 @@ async def test_unknown_ids_are_404(env: Any) -> None:
         ),
         (PIPELINE.replace("train.predictions", "train.nope"), 422, "unknown_output", None),
         # bounds: aliases, depth, size
-        (PIPELINE + "a: &x [1]\nb: *x\n", 400, "malformed_yaml", "line 14, column 4"),
+        (PIPELINE + "a: &x [1]\nb: *x\n", 400, "malformed_yaml", "line 13, column 4"),
         (PIPELINE + "deep: " + "[" * 30 + "]" * 30 + "\n", 400, "malformed_yaml", None),
         (PIPELINE + "#" * 300_000, 413, "document_too_large", None),
         (PIPELINE.replace("max-iter: 5", "max-iter: !!binary aGk="), 422, "invalid_value", None),
