@@ -28,7 +28,7 @@ $(PKGLIST): FORCE
 $(STAMP): pyproject.toml setup.py libs/fedalgo/paillier/_montgomery.c $(PKGLIST)
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,postgres]'
+	$(PY) -m pip install -q -e '.[demo,dev,postgres]'
 	@touch $@
 
 $(JARS): deploy/kafka/pom.xml

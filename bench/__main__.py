@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import binning, bridge, hetero_lr, intersect, paillier, secureboost
+from bench import binning, bridge, datasets, hetero_lr, intersect, paillier, secureboost
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--data-dir",
         type=Path,
-        default=Path("../shared/data"),
+        default=datasets.DATA_DIR,
         help="where breast_hetero_*.csv and default_credit_hetero_*.csv are",
     )
     parser.add_argument("--out", type=Path, help="also append each JSON line to this file")

@@ -1,6 +1,7 @@
-"""The vertical benchmarks' data sets: the shared pairs, a three-party split and synthetic sets.
+"""The vertical benchmarks' data sets: the stored FATE pairs, a three-party split, synthetic sets.
 
-* ``breast``, ``default_credit``: the shared pre-aligned pairs in ``--data-dir``, as they are.
+* ``breast``, ``default_credit``: the pre-aligned pairs in ``--data-dir`` (default: the
+  repository's ``data/``), as they are.
 * ``default_credit_3party``: default_credit's guest file, its host's columns split between two
   hosts (x0..x4 and x5..x9).
 * ``synthetic_10k``, ``synthetic_100k``, ``synthetic_1m``: generated (seed 0) rows of 10 guest and
@@ -22,13 +23,15 @@ import numpy as np
 
 from fedalgo.tables import read_dataset
 
+# The repository's data sets (data/README.md): the default of ``--data-dir``.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 SYNTHETIC_ROWS = {"synthetic_10k": 10_000, "synthetic_100k": 100_000, "synthetic_1m": 1_000_000}
 SYNTHETIC_GUEST_FEATURES = 10
 SYNTHETIC_HOST_FEATURES = 20
 SYNTHETIC_SEED = 0
-SHARED = ("breast", "default_credit")
+STORED = ("breast", "default_credit")
 THREE_PARTY = {"default_credit_3party": ("default_credit", 5)}  # set, host columns of host 1
-NAMES = (*SHARED, *THREE_PARTY, *SYNTHETIC_ROWS)
+NAMES = (*STORED, *THREE_PARTY, *SYNTHETIC_ROWS)
 # Left out of a run without --dataset (make bench; make bench-large runs them): see bench/README.md.
 ONLY_BY_NAME = frozenset({"synthetic_1m"})
 
@@ -52,24 +55,24 @@ class VerticalData:
 
 def load(name: str, data_dir: Path, work_dir: Path) -> VerticalData:
     """The data set ``name`` (one of :data:`NAMES`); generated files go to ``work_dir``."""
-    if name in SHARED:
-        return _shared(name, data_dir)
+    if name in STORED:
+        return _stored(name, data_dir)
     if name in THREE_PARTY:
         source, first = THREE_PARTY[name]
-        return _split_host(name, _shared(source, data_dir), first, work_dir)
+        return _split_host(name, _stored(source, data_dir), first, work_dir)
     if name in SYNTHETIC_ROWS:
         return synthetic(name, SYNTHETIC_ROWS[name], work_dir)
     raise ValueError(f"unknown data set {name!r} ({', '.join(NAMES)})")
 
 
-def _shared(name: str, data_dir: Path) -> VerticalData:
+def _stored(name: str, data_dir: Path) -> VerticalData:
     guest = data_dir / f"{name}_hetero_guest.csv"
     host = data_dir / f"{name}_hetero_host.csv"
     for path in (guest, host):
         if not path.is_file():
             raise SystemExit(f"bench: no {path} (use --data-dir)")
     g, h = read_dataset(guest, with_label=True), read_dataset(host, with_label=False)
-    assert g.y is not None and g.ids == h.ids, "the shared data sets are pre-aligned"
+    assert g.y is not None and g.ids == h.ids, "the stored data sets are pre-aligned"
     return VerticalData(
         name, guest, [host], g.x.shape[1], [h.x.shape[1]], np.hstack([g.x, h.x]), g.y
     )

@@ -17,7 +17,8 @@ from brokers import Broker, free_port
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
 POSTGRES_SH = ROOT / "deploy" / "postgres" / "postgres.sh"
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# The FL data sets the tests read (breast, default_credit; data/README.md says where from).
+FL_DATA = ROOT / "data"
 
 
 def _start_broker(data_dir: Path) -> Broker:
@@ -47,10 +48,17 @@ def kafka(kafka_pair: tuple[Broker, Broker]) -> Broker:
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"the shared FL datasets are not at {SHARED_DATA}")
-    return SHARED_DATA
+def fl_data() -> Path:
+    """The repository's data/ folder: ``breast_hetero_*`` and ``default_credit_hetero_*``."""
+    missing = [
+        name
+        for name in ("breast", "default_credit")
+        for side in ("guest", "host")
+        if not (FL_DATA / f"{name}_hetero_{side}.csv").is_file()
+    ]
+    if missing:
+        pytest.fail(f"data sets missing from {FL_DATA}: {', '.join(missing)} (see data/README.md)")
+    return FL_DATA
 
 
 @dataclass(frozen=True)

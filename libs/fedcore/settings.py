@@ -88,6 +88,8 @@ class PartySettings(BaseModel):
     require_api_token: bool = False
     # a first API token handed over by the installer (Helm); its hash is registered at start
     setup_api_token: SecretStr | None = None
+    # how the services log: "text" lines, or one JSON object per line (fedcore.logs)
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("peers")
     @classmethod
@@ -164,6 +166,7 @@ class PartySettings(BaseModel):
             "step_max_procs": "STEP_MAX_PROCS",
             "require_api_token": "REQUIRE_API_TOKEN",
             "setup_api_token": "TESSERA_API_TOKEN",
+            "log_format": "LOG_FORMAT",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

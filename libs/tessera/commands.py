@@ -17,6 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from tessera.sdk import (
     DEFAULT_DASHBOARD_URL,
@@ -69,6 +77,26 @@ def _client(url: str, token: str | None, **kwargs: Any) -> Iterator[Tessera]:
         raise _fail(str(exc), 2) from None
     except OSError as exc:
         raise _fail(str(exc), 2) from None
+
+
+@contextmanager
+def _transfer_bar(description: str, total: int | None) -> Iterator[Progress]:
+    """A progress bar on stderr for an upload or a download; nothing when stderr is no terminal
+    (scripts and tests see the command's output only)."""
+    console = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        bar.add_task(description, total=total)
+        yield bar
 
 
 def _print_json(value: Any) -> None:
@@ -289,8 +317,12 @@ def data_upload(
     """Upload a CSV; prints the table's id and detected schema. Jobs name it `table:<name>`."""
     if not file.is_file():
         raise _fail(f"{file} is not a file", 2)
-    with _client(url, token, timeout_s=600.0) as t:
-        table = t.upload_table(file, name=name)
+    with (
+        _client(url, token, timeout_s=600.0) as t,
+        _transfer_bar(f"uploading {file.name}", file.stat().st_size) as bar,
+    ):
+        task = bar.task_ids[0]
+        table = t.upload_table(file, name=name, progress=lambda n: bar.advance(task, n))
     if as_json:
         _print_json(table.model_dump())
         return
@@ -366,9 +398,15 @@ def model_export(
     """Save a model as a .tar.gz (metadata.json + the model file)."""
     dest = output or Path(f"model-{model_id}.tar.gz")
     partial = dest.with_name(dest.name + ".part")
-    with _client(url, token) as t:
+    with _client(url, token) as t, _transfer_bar(f"exporting {model_id}", None) as bar:
+        task = bar.task_ids[0]
         try:
-            t.export_model(model_id, partial)
+            t.export_model(
+                model_id,
+                partial,
+                progress=lambda n: bar.advance(task, n),
+                on_size=lambda size: bar.update(task, total=size),
+            )
         finally:
             if partial.exists() and partial.stat().st_size == 0:
                 partial.unlink()

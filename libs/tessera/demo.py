@@ -15,13 +15,12 @@ from pathlib import Path
 
 import yaml
 
-from tessera.envfiles import ROOT, PartyEnv
+from tessera.envfiles import EXAMPLE_ENV_FILES, ROOT, PartyEnv
 from tessera.example import PIPELINE_YAML, DemoData, make_demo_data, party_roles, render_job
 from tessera.example import sklearn_auc as baseline_auc
 from tessera.sdk import Dashboard, JobDetail, Tessera
 from tessera.stack import Stack, StackError
 
-ENV_FILES = tuple(ROOT / "deploy" / "env" / f"party-{p}.env" for p in ("10000", "20000"))
 RUN_DIR = ROOT / ".run" / "demo"
 POLL_S = 0.5
 
@@ -116,11 +115,13 @@ def run_example(stack: Stack, data: DemoData, job_text: str, timeout_s: float) -
     return 0
 
 
-def main() -> int:
+def main(*, keep: bool | None = None) -> int:
+    """Run the demo; ``keep`` (default: ``$KEEP`` set and not 0) leaves the parties running."""
     logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     started = time.monotonic()
-    keep = os.environ.get("KEEP", "") not in ("", "0")
+    if keep is None:
+        keep = os.environ.get("KEEP", "") not in ("", "0")
     timeout_s = float(os.environ.get("DEMO_TIMEOUT_S", "600"))
     data = make_demo_data(RUN_DIR / "data")
     job_text = render_job(data, RUN_DIR / "output")
@@ -130,7 +131,7 @@ def main() -> int:
     print(f"job:       {_rel(job_file)}")
     print("starting parties 10000 and 20000 (Kafka + flow_server, task_engine, bridge, dashboard)")
     try:
-        stack = Stack(ENV_FILES)
+        stack = Stack(EXAMPLE_ENV_FILES)
         stack.up()
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -16,6 +16,8 @@ from pathlib import Path
 from fedcore.settings import SettingsError, read_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
+# the two example parties of a source checkout (`make up`, `make demo`, `tessera up`)
+EXAMPLE_ENV_FILES = tuple(ROOT / "deploy" / "env" / f"party-{p}.env" for p in ("10000", "20000"))
 SERVICES = ("flow_server", "task_engine", "federation_bridge", "dashboard")
 
 

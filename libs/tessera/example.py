@@ -14,9 +14,6 @@ from typing import Any
 import numpy as np
 import yaml
 from numpy.typing import NDArray
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from tessera.envfiles import ROOT
 
@@ -116,6 +113,11 @@ def join(data: DemoData) -> JoinedData:
 
 def sklearn_auc(data: DemoData) -> float:
     """scikit-learn's LogisticRegression AUC on the joined, standardised training data."""
+    # scikit-learn comes with the `demo` extra, not with the platform itself
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
     joined = join(data)
     x = StandardScaler().fit_transform(joined.features)
     model = LogisticRegression(max_iter=1000).fit(x, joined.labels)

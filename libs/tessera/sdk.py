@@ -17,6 +17,7 @@ command line is built on this module.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -274,10 +275,16 @@ def _raise_for(response: httpx.Response) -> None:
     raise ApiError(response.status_code, "http_error", text, None)
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+Progress = Callable[[int], object]
+"""Told the number of bytes of each chunk as it goes (a progress bar's ``advance``)."""
+
+
+def _file_chunks(path: Path, progress: Progress | None = None) -> Iterator[bytes]:
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             yield chunk
+            if progress is not None:
+                progress(len(chunk))
 
 
 class _Client:
@@ -435,7 +442,9 @@ class Tessera(_Client):
 
     # --- data ----------------------------------------------------------------------------------
 
-    def upload_table(self, path: Path | str, *, name: str | None = None) -> Table:
+    def upload_table(
+        self, path: Path | str, *, name: str | None = None, progress: Progress | None = None
+    ) -> Table:
         """Upload a CSV, streamed from disk (it is never read whole into memory)."""
         file = Path(path)
         return self._call(
@@ -443,7 +452,7 @@ class Tessera(_Client):
             "POST",
             "/data",
             params={"name": name or file.stem},
-            content=_file_chunks(file),
+            content=_file_chunks(file, progress),
             headers={"content-type": "text/csv"},
         )
 
@@ -483,19 +492,33 @@ class Tessera(_Client):
     def model(self, model_id: str) -> ModelInfo:
         return self._call(ModelInfo, "GET", f"/models/{model_id}")
 
-    def export_model(self, model_id: str, dest: Path | str | IO[bytes]) -> None:
-        """Write the model's .tar.gz to ``dest`` (a path or a binary file), streamed."""
+    def export_model(
+        self,
+        model_id: str,
+        dest: Path | str | IO[bytes],
+        *,
+        progress: Progress | None = None,
+        on_size: Callable[[int | None], object] | None = None,
+    ) -> None:
+        """Write the model's .tar.gz to ``dest`` (a path or a binary file), streamed;
+        ``on_size`` is told the archive's size (None if the server does not say) first."""
         url = f"{self.base_url}/models/{model_id}/export"
         try:
             with self._http.stream("GET", url) as response:
                 _raise_for(response)
-                if isinstance(dest, Path | str):
-                    with open(dest, "wb") as out:
-                        for chunk in response.iter_bytes(_CHUNK):
-                            out.write(chunk)
-                else:
+                if on_size is not None:
+                    length = response.headers.get("content-length")
+                    on_size(int(length) if length and length.isdigit() else None)
+                with contextlib.ExitStack() as stack:
+                    out = (
+                        stack.enter_context(open(dest, "wb"))
+                        if isinstance(dest, Path | str)
+                        else dest
+                    )
                     for chunk in response.iter_bytes(_CHUNK):
-                        dest.write(chunk)
+                        out.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
         except httpx.TransportError as exc:
             raise ConnectionFailed(f"cannot reach {url}: {exc}") from exc
 

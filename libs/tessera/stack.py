@@ -32,7 +32,7 @@ from typing import Self
 import httpx
 
 from fedcore.settings import SettingsError
-from tessera.envfiles import ROOT, SERVICES, PartyEnv
+from tessera.envfiles import EXAMPLE_ENV_FILES, ROOT, SERVICES, PartyEnv
 from tessera.procs import ManagedProcess
 
 log = logging.getLogger("tessera.stack")
@@ -280,22 +280,23 @@ class Stack:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start, stop or inspect the local Tessera stack of the given parties."""
-    parser = argparse.ArgumentParser(prog="python -m tessera.stack", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="tessera", description=main.__doc__)
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument("env_files", nargs="+", type=Path, metavar="ENV_FILE")
+    parser.add_argument("env_files", nargs="*", type=Path, metavar="ENV_FILE")
     parser.add_argument("--timeout", type=float, default=120.0, help="health wait, seconds")
     args = parser.parse_args(argv)
+    env_files = args.env_files or list(EXAMPLE_ENV_FILES)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        stack = Stack(args.env_files, health_timeout_s=args.timeout)
+        stack = Stack(env_files, health_timeout_s=args.timeout)
         if args.command == "up":
             stack.up()
             print("Tessera is up:")
             for line in stack.urls():
                 print(f"  {line}")
             files = " ".join(map(str, args.env_files))
-            print(f"Stop it with: python -m tessera.stack down {files}")
+            print(f"Stop it with: tessera down {files}".rstrip())
         elif args.command == "down":
             stack.down()
             print("Tessera is down.")

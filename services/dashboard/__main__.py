@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from collections.abc import Sequence
 
 from dashboard.app import create_app
 from dashboard.server import Server
+from fedcore import logs
 from fedcore.settings import PartySettings, SettingsError
 
 
@@ -16,13 +16,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env-file", help="party env file (default: $TESSERA_ENV_FILE)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     try:
         settings = PartySettings.from_env(args.env_file)
     except SettingsError as exc:
         parser.error(str(exc))
+    logs.setup("dashboard", settings.party_id, fmt=settings.log_format, level=args.log_level)
     server = Server(
         create_app(settings),
         host=settings.bind_host,

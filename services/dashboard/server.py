@@ -29,6 +29,7 @@ class Server(uvicorn.Server):
                 host=host,
                 port=port,
                 log_level=log_level,
+                log_config=None,
                 timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
             )
         )

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from fedcore import logs
 from fedcore.settings import PartySettings, SettingsError
 from federation_bridge import tls
 from federation_bridge.app import create_app
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, KeyFileError) as exc:
         log.error("%s", exc)
         return 2
+    logs.setup("federation_bridge", settings.party_id, fmt=settings.log_format)
     uvicorn.run(
         app,
         host=settings.bind_host,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import uvicorn
 
+from fedcore import logs
 from fedcore.settings import PartySettings, SettingsError
 from flow_server.app import create_app
 
@@ -20,14 +20,13 @@ def main(argv: list[str] | None = None) -> None:
         settings = PartySettings.from_env(args.env_file)
     except (SettingsError, OSError) as exc:
         parser.exit(2, f"flow_server: {exc}\n")
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.setup("flow_server", settings.party_id, fmt=settings.log_format, level=args.log_level)
     uvicorn.run(
         create_app(settings),
         host=settings.bind_host,
         port=settings.flow_server_port,
         log_level=args.log_level,
+        log_config=None,
         timeout_graceful_shutdown=10,
     )
 

@@ -26,7 +26,7 @@ from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from fedcore import topics
+from fedcore import logs, topics
 from fedcore.bus import Bus
 from fedcore.codec import CodecError
 from fedcore.deadletter import DeadLetters, bounded
@@ -137,6 +137,10 @@ class EventConsumer:
 
     async def _guarded(self, env: Envelope) -> None:
         """Apply ``env``, retrying while the failure is transient; set it aside otherwise."""
+        with logs.bind_envelope(env):
+            await self._apply_or_set_aside(env)
+
+    async def _apply_or_set_aside(self, env: Envelope) -> None:
         while True:
             try:
                 await self._apply(env)

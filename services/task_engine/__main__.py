@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
 from collections.abc import Sequence
 
+from fedcore import logs
 from fedcore.settings import PartySettings
 from task_engine.worker import Worker
 
@@ -36,10 +36,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m task_engine", description=__doc__)
     parser.add_argument("--env-file", help="the party's env file (PowerFL variable names)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = PartySettings.from_env(args.env_file)
+    logs.setup("task_engine", settings.party_id, fmt=settings.log_format)
     asyncio.run(serve(settings))
 
 

@@ -44,7 +44,7 @@ from typing import Any, Final, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from fedcore import topics
+from fedcore import logs, topics
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
@@ -234,7 +234,8 @@ class Worker:
                 try:
                     env = await anext(envelopes)
                     self.metrics.consumed.labels(topics.TASKS).inc()
-                    started = await self._take(env)
+                    with logs.bind_envelope(env):  # the step's supervisor task inherits it
+                        started = await self._take(env)
                     self.metrics.tasks.labels("started" if started else "skipped").inc()
                 except BaseException:
                     self._slots.release()

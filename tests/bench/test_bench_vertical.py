@@ -42,9 +42,9 @@ def test_synthetic_sizes_share_one_model() -> None:
     assert datasets.synthetic_coefficients().shape == (30,)
 
 
-def test_three_party_split_keeps_every_host_column_once(tmp_path: Path, shared_data: Path) -> None:
-    data = datasets.load("default_credit_3party", shared_data, tmp_path)
-    two = datasets.load("default_credit", shared_data, tmp_path)
+def test_three_party_split_keeps_every_host_column_once(tmp_path: Path, fl_data: Path) -> None:
+    data = datasets.load("default_credit_3party", fl_data, tmp_path)
+    two = datasets.load("default_credit", fl_data, tmp_path)
     assert data.host_features == [5, 5] and len(data.hosts) == 2
     ids = read_table(data.guest).rows
     joined = [read_dataset(p, with_label=False) for p in data.hosts]

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from brokers import free_port
 from tessera.cli import app
+from tessera.sdk import Tessera
 
 pytestmark = pytest.mark.kafka
 
@@ -274,3 +275,33 @@ def test_model_import_list_and_export(authed: Party) -> None:
     result = authed.run("model", "export", "nope", "-o", str(root / "x.tar.gz"))
     assert result.exit_code == 1 and "no model with id 'nope'" in result.stderr
     assert not (root / "x.tar.gz").exists() and not (root / "x.tar.gz.part").exists()
+
+
+def test_transfers_report_their_progress(authed: Party) -> None:
+    """The SDK tells a progress callback every byte it uploads or exports (the CLI's bars)."""
+    root = authed.root
+    csv_file = _predictions(root / "progress.csv")
+    uploaded: list[int] = []
+    with Tessera(authed.url, token=authed.token) as t:
+        table = t.upload_table(csv_file, name="progress", progress=uploaded.append)
+        assert table.rows == 60
+        archive = root / "progress.tar.gz"
+        archive.write_bytes(_archive(b'{"component": "hetero_lr", "weights": [3]}'))
+        model_id = t.import_model(archive).model_id
+        sizes: list[int | None] = []
+        exported: list[int] = []
+        out = root / "progress-out.tar.gz"
+        t.export_model(model_id, out, progress=exported.append, on_size=sizes.append)
+    assert sum(uploaded) == csv_file.stat().st_size
+    assert sum(exported) == out.stat().st_size > 0
+    assert sizes in ([out.stat().st_size], [None])
+
+
+def test_version_and_the_local_stack_commands(party: Party) -> None:
+    result = party.run("--version")
+    assert result.exit_code == 0 and result.stdout.startswith("tessera ")
+    result = party.run("status", str(party.env_file))
+    assert result.exit_code == 0, result.output
+    lines = [line.split() for line in result.stdout.splitlines()]
+    services = {row[1] for row in lines if row and row[0] == PARTY}
+    assert {"flow_server", "task_engine", "federation_bridge", "dashboard"} <= services

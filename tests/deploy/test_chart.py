@@ -384,3 +384,12 @@ def test_step_jobs_are_owned_by_the_task_engine_pod(party_a: list[Manifest]) -> 
     }
     assert fields["STEP_POD_NAME"] == "metadata.name"
     assert fields["STEP_POD_UID"] == "metadata.uid"
+
+
+def test_services_log_json_on_kubernetes_unless_told_otherwise(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    assert _party_env(party_a)["LOG_FORMAT"] == "json"
+    rendered = _helm_template(tools, env_dir, "logFormat=text")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "    LOG_FORMAT=text\n" in rendered.stdout

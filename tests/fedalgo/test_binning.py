@@ -58,9 +58,9 @@ def _run(tmp_path: Path, guest: Path, hosts: dict[str, Path], guest_args: dict, 
     return run_parties("binning", specs)
 
 
-def test_hetero_iv_matches_plaintext_on_breast(tmp_path: Path, shared_data: Path) -> None:
-    guest = shared_data / "breast_hetero_guest.csv"
-    host = shared_data / "breast_hetero_host.csv"
+def test_hetero_iv_matches_plaintext_on_breast(tmp_path: Path, fl_data: Path) -> None:
+    guest = fl_data / "breast_hetero_guest.csv"
+    host = fl_data / "breast_hetero_host.csv"
     result = _run(tmp_path, guest, {HOST: host}, {"key-bits": 1024, "bins": 8}, {"bins": 8})
     _, _, g = read_matrix(guest)
     _, _, xh = read_matrix(host)
@@ -85,9 +85,9 @@ def test_hetero_iv_matches_plaintext_on_breast(tmp_path: Path, shared_data: Path
     assert set(ivs) == {f"x{j}" for j in range(10)} | {f"host{HOST}_f{j}" for j in range(20)}
 
 
-def test_two_hosts_equal_width(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 200)
-    host = subset(shared_data / "breast_hetero_host.csv", 200)
+def test_two_hosts_equal_width(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest = subset(fl_data / "breast_hetero_guest.csv", 200)
+    host = subset(fl_data / "breast_hetero_host.csv", 200)
     _header, rows = read_rows(host)
     host_b = write_rows(tmp_path / "hb.csv", ["id", "z0", "z1"], [[r[0], r[3], r[5]] for r in rows])
     _run(
@@ -108,9 +108,9 @@ def test_two_hosts_equal_width(tmp_path: Path, shared_data: Path, subset) -> Non
         assert f["iv"] == pytest.approx(plain_iv(fitted.bins[:, j], y), rel=1e-9)
 
 
-def test_bad_parameters_fail_before_work(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 30)
-    host = subset(shared_data / "breast_hetero_host.csv", 30)
+def test_bad_parameters_fail_before_work(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest = subset(fl_data / "breast_hetero_guest.csv", 30)
+    host = subset(fl_data / "breast_hetero_host.csv", 30)
     with pytest.raises(ArgumentError, match="method"):
         _run(tmp_path, guest, {HOST: host}, {"method": "kmeans"}, {})
     with pytest.raises(ArgumentError, match="bins"):

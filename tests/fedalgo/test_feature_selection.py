@@ -52,9 +52,9 @@ def test_select_rules() -> None:
     assert select(scores, names, "iv-top-k", threshold=0, k=2) == {"a", "host1_f0"}
 
 
-def test_iv_top_k_across_parties(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 200)
-    host = subset(shared_data / "breast_hetero_host.csv", 200)
+def test_iv_top_k_across_parties(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest = subset(fl_data / "breast_hetero_guest.csv", 200)
+    host = subset(fl_data / "breast_hetero_host.csv", 200)
     binned = tmp_path / "bin"
     run("binning", binned, guest, host, {"key-bits": 1024, "bins": 6})
     bmodel = json.loads((binned / "g" / "model").read_text())
@@ -90,9 +90,9 @@ def test_iv_top_k_across_parties(tmp_path: Path, shared_data: Path, subset) -> N
     assert set(g_header[2:]) == {f["name"] for f in bmodel["features"] if f["iv"] >= 1.0}
 
 
-def test_importance_top_k(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 150)
-    host = subset(shared_data / "breast_hetero_host.csv", 150)
+def test_importance_top_k(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest = subset(fl_data / "breast_hetero_guest.csv", 150)
+    host = subset(fl_data / "breast_hetero_host.csv", 150)
     boosted = tmp_path / "boost"
     run(
         "hetero_secureboost",

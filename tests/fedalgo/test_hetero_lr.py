@@ -36,8 +36,8 @@ def load(guest: Path, *hosts: Path) -> tuple[np.ndarray, list[np.ndarray], np.nd
     return g[:, 1:], [read_matrix(h)[2] for h in hosts], g[:, 0].astype(int)
 
 
-def test_equals_plaintext_training_on_shared_breast(tmp_path: Path, shared_data: Path) -> None:
-    guest, host = shared_data / "breast_hetero_guest.csv", shared_data / "breast_hetero_host.csv"
+def test_equals_plaintext_training_on_breast(tmp_path: Path, fl_data: Path) -> None:
+    guest, host = fl_data / "breast_hetero_guest.csv", fl_data / "breast_hetero_host.csv"
     args = {"max-iter": 10, "learning-rate": 0.15, "alpha": 0.01}
     result = run_lr(tmp_path, guest, host, args=args)
     xg, xh, y = load(guest, host)
@@ -112,10 +112,10 @@ def test_demo_pipeline_auc_is_within_001_of_sklearn(
 
 
 def test_minibatches_decay_and_early_stopping_two_hosts(
-    tmp_path: Path, shared_data: Path, subset
+    tmp_path: Path, fl_data: Path, subset
 ) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 120)
-    header, rows = read_rows(subset(shared_data / "breast_hetero_host.csv", 120))
+    guest = subset(fl_data / "breast_hetero_guest.csv", 120)
+    header, rows = read_rows(subset(fl_data / "breast_hetero_host.csv", 120))
     host1 = write_rows(tmp_path / "h1.csv", header[:8], [r[:8] for r in rows])
     host2 = write_rows(
         tmp_path / "h2.csv", [header[0], *header[8:]], [[r[0], *r[8:]] for r in rows]

@@ -57,10 +57,10 @@ def column(path: Path, name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def boosted(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def boosted(fl_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("boost")
-    g_train, g_test = split_rows(shared_data / "breast_hetero_guest.csv", tmp)
-    h_train, h_test = split_rows(shared_data / "breast_hetero_host.csv", tmp)
+    g_train, g_test = split_rows(fl_data / "breast_hetero_guest.csv", tmp)
+    h_train, h_test = split_rows(fl_data / "breast_hetero_host.csv", tmp)
     args = {"key-bits": 1024, "num-trees": 5, "max-depth": 3, "learning-rate": 0.3}
     train("hetero_secureboost", tmp, g_train, h_train, args)
     return {"dir": tmp, "g": (g_train, g_test), "h": (h_train, h_test)}
@@ -136,10 +136,10 @@ def test_predict_needs_the_model_columns(tmp_path: Path, boosted: dict[str, Any]
 
 
 def test_hetero_lr_predict_matches_training_predictions(
-    tmp_path: Path, shared_data: Path, subset
+    tmp_path: Path, fl_data: Path, subset
 ) -> None:
-    guest = subset(shared_data / "breast_hetero_guest.csv", 80)
-    host = subset(shared_data / "breast_hetero_host.csv", 80)
+    guest = subset(fl_data / "breast_hetero_guest.csv", 80)
+    host = subset(fl_data / "breast_hetero_host.csv", 80)
     train("hetero_lr", tmp_path, guest, host, {"key-bits": 1024, "max-iter": 3, "tol": 0})
     scored = predict(tmp_path, guest, host, tmp_path)
     np.testing.assert_allclose(

@@ -32,9 +32,9 @@ def leaves(value: Any) -> Iterator[Any]:
         yield value
 
 
-def test_hetero_lr_wire_privacy(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest_csv = subset(shared_data / "breast_hetero_guest.csv", ROWS)
-    host_csv = subset(shared_data / "breast_hetero_host.csv", ROWS)
+def test_hetero_lr_wire_privacy(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest_csv = subset(fl_data / "breast_hetero_guest.csv", ROWS)
+    host_csv = subset(fl_data / "breast_hetero_host.csv", ROWS)
     hub = InMemoryFederation(record=True)
     args = {"key-bits": 1024, "max-iter": ITERATIONS, "tol": 0}
     run_parties(

@@ -37,9 +37,9 @@ def _is_ciphertext(v: Any, n: int) -> bool:
     return isinstance(v, int) and 0 < v < n * n and v.bit_length() > 1500
 
 
-def test_secureboost_wire_privacy(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest_csv = subset(shared_data / "breast_hetero_guest.csv", ROWS)
-    host_csv = subset(shared_data / "breast_hetero_host.csv", ROWS)
+def test_secureboost_wire_privacy(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest_csv = subset(fl_data / "breast_hetero_guest.csv", ROWS)
+    host_csv = subset(fl_data / "breast_hetero_host.csv", ROWS)
     hub = InMemoryFederation(record=True)
     args = {"key-bits": 1024, "num-trees": 2, "max-depth": 3, "subsample": 0.9, "random-seed": 3}
     outputs = ("model", "predictions")
@@ -144,9 +144,9 @@ def test_secureboost_wire_privacy(tmp_path: Path, shared_data: Path, subset) -> 
     assert all(v.dtype == np.bool_ and v.shape == (ROWS,) for v in answer.values())
 
 
-def test_binning_wire_privacy(tmp_path: Path, shared_data: Path, subset) -> None:
-    guest_csv = subset(shared_data / "breast_hetero_guest.csv", ROWS)
-    host_csv = subset(shared_data / "breast_hetero_host.csv", ROWS)
+def test_binning_wire_privacy(tmp_path: Path, fl_data: Path, subset) -> None:
+    guest_csv = subset(fl_data / "breast_hetero_guest.csv", ROWS)
+    host_csv = subset(fl_data / "breast_hetero_host.csv", ROWS)
     hub = InMemoryFederation(record=True)
     run_parties(
         "binning",

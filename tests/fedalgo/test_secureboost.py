@@ -1,4 +1,4 @@
-"""hetero_secureboost against scikit-learn's GradientBoostingClassifier on shared breast data."""
+"""hetero_secureboost against scikit-learn's GradientBoostingClassifier on breast (data/)."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def sklearn_auc(x: np.ndarray, y: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def breast(shared_data: Path) -> dict[str, Any]:
-    guest = shared_data / "breast_hetero_guest.csv"
-    host = shared_data / "breast_hetero_host.csv"
+def breast(fl_data: Path) -> dict[str, Any]:
+    guest = fl_data / "breast_hetero_guest.csv"
+    host = fl_data / "breast_hetero_host.csv"
     _, _, g = read_matrix(guest)
     _, _, xh = read_matrix(host)
     return {"guest": guest, "host": host, "y": g[:, 0].astype(int), "xg": g[:, 1:], "xh": xh}

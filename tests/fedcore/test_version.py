@@ -1,4 +1,10 @@
-"""Which Tessera releases may run one job together."""
+"""Which Tessera releases may run one job together, and where the release is named."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +32,22 @@ def test_the_installed_version_is_compatible_with_itself() -> None:
 def test_garbage_is_an_error() -> None:
     with pytest.raises(ValueError, match="not a Tessera version"):
         compatible("1.0", "banana")
+
+
+def test_every_place_that_names_the_release_follows_pyproject() -> None:
+    """pyproject.toml is the one version source: the chart's appVersion, the image tags of the
+    example env files and the CLI all say the installed version."""
+    root = Path(__file__).resolve().parents[2]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    assert TESSERA_VERSION == declared
+    chart = (root / "deploy" / "helm" / "tessera" / "Chart.yaml").read_text()
+    assert re.search(r'^appVersion: "?([^"\n]+)"?$', chart, re.M).group(1) == declared  # type: ignore[union-attr]
+    values = (root / "deploy" / "helm" / "tessera" / "values.yaml").read_text()
+    tags = re.findall(r"repository: tessera/\w+, tag: \"([^\"]+)\"", values)
+    assert tags == [declared, declared], "values.yaml: images.service and images.runtime"
+    for env in (root / "deploy" / "env").glob("*.sh"):
+        for tag in re.findall(r"^\w+_IMAGE=tessera/\w+:(\S+)$", env.read_text(), re.M):
+            assert tag == declared, env.name
+    cli = [sys.executable, "-c", "from tessera.cli import app; app()", "--version"]
+    out = subprocess.run(cli, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == f"tessera {declared}"
