@@ -3,7 +3,9 @@
 Asked on any party (REST), applied there and sent to every other party as ``job.stop`` /
 ``job.pause`` / ``job.resume`` / ``job.rerun`` / ``job.delete`` on fl.out.ctl; each party applies
 it to its own copy of the job and tells its workers on fl.control. Illegal requests raise
-``states.IllegalTransition`` before anything is written.
+``states.IllegalTransition`` before anything is written. A command received from a peer reaches
+its handler only from another party of the job (``senders``), its body parsed (``Command``,
+``JobRerun``: attempts 1..1000 of steps the pipeline has).
 """
 
 from __future__ import annotations

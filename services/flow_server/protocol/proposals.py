@@ -1,5 +1,11 @@
 """Proposing a job and answering a proposal: the initiator's submission, ``job.propose``,
-``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline."""
+``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline.
+
+A proposal reaches ``on_propose`` only from a known peer that names itself the initiator
+(``senders``) and within ``fedcore.messages.JobPropose``'s bounds; what this party then finds
+wrong with it (its pipeline, versions, parties, args, data) is a ``DslError``, answered as a
+``job.reject`` with that reason. Checks of a proposal's content are small functions called from
+``_proposed_job``."""
 
 from __future__ import annotations
 

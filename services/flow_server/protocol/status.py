@@ -1,5 +1,6 @@
 """Task and job states reported by this party's workers and by the other parties: applied to
-this party's copy of the job, forwarded, retried, and scheduled on."""
+this party's copy of the job, forwarded, retried, and scheduled on. A status comes only from
+the party it is about (``senders``), as a ``TaskStatus`` / ``JobStatus`` model."""
 
 from __future__ import annotations
 
