@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep
 from flow_server.dsl import MAX_YAML_BYTES
 from flow_server.errors import NotFound
 from flow_server.models import Job
@@ -67,7 +67,7 @@ def list_jobs(
     session: SessionDep,
     state: StateFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.JobList:
     rows, total = crud.list_jobs(session, state=state, limit=limit, offset=offset)
     return schemas.JobList(

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 
 from flow_server import crud, schemas
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep
 from flow_server.dsl import MAX_YAML_BYTES, parse_pipeline
 from flow_server.errors import NotFound
 from flow_server.models import Pipeline as PipelineRow
@@ -38,7 +38,7 @@ async def upload_pipeline(
 def list_pipelines(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.PipelineList:
     rows = crud.list_pipelines(session, limit=limit, offset=offset)
     return schemas.PipelineList(items=[crud.pipeline_out(r) for r in rows])
