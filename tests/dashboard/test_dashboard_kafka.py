@@ -57,7 +57,7 @@ async def _next_event(lines: Any) -> dict[str, Any]:
 
 
 async def test_published_records_are_served_and_rebuilt_after_a_restart(kafka: Broker) -> None:
-    job_id = f"dash-{uuid.uuid4().hex}"
+    job_id = uuid.uuid4().hex
     settings = PartySettings(party_id=GUEST, kafka_bootstrap=kafka.bootstrap)
     async with Bus(kafka.bootstrap, "dashboard-test") as bus:
         for env in sample_job(job_id):

@@ -245,7 +245,7 @@ def id_in(ids: set[bytes]) -> Callable[[ConsumerRecord], bool]:
 def fed(src: str, dst: str, **body: Any) -> Envelope:
     return Envelope(
         type="fed",
-        job_id=f"job-{uuid.uuid4().hex[:8]}",
+        job_id=uuid.uuid4().hex,
         task="train",
         src=src,
         dst=dst,

@@ -242,7 +242,7 @@ async def test_records_wait_in_kafka_for_a_peer_that_is_down_and_arrive_once_in_
     a = BridgeProcess(tmp_path, "11000", broker_a.bootstrap, port_a, {"21000": port_b}, keys, small)
     b = BridgeProcess(tmp_path, "21000", broker_b.bootstrap, port_b, {"11000": port_a}, keys)
     await ensure_topics(broker_b.bootstrap)
-    job = f"job-{uuid.uuid4().hex[:8]}"
+    job = uuid.uuid4().hex
     envs = [
         Envelope(type="fed", job_id=job, task="t", src="11000", dst="21000", body={"i": i})
         for i in range(12)
