@@ -1,18 +1,22 @@
 """Session fixtures: two real Apache Kafka brokers (one per party) and a throwaway PostgreSQL,
-each started once per session, on first use."""
+each started once per session, on first use; the data sets in data/. Under CI=true or
+TESSERA_STRICT=1 (make test) a skip fails the run (real_parts.py)."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from brokers import Broker, free_port
+from real_parts import HOW_TO_INSTALL, fail_if_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SH = ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -21,9 +25,35 @@ POSTGRES_SH = ROOT / "deploy" / "postgres" / "postgres.sh"
 FL_DATA = ROOT / "data"
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    fail_if_strict(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    report = yield
+    fail_if_strict(report)
+    return report
+
+
+def _start(what: str, command: list[str]) -> None:
+    """Run a start script; when it fails, fail the test with what to install (never a skip)."""
+    try:
+        subprocess.run(command, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.fail(f"could not start {what} ({exc}; its output is above). {HOW_TO_INSTALL}.")
+
+
 def _start_broker(data_dir: Path) -> Broker:
     port, ctrl = free_port(), free_port()
-    subprocess.run([str(KAFKA_SH), "start", str(port), str(data_dir), str(ctrl)], check=True)
+    _start("a Kafka broker", [str(KAFKA_SH), "start", str(port), str(data_dir), str(ctrl)])
     return Broker(port, data_dir)
 
 
@@ -71,6 +101,12 @@ class PostgresServer:
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
+    def new_database(self, name: str) -> str:
+        """The URL of a new, empty database named ``name`` (gone with the cluster at the end)."""
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.url(name)
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
@@ -83,9 +119,7 @@ def postgres() -> Iterator[PostgresServer]:
     root.chmod(0o711)
     server = PostgresServer(free_port(), root / "data")
     try:
-        subprocess.run(
-            [str(POSTGRES_SH), "start", str(server.port), str(server.data_dir)], check=True
-        )
+        _start("PostgreSQL", [str(POSTGRES_SH), "start", str(server.port), str(server.data_dir)])
         yield server
     finally:
         subprocess.run([str(POSTGRES_SH), "stop", str(server.data_dir)], check=False)

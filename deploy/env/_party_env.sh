@@ -73,7 +73,10 @@ RUNTIME_IMAGE=tessera/runtime:0.1.0
 KAFKA_IMAGE=apache/kafka:4.0.0
 POSTGRES_IMAGE=postgres:17
 INGRESS_CLASS=nginx
-# An existing kubernetes.io/tls Secret for DOMAIN in the party's namespace (empty: plain HTTP).
+# The web certificate for DOMAIN (PEM files; the chart makes a Secret of them), or an existing
+# kubernetes.io/tls Secret in the party's namespace. Neither: plain HTTP (deploy.sh warns).
+INGRESS_TLS_CERT=
+INGRESS_TLS_KEY=
 INGRESS_TLS_SECRET=
 # The namespace of the ingress controller: the NetworkPolicies let only it reach the web ports.
 INGRESS_CONTROLLER_NAMESPACE=ingress-nginx

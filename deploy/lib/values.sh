@@ -74,4 +74,8 @@ set_file_flags() {
     SET_FILES+=(--set-file "bridge.tls.cert=$(resolve_path "$BRIDGE_TLS_CERT")")
     SET_FILES+=(--set-file "bridge.tls.key=$(resolve_path "$BRIDGE_TLS_KEY")")
   fi
+  if [ -n "${INGRESS_TLS_CERT-}" ]; then
+    SET_FILES+=(--set-file "ingress.tls.cert=$(resolve_path "$INGRESS_TLS_CERT")")
+    SET_FILES+=(--set-file "ingress.tls.key=$(resolve_path "$INGRESS_TLS_KEY")")
+  fi
 }

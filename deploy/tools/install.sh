@@ -4,7 +4,8 @@
 #   .cache/bin/kubeconform          built with `go install github.com/yannh/kubeconform/...`
 #   .cache/k8s-schemas/<version>/   strict JSON schemas made from the Kubernetes OpenAPI spec
 #                                   inside the k8s.io/kubernetes module zip (no GitHub needed)
-# Idempotent: what is already there at the pinned version is kept. Needs Go >= 1.24 and python3.
+# Idempotent: what is already there at the pinned version is kept. Needs Go >= 1.21 (it fetches
+# the toolchain helm asks for) and python3; deploy/setup/system.sh installs both.
 set -euo pipefail
 
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
@@ -20,9 +21,12 @@ shared="${TESSERA_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tessera-deploy-to
 mkdir -p "$bin" "$shared"
 
 die() { echo "deploy/tools/install.sh: $*" >&2; exit 1; }
-[ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin"
-command -v go >/dev/null || die "Go is not installed (apt-get install golang-go, or Go >= 1.24)"
+go_bin="$("$root/deploy/setup/system.sh" go)" || die "no Go >= 1.21 to build the tools with"
+PATH="$(dirname "$go_bin"):$PATH"
 command -v python3 >/dev/null || die "python3 is not installed"
+# helm and kubeconform want a newer Go than Debian's: Go >= 1.21 fetches the toolchain a module
+# asks for through the module proxy, unless told not to (Debian's go.env says GOTOOLCHAIN=local).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 
 export GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
 export GOBIN="$bin"

@@ -105,7 +105,15 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_
 Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
 TaskStateName = Literal["waiting", "running", "success", "failed", "canceled", "timeout"]
 JobStateName = Literal[
-    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+    "pending_approval",
+    "waiting",
+    "running",
+    "paused",
+    "success",
+    "failed",
+    "canceled",
+    "timeout",
+    "rejected",
 ]
 Role = Literal["guest", "host", "arbiter"]
 PartySpec = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}=[a-z_]{1,32}$")]

@@ -17,6 +17,12 @@ from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validato
 
 _PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
 _PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
+_PEER_GRANT = re.compile(r"^GRANT_INPUT_PATHS_(\d+)$")
+
+
+def _words(value: str) -> list[str]:
+    """A comma- or space-separated list."""
+    return [w for w in re.split(r"[,\s]+", value) if w]
 
 
 class SettingsError(ValueError):
@@ -90,6 +96,20 @@ class PartySettings(BaseModel):
     setup_api_token: SecretStr | None = None
     # how the services log: "text" lines, or one JSON object per line (fedcore.logs)
     log_format: Literal["text", "json"] = "text"
+    # How this party answers its peers' proposals (flow_server.policy): "auto" accepts what its
+    # grants and the rules below allow; "manual" (or a peer in manual_peers) waits for an
+    # operator to approve or reject it.
+    accept_policy: Literal["auto", "manual"] = "auto"
+    # this party's flow_server as its dashboard reaches it (approve / reject buttons); default:
+    # the flow_server's port on loopback (or on BIND_HOST when it is a specific address)
+    flow_server_url: str | None = None
+    manual_peers: list[str] = Field(default_factory=list)
+    # the only components / roles this party runs in a peer's job (empty: any)
+    accept_components: list[str] = Field(default_factory=list)
+    accept_roles: list[Literal["guest", "host", "arbiter"]] = Field(default_factory=list)
+    # peer -> paths (files or directories) it may name as this party's input, as host; granted
+    # at start-up like `tessera grant add --path` (the example parties grant the demo data)
+    input_grants: dict[str, list[Path]] = Field(default_factory=dict)
 
     @field_validator("peers")
     @classmethod
@@ -118,6 +138,15 @@ class PartySettings(BaseModel):
         return 3 * self.heartbeat_interval_s
 
     @property
+    def own_flow_server_url(self) -> str:
+        """The base URL of this party's flow_server API (``…/flow-server``)."""
+        if self.flow_server_url:
+            return self.flow_server_url.rstrip("/")
+        host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.flow_server_port}/flow-server"
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'flow_server.db'}"
 
@@ -137,6 +166,16 @@ class PartySettings(BaseModel):
                 f"OTHER_PARTIES names {missing} but PARTY_MQ_HTTP_URL_<id> is unset"
             )
         keys = {m[1]: Path(v) for k, v in env.items() if (m := _PEER_KEY.match(k))}
+        grants = {
+            m[1]: [Path(p) for p in _words(v)]
+            for k, v in env.items()
+            if (m := _PEER_GRANT.match(k))
+        }
+        strangers = sorted(p for p in grants if p not in others)
+        if strangers:
+            raise SettingsError(
+                f"GRANT_INPUT_PATHS_<id> names {strangers}, which OTHER_PARTIES does not list"
+            )
         host = env.get("INTERNAL_MQ_HOST", "127.0.0.1")
         port = env.get("INTERNAL_MQ_TCP_PORT", "9092")
         fields: dict[str, object] = {
@@ -144,6 +183,10 @@ class PartySettings(BaseModel):
             "kafka_bootstrap": env.get("KAFKA_BOOTSTRAP", f"{host}:{port}"),
             "peers": {p: peers[p] for p in others},
             "public_keys": keys,
+            "input_grants": {p: paths for p, paths in grants.items() if paths},
+            "manual_peers": _words(env.get("ACCEPT_MANUAL_PEERS", "")),
+            "accept_components": _words(env.get("ACCEPT_COMPONENTS", "")),
+            "accept_roles": _words(env.get("ACCEPT_ROLES", "")),
         }
         optional = {
             "domain": "DOMAIN",
@@ -167,6 +210,8 @@ class PartySettings(BaseModel):
             "require_api_token": "REQUIRE_API_TOKEN",
             "setup_api_token": "TESSERA_API_TOKEN",
             "log_format": "LOG_FORMAT",
+            "accept_policy": "ACCEPT_POLICY",
+            "flow_server_url": "FLOW_SERVER_URL",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         try:

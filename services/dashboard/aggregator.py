@@ -26,6 +26,8 @@ TASK_STATUS: Final = "task.status"
 METRIC: Final = "metric"
 LOG: Final = "log"
 TASK_RUN: Final = "task.run"  # on fl.tasks: this party's component, role and arguments of a step
+# on fl.status: this party's decision about a proposal it received (flow_server.decisions)
+DECISION: Final = "proposal.decision"
 
 ACTIVE_STATES: Final = frozenset({"running"})
 ENDED_STATES: Final = frozenset({"success", "failed", "canceled"})
@@ -144,6 +146,18 @@ class LogLine:
     line: str
 
 
+@dataclass(frozen=True)
+class DecisionView:
+    """A decision of this party's about the job's proposal: by its policy, a person or the
+    deadline."""
+
+    decision: str
+    rule: str
+    decided_by: str
+    reason: str | None
+    decided_at: float  # epoch seconds
+
+
 @dataclass
 class JobView:
     """Everything the dashboard knows about one job."""
@@ -165,6 +179,8 @@ class JobView:
     curves: dict[MetricKey, Any] = field(default_factory=dict)  # JSON-able structures
     log_counts: dict[str, int] = field(default_factory=dict)
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    # (decided_ms, decision) -> the decision: a replayed record lands on its own key
+    decisions: dict[tuple[int, str], DecisionView] = field(default_factory=dict)
 
     def ordered_steps(self) -> list[StepView]:
         return [self.steps.get(name) or StepView(name) for name in self.step_order]
@@ -355,7 +371,22 @@ def _apply_log(job: JobView, env: Envelope) -> bool:
     return True
 
 
+def _apply_decision(job: JobView, env: Envelope) -> bool:
+    body = env.body
+    decision, rule, by = (_text(body.get(k)) for k in ("decision", "rule", "decided_by"))
+    when = body.get("decided_ms")
+    if decision is None or rule is None or by is None or not isinstance(when, int):
+        return False
+    if job.initiator is None and (initiator := _text(body.get("initiator"))) is not None:
+        job.initiator = initiator
+    job.decisions[(when, decision)] = DecisionView(
+        decision, rule, by, _text(body.get("reason")), when / 1000
+    )
+    return True
+
+
 _HANDLERS: Final = {
+    DECISION: _apply_decision,
     JOB_STATUS: _apply_job_status,
     TASK_STATUS: _apply_task_status,
     TASK_RUN: _apply_task_run,

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
 
-from dashboard import api, errors, pages
+from dashboard import api, approvals, errors, pages
 from dashboard.aggregator import Aggregator
 from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
 from dashboard.deps import MetricsDep, State
@@ -53,6 +53,7 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(approvals.router)
     errors.install(app)
 
     @app.get("/metrics", response_class=Response, include_in_schema=False)

@@ -104,15 +104,29 @@ class JobPage(BaseModel):
     states: dict[str, int]  # every job's state, counted (for the filter)
 
 
+class DecisionOut(BaseModel):
+    """This party's decision about the job's proposal (a party it was proposed to)."""
+
+    decision: str  # accepted / rejected / pending_approval / approved / expired
+    rule: str
+    decided_by: str  # "policy", "deadline" or the API token's name
+    reason: str | None
+    decided_at: float
+
+
 class JobDetail(JobSummary):
     steps: list[StepOut]
     log_counts: dict[str, int]
+    decisions: list[DecisionOut] = []  # oldest first
 
     @classmethod
     def of(cls, job: JobView) -> Self:
         summary = JobSummary.of(job).model_dump()
         steps = [StepOut.of(s) for s in job.ordered_steps()]
-        return cls(**summary, steps=steps, log_counts=dict(job.log_counts))
+        decisions = [
+            DecisionOut(**vars(d)) for _, d in sorted(job.decisions.items(), key=lambda kv: kv[0])
+        ]
+        return cls(**summary, steps=steps, log_counts=dict(job.log_counts), decisions=decisions)
 
 
 class MetricOut(BaseModel):

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
-from flow_server import auth, errors, protocol
+from flow_server import auth, errors, grants, protocol
 from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
@@ -29,9 +29,12 @@ from flow_server.heartbeats import (
     running_here,
 )
 from flow_server.metrics import FlowServerMetrics
+from flow_server.models import Job, JobState
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
-from flow_server.routes import data, health, jobs, metrics, models, pipelines
+from flow_server.policy import Policy
+from flow_server.routes import data, decisions, health, jobs, metrics, models, pipelines
+from flow_server.routes import grants as grant_routes
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,14 @@ class FlowServer:
                 self.metrics.lost_steps.inc()
             await self.outbox.flush()
 
+    def _held_deadline(self, job_id: str) -> int | None:
+        """The deadline of a proposal this party holds for its operator (None: not held)."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.state != JobState.PENDING_APPROVAL:
+                return None
+            return job.accept_deadline_ms
+
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
         if env.type == HEARTBEAT:  # in memory only, never in the database
@@ -96,6 +107,10 @@ class FlowServer:
             return
         async with self.lock:
             await asyncio.to_thread(self._apply_sync, env)
+            if env.type == "job.propose" and self.deadlines is not None:
+                deadline_ms = await asyncio.to_thread(self._held_deadline, env.job_id)
+                if deadline_ms is not None:
+                    self.deadlines.arm(env.job_id, deadline_ms)
             await self.outbox.flush()
         self.metrics.applied(env.type)
         if self.heartbeats is not None:
@@ -120,6 +135,8 @@ def create_app(
                 await asyncio.to_thread(
                     _register_setup_token, sessions, settings.setup_api_token.get_secret_value()
                 )
+            if settings.input_grants:
+                await asyncio.to_thread(_make_setting_grants, sessions, settings)
             bus = Bus(settings.kafka_bootstrap, client_id=f"flow_server-{settings.party_id}")
             await bus.start()
             try:
@@ -129,6 +146,7 @@ def create_app(
                     catalog=catalog if catalog is not None else component_catalog(),
                     default_output=settings.state_dir / "output",
                     accept_timeout_s=settings.accept_timeout_s,
+                    policy=Policy.from_settings(settings),
                 )
                 server = FlowServer(
                     settings=settings,
@@ -181,7 +199,14 @@ def create_app(
     )
     errors.install(app)
     # every route but /health needs an API token when the server is not on loopback (auth.py)
-    for router in (pipelines.router, jobs.router, data.router, models.router):
+    for router in (
+        pipelines.router,
+        jobs.router,
+        data.router,
+        models.router,
+        grant_routes.router,
+        decisions.router,
+    ):
         app.include_router(
             router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)
         )
@@ -193,3 +218,8 @@ def create_app(
 def _register_setup_token(sessions: sessionmaker[Session], token: str) -> None:
     with sessions.begin() as session:
         auth.register_setup_token(session, token)
+
+
+def _make_setting_grants(sessions: sessionmaker[Session], settings: PartySettings) -> None:
+    with sessions.begin() as session:
+        grants.ensure_setting_grants(session, settings.input_grants)

@@ -102,3 +102,25 @@ def require_token(
 
 
 TokenDep = Depends(require_token)
+
+# who made a request when no token is needed (the local stack on loopback)
+LOCAL_OPERATOR = "local operator (no token)"
+
+
+def operator_name(
+    server: ServerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The name of the API token that made the request: who a decision is recorded as made by.
+
+    Routes that use it are behind ``require_token``; without a token (allowed on loopback only)
+    the decision is recorded as the local operator's."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        with server.sessions() as session:
+            row = check_token(session, credentials.credentials)
+        if row is not None:
+            return row.name
+    return LOCAL_OPERATOR
+
+
+OperatorDep = Annotated[str, Depends(operator_name)]

@@ -22,16 +22,14 @@ import pytest
 import yaml
 
 from dashboard.api import MAX_COMPARE
+from real_parts import chromium
 from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, make_demo_data, render_job
+from tessera.example import PIPELINE_YAML, grant_host_data, make_demo_data, render_job
 from tessera.sdk import Dashboard, Tessera
 from tessera.stack import Stack
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -48,9 +46,6 @@ GUEST, HOST = "10000", "20000"
 JOB_TIMEOUT_MS = 240_000
 MAX_ITER = 4  # a short training keeps the module well under two minutes
 END_STATES = ("success", "failed", "canceled")
-
-if not CHROMIUM.exists():
-    pytest.skip("Debian's chromium is not installed", allow_module_level=True)
 
 
 @dataclass(frozen=True)
@@ -74,6 +69,8 @@ def live(kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) 
     env_files = write_env_files(parties, root / "env")
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
+        with Tessera(stack.party(HOST).flow_server_url) as host:
+            grant_host_data(host, GUEST, data)
         yield Live(stack, _short_job(render_job(data, root / "output")))
 
 
@@ -85,12 +82,18 @@ def _short_job(job_text: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright; a skip (a failure under make test) when either is
+    missing."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no Chromium: deploy/setup/system.sh installs Debian's chromium")
     with playwright_sync.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
         try:
-            yield chromium
+            yield launched
         finally:
-            chromium.close()
+            launched.close()
 
 
 @pytest.fixture

@@ -127,6 +127,43 @@ def test_bridge_is_exposed_over_tls_only(party_a: list[Manifest]) -> None:
     assert "listen 9443 ssl;" in config and "proxy_pass http://127.0.0.1:9370;" in config
 
 
+def test_the_bridge_health_and_metrics_stay_inside_the_party(party_a: list[Manifest]) -> None:
+    config = by_kind(party_a, "ConfigMap")["bridge-tls-proxy"]["data"]["nginx.conf"]
+    # peers reach the signed endpoints only: everything else ends at the proxy
+    locations = " ".join(config.split()).split("location ")[1:]
+    assert [loc.split(" {")[0] for loc in locations] == ["/v1/", "/"]
+    assert locations[1].startswith("/ { return 404; }")
+    bridge = pod_specs(party_a)["Deployment/federation-bridge"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in bridge["env"]}
+    assert (env["BRIDGE_INTERNAL_HOST"], env["BRIDGE_INTERNAL_PORT"]) == ("0.0.0.0", "9390")
+    for probe in (bridge["readinessProbe"], bridge["livenessProbe"]):
+        assert probe["httpGet"] == {"path": "/health", "port": "internal"}
+    assert bridge["ports"] == [{"name": "internal", "containerPort": 9390}]
+    service = by_kind(party_a, "Service")["federation-bridge"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    from_peers = by_kind(party_a, "NetworkPolicy")["bridge-from-peers"]["spec"]["ingress"]
+    assert from_peers == [{"ports": [{"port": 9443, "protocol": "TCP"}]}]
+
+
+def test_a_web_certificate_turns_tls_on_at_the_ingress(tools: Tools, env_dir: Path) -> None:
+    keys = env_dir / "keys" / "10000"
+    docs = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            INGRESS_TLS_CERT=f"{keys}/bridge-tls.crt",
+            INGRESS_TLS_KEY=f"{keys}/bridge-tls.key",
+        ),
+    )
+    secret = by_kind(docs, "Secret")["ingress-tls"]
+    assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key"}
+    ingress = by_kind(docs, "Ingress")["tessera"]["spec"]
+    assert ingress["tls"] == [{"hosts": ["party-a.tessera.example"], "secretName": "ingress-tls"}]
+    plain = by_kind(render(tools, env_file(env_dir, "10000")), "Ingress")["tessera"]["spec"]
+    assert "tls" not in plain
+
+
 def test_load_balancer_bridge(tools: Tools, env_dir: Path) -> None:
     docs = render(
         tools,
@@ -393,3 +430,24 @@ def test_services_log_json_on_kubernetes_unless_told_otherwise(
     rendered = _helm_template(tools, env_dir, "logFormat=text")
     assert rendered.returncode == 0, rendered.stderr
     assert "    LOG_FORMAT=text\n" in rendered.stdout
+
+
+def test_the_acceptance_policy_comes_from_the_values(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    env = _party_env(party_a)
+    assert (env["ACCEPT_POLICY"], env["ACCEPT_MANUAL_PEERS"]) == ("auto", "")
+    rendered = _helm_template(
+        tools,
+        env_dir,
+        "acceptance.policy=manual",
+        "acceptance.manualPeers={20000}",
+        "acceptance.components={intersect,hetero_lr}",
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    for line in ("ACCEPT_POLICY=manual", "ACCEPT_MANUAL_PEERS=20000"):
+        assert f"    {line}\n" in rendered.stdout
+    assert "    ACCEPT_COMPONENTS=intersect,hetero_lr\n" in rendered.stdout
+    refused = _helm_template(tools, env_dir, "acceptance.policy=sometimes")
+    assert refused.returncode != 0
+    assert 'acceptance.policy must be auto or manual, got "sometimes"' in refused.stderr

@@ -1,4 +1,5 @@
-"""Shared helpers for the fedalgo tests: party specs, CSV access, a plaintext LR reference."""
+"""Shared helpers for the fedalgo tests: party specs, CSV access, a plaintext LR reference that
+shares no code with fedalgo."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST, HOST, HOST2 = "10000", "20000", "30000"
@@ -65,6 +64,27 @@ def read_matrix(path: Path) -> tuple[list[str], list[str], np.ndarray]:
 
 
 # A plaintext, centralised reimplementation of hetero_lr's training, to check the federated one.
+# It shares no code with fedalgo: the link, the loss, the step size and the batch order are
+# written out here from their definitions (docs/architecture.md, fedalgo/logistic.py's docstrings),
+# and test_hetero_lr checks it against scikit-learn's LogisticRegression.
+
+
+def sigmoid(u: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * u))  # = 1 / (1 + e^-u), without overflow
+
+
+def log_loss_sum(u: np.ndarray, y: np.ndarray) -> float:
+    """Sum of -log p(y | logit u) = log(1 + e^u) - y u, computed stably."""
+    return float(np.sum(np.maximum(u, 0.0) + np.log1p(np.exp(-np.abs(u))) - y * u))
+
+
+def batch_order(n_samples: int, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The protocol's mini-batches: rows ordered by PCG64's raw output for (seed, epoch)."""
+    if batch_size == -1 or batch_size >= n_samples:
+        return [np.arange(n_samples)]
+    raw = np.random.PCG64(np.random.SeedSequence([seed, epoch])).random_raw(n_samples)
+    order = np.argsort(raw, kind="stable")
+    return [order[start : start + batch_size] for start in range(0, n_samples, batch_size)]
 
 
 @dataclass
@@ -92,23 +112,27 @@ def train(
     tol: float = 0.0,
     seed: int = 0,
 ) -> Reference:
+    """Mini-batch gradient descent on the mean log loss + alpha/2 |w|^2 (intercept unpenalised),
+    step size ``learning_rate_ / (1 + decay * epoch)``; stops when an epoch's loss moved less than
+    ``tol``. The loss it records per epoch is what the guest reports: the guest's own penalty only
+    (it never sees the hosts' weights)."""
     wg = np.zeros(x_guest.shape[1])
     wh = [np.zeros(x.shape[1]) for x in x_hosts]
     b = 0.0
     losses: list[float] = []
     for epoch in range(max_iter):
-        lr = learning_rate(learning_rate_, decay, epoch)
+        step = learning_rate_ / (1.0 + decay * epoch)
         total = 0.0
-        for idx in batches(len(y), batch_size, seed=seed, epoch=epoch):
+        for idx in batch_order(len(y), batch_size, seed, epoch):
             u = x_guest[idx] @ wg + b + sum(x[idx] @ w for x, w in zip(x_hosts, wh, strict=True))
             d = sigmoid(u) - y[idx]
             total += log_loss_sum(u, y[idx])
-            wg = wg - lr * (x_guest[idx].T @ d / len(idx) + alpha * wg)
+            wg = wg - step * (x_guest[idx].T @ d / len(idx) + alpha * wg)
             wh = [
-                w - lr * (x[idx].T @ d / len(idx) + alpha * w)
+                w - step * (x[idx].T @ d / len(idx) + alpha * w)
                 for x, w in zip(x_hosts, wh, strict=True)
             ]
-            b -= lr * float(d.mean())
+            b -= step * float(d.mean())
         losses.append(total / len(y) + 0.5 * alpha * float(wg @ wg))
         if tol > 0 and len(losses) > 1 and abs(losses[-2] - losses[-1]) < tol:
             break

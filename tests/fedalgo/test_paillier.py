@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from fedalgo import paillier
 from fedalgo.errors import ProtocolError
+from real_parts import not_applicable
 
 CRYPTO = settings(max_examples=25, deadline=None)
 ints64 = st.integers(min_value=-(2**40), max_value=2**40)
@@ -346,7 +347,7 @@ def test_pool_spreads_work_and_closes() -> None:
     enc = encryptor()
     with paillier.PaillierPool(max_workers=2, min_items=4) as pool:
         if not pool.splits(8):
-            pytest.skip("one core: the pool never leaves the calling process")
+            not_applicable("one core: the pool never leaves the calling process")
         vector = enc.encrypt_ints(list(range(-4, 4)), pool=pool)
         assert paillier.decrypt_ints(sk, vector) == list(range(-4, 4))
         weights = np.arange(8, dtype=np.int64)

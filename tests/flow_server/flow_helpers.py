@@ -52,7 +52,9 @@ parties-args:
 class LocalParty:
     """One party's flow_server state in a database, driven directly (no Kafka, no HTTP)."""
 
-    def __init__(self, me: str, peers: set[str], db_url: str, out: Path) -> None:
+    def __init__(
+        self, me: str, peers: set[str], db_url: str, out: Path, *, granted: Path | None = None
+    ) -> None:
         from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
         from flow_server.protocol import PartyContext
 
@@ -60,6 +62,22 @@ class LocalParty:
         upgrade_to_head(self.engine)
         self.sessions = make_sessionmaker(self.engine)
         self.ctx = PartyContext(me, frozenset(peers), CATALOG, out)
+        if granted is not None:
+            for peer in sorted(peers):
+                self.grant(peer, path=str(granted), role="guest")
+
+    def grant(self, peer: str, **kwargs: object) -> str:
+        """Grant ``peer`` a table or a path of this party's (``grants.create_grant``'s keywords)."""
+        from flow_server import grants
+
+        with self.sessions.begin() as s:
+            return grants.create_grant(
+                s,
+                peer=peer,
+                kind=str(kwargs.pop("kind", "input")),
+                created_by="test",
+                **kwargs,  # type: ignore[arg-type]
+            ).id
 
     def submit(self, pipeline_text: str, job_text: str) -> str:
         from flow_server import crud, protocol

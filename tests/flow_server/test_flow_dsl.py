@@ -307,10 +307,7 @@ def test_party_keys_may_be_quoted_or_not(tmp_path: Path) -> None:
 def test_the_example_pipeline_parses_with_the_real_registry() -> None:
     from flow_server.catalog import component_catalog
 
-    try:
-        real = component_catalog()
-    except ImportError:
-        pytest.skip("fedalgo's component registry is not there yet")
+    real = component_catalog()
     for name, info in CATALOG.items():
         assert name in real
         assert set(info.roles) <= set(real[name].roles), name

@@ -1,12 +1,17 @@
-"""Worker heartbeats on the flow_server: the per-step timers (short timeouts, no database), and a
-lost step failed in the database, retried on every party or failing the job (SQLite and
-PostgreSQL, messages routed by hand as in test_flow_lifecycle)."""
+"""Worker heartbeats on the flow_server: the per-step timers, and a lost step failed in the
+database, retried on every party or failing the job (SQLite and PostgreSQL, messages routed by
+hand as in test_flow_lifecycle).
+
+The timers run on an event loop whose clock moves only when a test advances it (``ClockLoop``),
+so the timings asserted here are exact and nothing depends on how busy the machine is.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flow_helpers import Databases, LocalParty
@@ -14,6 +19,7 @@ from test_flow_lifecycle import GUEST, HOST, Network, states, submit
 
 from fedcore import topics
 from fedcore.envelope import Envelope
+from flow_server import heartbeats
 from flow_server.heartbeats import (
     HEARTBEAT,
     HeartbeatWatch,
@@ -23,14 +29,52 @@ from flow_server.heartbeats import (
     running_here,
 )
 
-TIMEOUT_S = 0.3
+TIMEOUT_S = 15.0
+EPOCH = 1_700_000_000.0  # the wall clock when the test's loop clock reads 0
 
 
-def heartbeat(party: str, *steps: RunningStep) -> Envelope:
+class ClockLoop(asyncio.SelectorEventLoop):
+    """An event loop whose clock stands still until ``advance``: timers fire exactly when due."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def time(self) -> float:
+        return self.now
+
+    def wall(self) -> float:
+        """The wall-clock time matching ``now`` (envelopes carry wall-clock timestamps)."""
+        return EPOCH + self.now
+
+    async def advance(self, seconds: float) -> None:
+        """Move the clock on and let every timer now due, and what it starts, run."""
+        self.now += seconds
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def loop(monkeypatch: pytest.MonkeyPatch) -> Iterator[ClockLoop]:
+    clock = ClockLoop()
+    # HeartbeatWatch turns an envelope's wall-clock ts into loop time with time.time()
+    monkeypatch.setattr(heartbeats, "time", type("WallClock", (), {"time": clock.wall}))
+    yield clock
+    clock.run_until_complete(clock.shutdown_default_executor())
+    clock.close()
+
+
+def run(loop: ClockLoop, test: Coroutine[Any, Any, None]) -> None:
+    loop.run_until_complete(test)
+
+
+def heartbeat(loop: ClockLoop, party: str, *steps: RunningStep, age_s: float = 0.0) -> Envelope:
+    """A heartbeat sent ``age_s`` ago (read late) listing ``steps``."""
     return Envelope(
         type=HEARTBEAT,
         job_id="",
         src=party,
+        ts=loop.wall() - age_s,
         body={
             "party": party,
             "worker": "host:1:2",
@@ -40,68 +84,105 @@ def heartbeat(party: str, *steps: RunningStep) -> Envelope:
     )
 
 
-def status(party: str, step: RunningStep, state: str) -> Envelope:
+def status(loop: ClockLoop, party: str, step: RunningStep, state: str) -> Envelope:
     return Envelope(
         type="task.status",
         job_id=step.job_id,
         task=step.step,
         src=party,
+        ts=loop.wall(),
         body={"party": party, "state": state, "attempt": step.attempt},
     )
 
 
 class Recorder:
+    """The ``lost`` callback: records each report; ``reported`` is set by the first."""
+
     def __init__(self) -> None:
         self.lost: list[tuple[RunningStep, float]] = []
+        self.reported = asyncio.Event()
 
     async def __call__(self, step: RunningStep, silent_s: float) -> None:
         self.lost.append((step, silent_s))
+        self.reported.set()
 
 
-async def test_a_step_heartbeats_keep_alive_is_lost_once_they_stop() -> None:
-    lost = Recorder()
-    watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
-    step = RunningStep("1" * 32, "train", 1)
-    watch.observe(status(HOST, step, "running"))
-    assert watch.watched == {step}
-    for _ in range(8):  # 0.8 s, well past the timeout, covered all along
-        await asyncio.sleep(0.1)
-        watch.observe(heartbeat(HOST, step))
-    assert lost.lost == []
-    await asyncio.sleep(TIMEOUT_S + 0.2)
-    assert [s for s, _ in lost.lost] == [step]
-    assert TIMEOUT_S <= lost.lost[0][1] < TIMEOUT_S + 0.2
-    assert watch.watched == frozenset()
-    await asyncio.sleep(TIMEOUT_S)
-    assert len(lost.lost) == 1  # reported once
-    await watch.close()
+def test_a_step_heartbeats_keep_alive_is_lost_once_they_stop(loop: ClockLoop) -> None:
+    async def scenario() -> None:
+        lost = Recorder()
+        watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
+        step = RunningStep("1" * 32, "train", 1)
+        watch.observe(status(loop, HOST, step, "running"))
+        assert watch.watched == {step}
+        for _ in range(8):  # 80 s, well past the timeout, covered all along
+            await loop.advance(10.0)
+            watch.observe(heartbeat(loop, HOST, step))
+        assert lost.lost == []
+        await loop.advance(TIMEOUT_S - 0.5)
+        assert lost.lost == []
+        await loop.advance(0.5)
+        assert lost.lost == [(step, TIMEOUT_S)]
+        assert watch.watched == frozenset()
+        await loop.advance(10 * TIMEOUT_S)
+        assert len(lost.lost) == 1  # reported once
+        await watch.close()
+
+    run(loop, scenario())
 
 
-async def test_ended_steps_other_parties_and_stale_heartbeats() -> None:
-    lost = Recorder()
-    watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
-    job = "2" * 32
-    done, other, late = RunningStep(job, "a", 1), RunningStep(job, "b", 1), RunningStep(job, "c", 2)
-    watch.observe(status(HOST, done, "running"))
-    watch.observe(status(HOST, done, "success"))  # ended: no longer watched
-    watch.observe(heartbeat(GUEST, other))  # another party's worker: not ours to watch
-    watch.observe(status(GUEST, other, "running"))
-    beat = heartbeat(HOST, late)
-    beat.ts -= TIMEOUT_S - 0.1  # read late: it covers the step from when it was sent
-    watch.observe(beat)
-    assert watch.watched == {late}
-    await asyncio.sleep(0.2)
-    assert [s for s, _ in lost.lost] == [late]
-    await watch.close()
+def test_ended_steps_other_parties_and_stale_heartbeats(loop: ClockLoop) -> None:
+    async def scenario() -> None:
+        lost = Recorder()
+        watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
+        job = "2" * 32
+        done, other = RunningStep(job, "a", 1), RunningStep(job, "b", 1)
+        late = RunningStep(job, "c", 2)
+        watch.observe(status(loop, HOST, done, "running"))
+        watch.observe(status(loop, HOST, done, "success"))  # ended: no longer watched
+        watch.observe(heartbeat(loop, GUEST, other))  # another party's worker: not ours to watch
+        watch.observe(status(loop, GUEST, other, "running"))
+        # read 14 s late: it covers the step from when it was sent, so 1 s is left
+        watch.observe(heartbeat(loop, HOST, late, age_s=TIMEOUT_S - 1.0))
+        assert watch.watched == {late}
+        await loop.advance(1.0)
+        assert lost.lost == [(late, TIMEOUT_S)]
+        await watch.close()
+
+    run(loop, scenario())
 
 
-async def test_close_cancels_every_timer() -> None:
-    lost = Recorder()
-    watch = HeartbeatWatch(HOST, timeout_s=0.1, lost=lost)
-    watch.watch(RunningStep("2" * 32, "a", 1))
-    await watch.close()
-    await asyncio.sleep(0.2)
-    assert lost.lost == [] and watch.watched == frozenset()
+def test_close_cancels_every_timer(loop: ClockLoop) -> None:
+    async def scenario() -> None:
+        lost = Recorder()
+        watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=lost)
+        watch.watch(RunningStep("2" * 32, "a", 1))
+        await watch.close()
+        await loop.advance(2 * TIMEOUT_S)
+        assert lost.lost == [] and watch.watched == frozenset()
+
+    run(loop, scenario())
+
+
+def test_close_cancels_a_report_under_way(loop: ClockLoop) -> None:
+    async def scenario() -> None:
+        started, cancelled = asyncio.Event(), asyncio.Event()
+
+        async def slow_report(step: RunningStep, silent_s: float) -> None:
+            started.set()
+            try:
+                await asyncio.Event().wait()  # a report that never finishes by itself
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+        watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=slow_report)
+        watch.watch(RunningStep("2" * 32, "a", 1))
+        await loop.advance(TIMEOUT_S)
+        await started.wait()
+        await watch.close()
+        assert cancelled.is_set()
+
+    run(loop, scenario())
 
 
 # --- a lost step in the database, on both backends ---------------------------------------------
@@ -110,8 +191,8 @@ async def test_close_cancels_every_timer() -> None:
 @pytest.fixture
 def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
     both = {
-        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a"),
-        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b"),
+        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a", granted=tmp_path),
+        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b", granted=tmp_path),
     }
     yield both
     for party in both.values():
@@ -128,8 +209,8 @@ def lose(party: LocalParty, step: RunningStep, silent_s: float = 15.0) -> bool:
         return report_lost(session, party.ctx, step, silent_s)
 
 
-async def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
-    parties: dict[str, LocalParty], tmp_path: Path
+def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
+    parties: dict[str, LocalParty], tmp_path: Path, loop: ClockLoop
 ) -> None:
     job_id = submit(parties, tmp_path, "auto-retries: 1")
     net = Network(parties, hold_first_train)
@@ -138,19 +219,24 @@ async def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
     host = parties[HOST]
     assert running_here(host.sessions, HOST) == [train]  # what a restarted flow_server re-arms
 
-    # the host's flow_server watches its step; the worker dies, heartbeats stop
-    lost = Recorder()
+    async def scenario() -> list[tuple[RunningStep, float]]:
+        # the host's flow_server watches its step; the worker dies, heartbeats stop
+        lost, written = Recorder(), asyncio.Event()
 
-    async def report(step: RunningStep, silent_s: float) -> None:
-        await lost(step, silent_s)
-        await asyncio.to_thread(lose, host, step, silent_s)
+        async def report(step: RunningStep, silent_s: float) -> None:
+            await lost(step, silent_s)
+            await asyncio.to_thread(lose, host, step, silent_s)
+            written.set()
 
-    watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=report)
-    for step in running_here(host.sessions, HOST):
-        watch.watch(step)
-    await asyncio.sleep(TIMEOUT_S + 0.3)
-    await watch.close()
-    assert [s for s, _ in lost.lost] == [train]
+        watch = HeartbeatWatch(HOST, timeout_s=TIMEOUT_S, lost=report)
+        for step in running_here(host.sessions, HOST):
+            watch.watch(step)
+        await loop.advance(TIMEOUT_S)
+        await written.wait()  # the report is in the database before the watch closes
+        await watch.close()
+        return lost.lost
+
+    assert loop.run_until_complete(scenario()) == [(train, TIMEOUT_S)]
 
     published = [e for t, e in host.drain() if t == topics.STATUS]
     assert [(e.type, e.task, e.body["state"], e.body["attempt"]) for e in published] == [
@@ -161,7 +247,7 @@ async def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
     assert host.job(job_id).step_attempts == {"train": 2}  # retried
 
 
-async def test_report_lost_retries_kills_the_peers_old_copy_and_ignores_late_words(
+def test_report_lost_retries_kills_the_peers_old_copy_and_ignores_late_words(
     parties: dict[str, LocalParty], tmp_path: Path
 ) -> None:
     job_id = submit(parties, tmp_path, "auto-retries: 1")
@@ -179,13 +265,19 @@ async def test_report_lost_retries_kills_the_peers_old_copy_and_ignores_late_wor
     assert {(e.src, e.body["attempt"]) for e in stops} == {(GUEST, 1), (HOST, 1)}
     # the step has moved on: a second report or the dead attempt's late status change nothing
     assert not lose(parties[HOST], train)
-    late = status(HOST, train, "success")
+    late = Envelope(
+        type="task.status",
+        job_id=job_id,
+        task="train",
+        src=HOST,
+        body={"party": HOST, "state": "success", "attempt": 1},
+    )
     parties[HOST].apply(late)
     host_train = next(t for t in parties[HOST].job(job_id).tasks if t.step == "train")
     assert (host_train.state, host_train.attempt) == ("success", 2)
 
 
-async def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_reason(
+def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_reason(
     parties: dict[str, LocalParty], tmp_path: Path
 ) -> None:
     job_id = submit(parties, tmp_path)
@@ -202,7 +294,7 @@ async def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_rea
     assert running_here(parties[HOST].sessions, HOST) == []
 
 
-async def test_a_lost_step_that_moved_on_is_left_alone(
+def test_a_lost_step_that_moved_on_is_left_alone(
     parties: dict[str, LocalParty], tmp_path: Path
 ) -> None:
     job_id = submit(parties, tmp_path)

@@ -361,13 +361,19 @@ async def test_a_step_that_dies_without_reporting_fails_with_exit_code_and_stder
     assert "native library exploded" in reason
 
 
+TIMEOUT_S = 20
+
+
 async def test_steps_over_their_timeout_are_killed_with_their_process_group(
     kafka: Broker, buses: tuple[Bus, Bus], tmp_path: Path
 ) -> None:
-    """Also: with worker_concurrency=1 the second step starts only after the first has ended."""
+    """Also: with worker_concurrency=1 the second step starts only after the first has ended.
+
+    The timeout must cover a sandboxed step's start-up on a busy machine (it was 2 s, and a step
+    still starting was killed before it wrote its pids)."""
     bus_a, _ = buses
     job = uuid.uuid4().hex
-    settings = {"task_timeout_s": 2, "worker_concurrency": 1}
+    settings = {"task_timeout_s": TIMEOUT_S, "worker_concurrency": 1}
     async with running_worker(kafka, "30000", tmp_path, **settings) as worker:
         for step in ("slow1", "slow2"):
             args = {"pid_file": str(tmp_path / "30000" / job / step / "pids")}
@@ -384,7 +390,7 @@ async def test_steps_over_their_timeout_are_killed_with_their_process_group(
         ("slow2", "timeout"),
     ]
     for env in statuses[1::2]:
-        assert env.body["reason"] == "step timed out after 2 s and was killed"
+        assert env.body["reason"] == f"step timed out after {TIMEOUT_S} s and was killed"
     for step in ("slow1", "slow2"):
         assert read(str(tmp_path / "30000" / job / step / "pids"))  # it did start
         assert processes_in(work_dir(tmp_path, "30000", job, step)) == []

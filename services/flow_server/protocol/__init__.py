@@ -14,10 +14,12 @@ applied raises, and the consumer's guard (``flow_server.events``) sets it aside 
 The modules: ``context`` (what they share), ``jobstate`` (state changes and the messages they
 cause), ``proposals`` (submission, proposal, answers, start, acceptance deadline), ``status``
 (task and job states from workers and peers), ``lifecycle`` (stop, pause, resume, rerun, delete),
-``senders`` (who may send what) and ``dispatch`` (one consumed envelope through its model and its
+``senders`` (who may send what), ``approvals`` (a proposal held for this party's operator:
+approve, reject, deadline) and ``dispatch`` (one consumed envelope through its model and its
 sender's rights to its handler).
 """
 
+from flow_server.protocol.approvals import approve_job, reject_job
 from flow_server.protocol.context import PartyContext, ProtocolError, derived_id, emit
 from flow_server.protocol.dispatch import apply
 from flow_server.protocol.lifecycle import delete_job, pause_job, rerun_job, resume_job, stop_job
@@ -27,11 +29,13 @@ __all__ = [
     "PartyContext",
     "ProtocolError",
     "apply",
+    "approve_job",
     "delete_job",
     "derived_id",
     "emit",
     "expire_acceptance",
     "pause_job",
+    "reject_job",
     "rerun_job",
     "resume_job",
     "stop_job",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -15,6 +15,7 @@ from flow_server import scheduler
 from flow_server.catalog import Catalog
 from flow_server.dsl import DslError, JobSpec, Pipeline, Step, parse_party_specs, parse_pipeline
 from flow_server.models import Job, JobParty, OutboxRecord
+from flow_server.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,11 @@ class PartyContext:
     peers: frozenset[str]
     catalog: Catalog
     default_output: Path  # used when a party gives no `output` argument
-    # how long the initiator waits for every party's answer to a proposal
+    # how long the initiator waits for every party's answer to a proposal (and a party whose
+    # policy holds a proposal for its operator, for the operator's decision)
     accept_timeout_s: float = 60.0
+    # how this party answers its peers' proposals (grants, ACCEPT_POLICY)
+    policy: Policy = field(default_factory=Policy)
 
 
 def derived_id(*parts: str) -> str:

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import topics
@@ -35,6 +35,8 @@ from flow_server.dsl import (
 )
 from flow_server.models import Answer, Job, JobParty, JobState, now_ms
 from flow_server.models import Pipeline as PipelineRow
+from flow_server.policy import Verdict, judge
+from flow_server.protocol import approvals
 from flow_server.protocol.context import (
     PartyContext,
     ProtocolError,
@@ -49,7 +51,10 @@ log = logging.getLogger(__name__)
 
 
 def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
-    """The files this party's steps read from its own args exist (URLs are not checked)."""
+    """The files this party's steps read from its own args exist (URLs are not checked).
+
+    For a peer's proposal this runs only on the paths its grants admitted, so the answer is no
+    oracle of the rest of this party's filesystem."""
     role = spec.parties[me]
     for step in pipeline.steps:
         if not takes_part(step, role):
@@ -164,8 +169,12 @@ def _check_versions(body: JobPropose, pipeline: Pipeline, catalog: Catalog) -> N
 
 
 def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobPropose) -> None:
-    """A peer proposes a job (``senders`` checked that it is a known peer and the initiator):
-    create it under the same id and answer ``job.accept``, or ``job.reject`` with the reason."""
+    """A peer proposes a job (``senders`` checked that it is a known peer naming itself the
+    initiator): check it, then accept, refuse, or hold it for this party's operator.
+
+    Every outcome is recorded (``flow_server.decisions``); the inputs it names are admitted only
+    through this party's grants to the initiator (``flow_server.policy``).
+    """
     if session.get(Job, env.job_id) is not None:
         log.warning("job.propose %s: job %s exists already; ignored", env.id, env.job_id)
         return
@@ -183,12 +192,13 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobProp
     )
     session.add(job)
     try:
-        pipeline, spec = _proposed_job(session, ctx, env, body)
+        pipeline, spec, verdict = _proposed_job(session, ctx, env, body)
     except DslError as exc:
         reason = str(exc)
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": reason})
+        approvals.record_refusal(session, ctx, env, exc)
         log.info("rejected job %s from %s: %s", env.job_id, env.src, reason)
         return
     job.pipeline_name = pipeline.name
@@ -203,25 +213,29 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobProp
         )
         for i, (p, r) in enumerate(spec.parties.items())
     ]
-    announce(session, ctx, job, cause=env.id)
-    _answer(session, ctx, env, "job.accept", {})
+    if approvals.hold_or_accept(session, ctx, job, env, verdict):
+        announce(session, ctx, job, cause=env.id)
+        _answer(session, ctx, env, "job.accept", {})
 
 
 def _proposed_job(
     session: Session, ctx: PartyContext, env: Envelope, body: JobPropose
-) -> tuple[Pipeline, JobSpec]:
-    """The proposal's pipeline and job as this party will run them; ``DslError`` (the reason of
-    the rejection) if this party cannot take part."""
+) -> tuple[Pipeline, JobSpec, Verdict]:
+    """The proposal's pipeline and job as this party would run them, and the policy's verdict;
+    ``DslError`` (the reason of the rejection) if this party cannot take part."""
     pipeline = parse_pipeline(body.pipeline, ctx.catalog)
     _check_versions(body, pipeline, ctx.catalog)
     parties = parse_party_specs(list(body.parties))
+    common = dict(body.common_args)
+    spec = JobSpec(parties, common, {ctx.me: dict(body.party_args)} if ctx.me in parties else {})
     if env.src not in parties:
         raise DslError("bad_proposal", f"the initiator {env.src} is not a party of the job")
-    own = references.resolve_args(session, dict(body.party_args), me=ctx.me)
-    spec = JobSpec(parties, dict(body.common_args), {ctx.me: own})
     check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
+    verdict = judge(session, ctx.policy, me=ctx.me, initiator=env.src, pipeline=pipeline, spec=spec)
+    spec = JobSpec(parties, common, {ctx.me: verdict.args})
+    # only inside what is granted: whether a granted file exists is no secret from the peer
     _check_local_data(spec, pipeline, ctx.me)
-    return pipeline, spec
+    return pipeline, spec, verdict
 
 
 def _answer(
@@ -302,34 +316,40 @@ def expire_acceptance(
     session: Session, ctx: PartyContext, job_id: str, *, now: int | None = None
 ) -> bool:
     """End a job still waiting for answers at its acceptance deadline (``timeout``, naming the
-    parties that did not answer); False if it has moved on, or its deadline is still ahead."""
+    parties that did not answer) — on its initiator, or on a party that held it for its operator;
+    False if it has moved on, or its deadline is still ahead."""
     job = session.get(Job, job_id)
     if (
         job is None
-        or job.state != JobState.WAITING
-        or job.initiator != ctx.me
         or job.accept_deadline_ms is None
         or (now if now is not None else now_ms()) < job.accept_deadline_ms
     ):
         return False
+    cause = f"accept-timeout/{job.id}"
+    if job.state == JobState.PENDING_APPROVAL:
+        approvals.expire_pending(session, ctx, job, cause=cause)
+        return True
+    if job.state != JobState.WAITING or job.initiator != ctx.me:
+        return False
     pending = [m.party_id for m in job.members if m.answer == Answer.PENDING]
     who = ("party " if len(pending) == 1 else "parties ") + ", ".join(pending)
     reason = f"no answer to the proposal from {who} within {ctx.accept_timeout_s:g} s"
-    set_job_state(
-        session, ctx, job, JobState.TIMEOUT, reason=reason, cause=f"accept-timeout/{job.id}"
-    )
+    set_job_state(session, ctx, job, JobState.TIMEOUT, reason=reason, cause=cause)
     return True
 
 
 def waiting_for_answers(
     sessions: sessionmaker[Session], ctx: PartyContext
 ) -> list[tuple[str, int]]:
-    """(job id, deadline) of every job this party initiated that still waits for answers."""
+    """(job id, deadline) of every job this party initiated that still waits for answers, and of
+    every proposal it holds for its operator."""
     with sessions() as session:
         rows = session.execute(
             select(Job.id, Job.accept_deadline_ms).where(
-                Job.state == JobState.WAITING,
-                Job.initiator == ctx.me,
+                or_(
+                    (Job.state == JobState.WAITING) & (Job.initiator == ctx.me),
+                    Job.state == JobState.PENDING_APPROVAL,
+                ),
                 Job.accept_deadline_ms.is_not(None),
             )
         )

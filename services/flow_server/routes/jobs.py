@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
+from flow_server.auth import OperatorDep
 from flow_server.deps import Offset, ServerDep, SessionDep
 from flow_server.dsl import MAX_YAML_BYTES
 from flow_server.errors import NotFound
@@ -26,7 +27,15 @@ router = APIRouter(tags=["jobs"])
 
 # every flow_server.states.JobState (a test pins that they agree)
 StateFilter = Literal[
-    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+    "pending_approval",
+    "waiting",
+    "running",
+    "paused",
+    "success",
+    "failed",
+    "canceled",
+    "timeout",
+    "rejected",
 ]
 
 
@@ -146,6 +155,37 @@ async def rerun_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None
     reusing the outputs of those that did, on every party."""
     return await _command(
         server, job_id, lambda s, ctx, job: protocol.rerun_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.post("/jobs/{job_id}/approve", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def approve_job(
+    job_id: str, server: ServerDep, operator: OperatorDep
+) -> schemas.JobSummary | None:
+    """Approve a peer's proposal held for this party's operator (``pending_approval``). Its
+    inputs are checked against the grants again: a grant revoked meanwhile refuses it."""
+    return await _command(
+        server,
+        job_id,
+        lambda s, ctx, job: protocol.approve_job(s, ctx, job, by=operator, cause=_cause()),
+    )
+
+
+@router.post("/jobs/{job_id}/reject", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def reject_job(
+    job_id: str,
+    server: ServerDep,
+    operator: OperatorDep,
+    body: schemas.RejectJob | None = None,
+) -> schemas.JobSummary | None:
+    """Reject a peer's proposal held for this party's operator; the initiator sees the reason."""
+    reason = body.reason if body is not None else None
+    return await _command(
+        server,
+        job_id,
+        lambda s, ctx, job: protocol.reject_job(
+            s, ctx, job, by=operator, reason=reason, cause=_cause()
+        ),
     )
 
 

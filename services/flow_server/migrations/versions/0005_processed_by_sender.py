@@ -1,7 +1,7 @@
 """processed messages keyed by (sender, message id)
 
-Revision ID: 0004_processed_by_sender
-Revises: 0003_data_models_tokens
+Revision ID: 0005_processed_by_sender
+Revises: 0004_grants_decisions
 Create Date: 2026-12-04 13:30:00
 
 A message id alone let one party pre-empt another's message by sending its id first. The table
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_processed_by_sender"
-down_revision: str | None = "0003_data_models_tokens"
+revision: str = "0005_processed_by_sender"
+down_revision: str | None = "0004_grants_decisions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
