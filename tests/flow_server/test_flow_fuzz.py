@@ -39,8 +39,8 @@ def world(
     """Two parties with one running job between them (and its files)."""
     tmp = tmp_path_factory.mktemp("fuzz")
     parties = {
-        GUEST: LocalParty(GUEST, {HOST}, module_databases.new("fa"), tmp / "out-a"),
-        HOST: LocalParty(HOST, {GUEST}, module_databases.new("fb"), tmp / "out-b"),
+        GUEST: LocalParty(GUEST, {HOST}, module_databases.new("fa"), tmp / "out-a", granted=tmp),
+        HOST: LocalParty(HOST, {GUEST}, module_databases.new("fb"), tmp / "out-b", granted=tmp),
     }
     guest, host = tmp / "g.csv", tmp / "h.csv"
     guest.write_text("id,y\n1,0\n")
