@@ -192,7 +192,13 @@ class Empty(Body):
 
 
 class JobPropose(Body):
-    """``job.propose``: the initiator proposes a job (only the receiver's own party args)."""
+    """``job.propose``: the initiator proposes a job (only the receiver's own party args).
+
+    Unknown keys are ignored here alone: a proposal from another release must still be read far
+    enough to be rejected with its ``tessera_version``, not set aside as malformed.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     pipeline: Annotated[str, Field(min_length=1, max_length=MAX_PIPELINE_CHARS)]
     pipeline_name: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
@@ -200,10 +206,13 @@ class JobPropose(Body):
     common_args: Args = Field(default_factory=dict)
     party_args: Args = Field(default_factory=dict)
     initiator: PartyId
-    tessera_version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")]
+    # absent from a release too old to say: the receiver rejects it naming the reason
+    tessera_version: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")] | None
+    ) = None
     component_versions: Annotated[
         dict[Name, Annotated[str, Field(max_length=32)]], Field(max_length=MAX_ENTRIES)
-    ]
+    ] = Field(default_factory=dict)
 
 
 class JobReject(Body):

@@ -47,3 +47,16 @@ def under(value: str | Path, roots: Iterable[Path], *, what: str) -> Path:
         places = ", ".join(str(root) for root in allowed) or "(none configured)"
         raise PathRefused(f"{what} {text!r} is outside this party's roots: {places}")
     return resolved
+
+
+def join(root: str | Path, *parts: str) -> Path:
+    """``root / parts…`` resolved (symbolic links followed), if that lies inside ``root``: a part
+    that is empty, absolute, holds a NUL or leads out of ``root`` (``..``, a link) is refused."""
+    base = Path(root).resolve()
+    for part in parts:
+        if not part or "\0" in part or Path(part).is_absolute():
+            raise PathRefused(f"{part[:MAX_NAME_CHARS]!r} is not a relative path inside {base}")
+    path = base.joinpath(*parts).resolve()
+    if not path.is_relative_to(base):
+        raise PathRefused(f"{'/'.join(parts)[:MAX_PATH_CHARS]!r} leads outside {base}")
+    return path

@@ -21,7 +21,6 @@ from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
 from flow_server.deadlines import AcceptanceDeadlines
-from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
 from flow_server.heartbeats import (
     HEARTBEAT,
@@ -31,13 +30,12 @@ from flow_server.heartbeats import (
     running_here,
 )
 from flow_server.metrics import FlowServerMetrics
-from flow_server.models import Job, JobState, ProcessedMessage
+from flow_server.models import Job, JobState
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
 from flow_server.policy import Policy
 from flow_server.routes import components, data, decisions, health, jobs, metrics, models, pipelines
 from flow_server.routes import grants as grant_routes
-from flow_server.states import IllegalTransition
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +64,9 @@ class FlowServer:
         return self.party.catalog
 
     def _apply_sync(self, env: Envelope) -> None:
-        try:
-            with self.sessions.begin() as session:
-                protocol.apply(session, self.party, env)
-        except (protocol.ProtocolError, DslError, IllegalTransition) as exc:
-            log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
-            with self.sessions.begin() as session:
-                session.merge(ProcessedMessage(id=env.id))
+        # an error rolls the transaction back; the consumer's guard decides what happens next
+        with self.sessions.begin() as session:
+            protocol.apply(session, self.party, env)
 
     async def expire_acceptance(self, job_id: str) -> None:
         """An acceptance deadline fired: time the job out if it is still waiting."""
@@ -108,9 +102,9 @@ class FlowServer:
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
         if env.type == HEARTBEAT:  # in memory only, never in the database
-            self.metrics.heartbeats.inc()
             if self.heartbeats is not None:
                 self.heartbeats.observe(env)
+            self.metrics.heartbeats.inc()
             return
         async with self.lock:
             await asyncio.to_thread(self._apply_sync, env)
@@ -119,7 +113,7 @@ class FlowServer:
                 if deadline_ms is not None:
                     self.deadlines.arm(env.job_id, deadline_ms)
             await self.outbox.flush()
-        self.metrics.events.labels(env.type).inc()
+        self.metrics.applied(env.type)
         if self.heartbeats is not None:
             self.heartbeats.observe(env)
 
@@ -167,6 +161,7 @@ def create_app(
                         bus,
                         group_id=f"flow_server-{settings.party_id}",
                         apply=lambda env: server.apply(env),
+                        on_dead=lambda env: server.metrics.dead(env.type),
                     ),
                     lock=asyncio.Lock(),
                 )

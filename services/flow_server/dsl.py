@@ -8,6 +8,11 @@ arguments are its ``args``, overridden by the job's ``common-args``, overridden 
 or of some step of the pipeline (``common-args`` and ``parties-args`` reach every step), a key of
 the platform's own (:class:`fedcore.params.PlatformArgs`), or an argument an input reads
 (``$<arg>``); values are checked against the declarations of each step they reach.
+
+Documents come from users and, in a proposal, from other parties, so the YAML reader is bounded:
+at most :data:`MAX_YAML_BYTES`, nested at most :data:`MAX_YAML_DEPTH` levels, no anchors or
+aliases (a few hundred bytes of aliases expand to gigabytes), and argument values limited as
+``fedcore.messages.Args`` says (JSON-like, no bytes, no NaN, bounded depth and size).
 """
 
 from __future__ import annotations
@@ -20,17 +25,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from fedcore.messages import MAX_PARTIES, MAX_PIPELINE_CHARS, MAX_STEPS, STEP_NAME, Args, describe
 from fedcore.params import PLATFORM_KEYS, InvalidArguments, Params, PlatformArgs
 from flow_server.catalog import Catalog
 
 ROLES = ("guest", "host", "arbiter")
 
-_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_YAML_BYTES = MAX_PIPELINE_CHARS
+MAX_YAML_DEPTH = 24
+
+_STEP_NAME = STEP_NAME
 _ARG_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_.-]*)$")
 _OUT_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$")
-_PARTY_SPEC = re.compile(r"^\s*(\d+)\s*=\s*([a-z_]+)\s*$")
+_PARTY_SPEC = re.compile(r"^\s*(\d{1,18})\s*=\s*([a-z_]+)\s*$")
 
 
 class DslError(ValueError):
@@ -50,7 +59,27 @@ class DslError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML without implicit timestamps: dates stay strings so every value can be sent."""
+    """Safe YAML without implicit timestamps (dates stay strings so every value can be sent),
+    without anchors and aliases, and nested at most ``MAX_YAML_DEPTH`` levels (the composer
+    recurses once per level, so the cap also keeps it far from Python's recursion limit)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&, *) are not allowed", event.start_mark
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -70,6 +99,10 @@ def _str_keys(value: Any) -> Any:
 
 def load_yaml(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse a YAML document that must be a mapping."""
+    if len(data) > MAX_YAML_BYTES:
+        raise DslError(
+            "document_too_large", f"the {what} is larger than {MAX_YAML_BYTES // 1024} KiB"
+        )
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -89,6 +122,8 @@ def load_yaml(data: bytes | str, what: str) -> dict[str, Any]:
         ) from None
     except yaml.YAMLError as exc:
         raise DslError("malformed_yaml", f"the {what} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise DslError("malformed_yaml", f"the {what} holds a value out of range: {exc}") from None
     if doc is None:
         raise DslError("empty_file", f"the {what} is empty")
     if not isinstance(doc, dict):
@@ -123,17 +158,17 @@ class _StepDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    component: str
-    inputs: dict[str, str] = Field(default_factory=dict)
-    args: dict[str, Any] = Field(default_factory=dict)
-    depends: list[str] = Field(default_factory=list)
+    component: str = Field(max_length=128)
+    inputs: dict[str, str] = Field(default_factory=dict, max_length=64)
+    args: Args = Field(default_factory=dict)
+    depends: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 class _PipelineDoc(BaseModel):
     model_config = ConfigDict(extra="allow")  # e.g. a description
 
-    name: str
-    steps: list[_StepDoc] = Field(min_length=1)
+    name: str = Field(max_length=200)
+    steps: list[_StepDoc] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -217,11 +252,11 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
     index: dict[str, int] = {}
     for i, s in enumerate(doc.steps):
         where = f"steps[{i}].name"
-        if not _STEP_NAME.match(s.name):
+        if not _STEP_NAME.fullmatch(s.name):
             raise DslError(
                 "invalid_value",
-                f"step name '{s.name}' must start with a letter and hold only letters, "
-                "digits, '_' and '-'",
+                f"step name '{s.name[:80]}' must start with a letter, hold only letters, "
+                "digits, '_' and '-', and be at most 64 characters long",
                 where,
             )
         if s.name in index:
@@ -414,6 +449,8 @@ def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
         raise DslError(
             "bad_party_spec", 'parties must be a non-empty list like ["10000=guest"]', where
         )
+    if len(specs) > MAX_PARTIES:
+        raise DslError("bad_party_spec", f"a job has at most {MAX_PARTIES} parties", where)
     parties: dict[str, str] = {}
     for i, spec in enumerate(specs):
         m = _PARTY_SPEC.match(spec) if isinstance(spec, str) else None
@@ -436,12 +473,19 @@ def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
     return parties
 
 
+_ARGS: TypeAdapter[dict[str, Any]] = TypeAdapter(Args)
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """Arguments: a mapping of JSON-like values within ``fedcore.messages.Args``' bounds."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise DslError("invalid_value", f"must be a mapping, not a {type(value).__name__}", where)
-    return value
+    try:
+        return _ARGS.validate_python(value)
+    except ValidationError as exc:
+        raise DslError("invalid_value", describe(exc), where) from None
 
 
 def parse_job(data: bytes | str) -> JobSpec:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -146,12 +147,19 @@ class Task(Base):
 
 
 class ProcessedMessage(Base):
-    """Ids of consumed envelopes already applied, so a redelivered one is skipped."""
+    """Consumed envelopes already applied, by sender and id, so a redelivered one is skipped.
+
+    The sender is part of the key: a party cannot make this one skip another party's message by
+    sending its id first.
+    """
 
     __tablename__ = "processed_messages"
 
+    src: Mapped[str] = mapped_column(String(32), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    __table_args__ = (PrimaryKeyConstraint("src", "id", name="pk_processed_messages"),)
 
 
 class OutboxRecord(Base):

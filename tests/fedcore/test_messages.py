@@ -140,6 +140,7 @@ def test_what_the_services_send_fits(kind: str) -> None:
         (TaskStatus, {"state": "failed", "smuggled": 1}, "smuggled"),
         (TaskStatus, {"state": "failed", "fault": "step"}, "fault"),
         (JobRerun, {"attempts": {"train": 2}, "fault": "user"}, "fault"),
+        (JobPropose, {**VALID["job.propose"], "tessera_version": "1.0\n"}, "tessera_version"),
         (JobPropose, {**VALID["job.propose"], "common_args": {"x": b"\x00"}}, "common_args"),
         (JobPropose, {**VALID["job.propose"], "common_args": {"x": nested(50)}}, "common_args"),
         (JobPropose, {**VALID["job.propose"], "party_args": {"x": 2**70}}, "party_args"),

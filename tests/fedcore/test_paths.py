@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from fedcore.paths import PathRefused, name, under
+from fedcore.paths import PathRefused, join, name, under
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "/etc", "../../x", "x\0y", "n" * 129])
@@ -37,3 +37,28 @@ def test_a_path_must_resolve_inside_a_root(tmp_path: Path) -> None:
             under(bad, [root], what="input")
     with pytest.raises(PathRefused, match=r"\(none configured\)"):
         under(str(root / "in.csv"), [], what="input")
+
+
+def test_joined_parts_inside_the_root_resolve_under_it(tmp_path: Path) -> None:
+    assert (
+        join(tmp_path, "a" * 32, "10000", "train")
+        == tmp_path.resolve() / ("a" * 32) / "10000" / "train"
+    )
+    assert join(tmp_path, "x/../y") == tmp_path.resolve() / "y"
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [("/etc",), ("..",), ("a", "../../b"), ("",), ("a\x00b",), ("/" + "a" * 31, "10000")],
+)
+def test_joined_parts_that_escape_are_refused(tmp_path: Path, parts: tuple[str, ...]) -> None:
+    with pytest.raises(PathRefused):
+        join(tmp_path / "root", *parts)
+
+
+def test_a_joined_link_out_of_the_root_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "out").symlink_to(tmp_path)
+    with pytest.raises(PathRefused):
+        join(root, "out", "x")

@@ -81,6 +81,7 @@ def heartbeat(loop: ClockLoop, party: str, *steps: RunningStep, age_s: float = 0
         body={
             "party": party,
             "worker": "host:1:2",
+            "interval_s": 0.1,
             "running": [{"job_id": s.job_id, "task": s.step, "attempt": s.attempt} for s in steps],
         },
     )

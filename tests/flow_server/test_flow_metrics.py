@@ -75,7 +75,7 @@ async def test_heartbeats_and_applied_events_are_counted(
         type="worker.heartbeat",
         job_id="",
         src=ME,
-        body={"party": ME, "worker": "h:1:2", "running": []},
+        body={"party": ME, "worker": "h:1:2", "interval_s": 5.0, "running": []},
     )
     status = Envelope(  # of a job this party does not know: applied (a no-op) all the same
         type="task.status",

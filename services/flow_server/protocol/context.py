@@ -7,7 +7,6 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -95,15 +94,6 @@ def steps_of(job: Job, ctx: PartyContext) -> tuple[Step, ...]:
         return job_pipeline(job, ctx.catalog).steps
     except DslError:
         return ()
-
-
-def body_field(env: Envelope, key: str, kind: type, *, required: bool = True) -> Any:
-    value = env.body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, kind):
-        raise ProtocolError(f"{env.type} {env.id}: body field '{key}' must be a {kind.__name__}")
-    return value
 
 
 def find_job(session: Session, env: Envelope) -> Job | None:

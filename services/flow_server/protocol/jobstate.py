@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fedcore import topics
+from fedcore import paths, topics
 from fedcore.envelope import Envelope
 from flow_server import scheduler, states
 from flow_server.models import Job, JobState, Task, TaskState
@@ -158,6 +158,14 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
             )
             return
         root = str(args.get("output") or ctx.default_output)
+        try:
+            # The party id keeps parties that share a filesystem apart; job id and step name
+            # come from the initiator, so the result must stay inside the output root.
+            output_dir = paths.join(root, job.id, ctx.me, step.name)
+        except paths.PathRefused as exc:
+            reason = f"party {ctx.me}: step {step.name}: output {exc}"
+            set_job_state(session, ctx, job, JobState.FAILED, reason=reason, cause=cause)
+            return
         attempt = step_attempt(job, step.name)
         task = Task(
             step=step.name,
@@ -184,8 +192,7 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
                     "parties": spec.roles(),
                     "args": args,
                     "inputs": inputs,
-                    # The party id keeps parties that share a filesystem apart.
-                    "output_dir": f"{root.rstrip('/')}/{job.id}/{ctx.me}/{step.name}",
+                    "output_dir": str(output_dir),
                     "fed_since_ms": job.fed_since_ms,
                     "attempt": attempt,
                 },

@@ -1,5 +1,11 @@
 """Proposing a job and answering a proposal: the initiator's submission, ``job.propose``,
-``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline."""
+``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline.
+
+A proposal reaches ``on_propose`` only from a known peer that names itself the initiator
+(``senders``) and within ``fedcore.messages.JobPropose``'s bounds; what this party then finds
+wrong with it (its pipeline, versions, parties, args, data) is a ``DslError``, answered as a
+``job.reject`` with that reason. Checks of a proposal's content are small functions called from
+``_proposed_job``."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
+from fedcore.messages import Empty, JobPropose, JobReject
 from fedcore.version import TESSERA_VERSION, compatible
 from flow_server import references
 from flow_server.catalog import Catalog
@@ -28,12 +35,11 @@ from flow_server.dsl import (
 )
 from flow_server.models import Answer, Job, JobParty, JobState, now_ms
 from flow_server.models import Pipeline as PipelineRow
-from flow_server.policy import judge
+from flow_server.policy import Verdict, judge
 from flow_server.protocol import approvals
 from flow_server.protocol.context import (
     PartyContext,
     ProtocolError,
-    body_field,
     derived_id,
     emit,
     find_job,
@@ -58,13 +64,20 @@ def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
             if not isinstance(ref, ArgRef):
                 continue
             value = str(args[ref.arg])
-            if "://" not in value and not Path(value).exists():
+            if "://" not in value and not _exists(value):
                 raise DslError(
                     "data_not_found",
                     f"step '{step.name}' reads input '{name}' from {value}, which does not exist "
                     f"on party {me}",
                     f"parties-args.{me}.{ref.arg}",
                 )
+
+
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL
+        return False
 
 
 def submit_job(
@@ -131,10 +144,10 @@ def submit_job(
     return job
 
 
-def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) -> None:
+def _check_versions(body: JobPropose, pipeline: Pipeline, catalog: Catalog) -> None:
     """Refuse a proposal from a Tessera release, or for component versions, that differ."""
-    theirs = body.get("tessera_version")
-    if not isinstance(theirs, str):
+    theirs = body.tessera_version
+    if theirs is None:
         raise DslError("incompatible_version", "the proposal does not say its Tessera version")
     try:
         ok = compatible(TESSERA_VERSION, theirs)
@@ -145,11 +158,9 @@ def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) 
             "incompatible_version",
             f"the initiator runs Tessera {theirs}, this party {TESSERA_VERSION}",
         )
-    versions = body.get("component_versions")
-    if not isinstance(versions, dict):
-        raise DslError("incompatible_version", "the proposal does not say its component versions")
+    versions = body.component_versions
     for name in sorted({s.component for s in pipeline.steps}):
-        if str(versions.get(name)) != catalog[name].version:
+        if versions.get(name) != catalog[name].version:
             raise DslError(
                 "incompatible_version",
                 f"component {name}: the initiator runs version {versions.get(name)}, "
@@ -157,8 +168,9 @@ def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) 
             )
 
 
-def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    """A peer proposes a job: check it, then accept, refuse, or hold it for this party's operator.
+def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobPropose) -> None:
+    """A peer proposes a job (``senders`` checked that it is a known peer naming itself the
+    initiator): check it, then accept, refuse, or hold it for this party's operator.
 
     Every outcome is recorded (``flow_server.decisions``); the inputs it names are admitted only
     through this party's grants to the initiator (``flow_server.policy``).
@@ -166,71 +178,64 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
     if session.get(Job, env.job_id) is not None:
         log.warning("job.propose %s: job %s exists already; ignored", env.id, env.job_id)
         return
-    initiator = env.src
-    text = env.body.get("pipeline")
-    raw_parties = env.body.get("parties")
     job = Job(
         id=env.job_id,
         pipeline_id=None,
-        pipeline_name=str(env.body.get("pipeline_name") or ""),
-        pipeline_yaml=text if isinstance(text, str) else "",
-        initiator=initiator,
+        pipeline_name=body.pipeline_name,
+        pipeline_yaml=body.pipeline,
+        initiator=env.src,
         state=JobState.WAITING,
-        parties=[p for p in raw_parties if isinstance(p, str)]
-        if isinstance(raw_parties, list)
-        else [],
+        parties=list(body.parties),
         common_args={},
         party_args={},
         fed_since_ms=now_ms(),
     )
     session.add(job)
     try:
-        if initiator not in ctx.peers:
-            raise DslError("unknown_initiator", f"party {initiator} is not a known peer")
-        if env.body.get("initiator", initiator) != initiator:
-            raise DslError("bad_proposal", "the proposal's initiator is not its sender")
-        if not isinstance(text, str):
-            raise DslError("bad_proposal", "the proposal carries no pipeline text")
-        pipeline = parse_pipeline(text, ctx.catalog)
-        _check_versions(env.body, pipeline, ctx.catalog)
-        parties = parse_party_specs(raw_parties)
-        common = env.body.get("common_args") or {}
-        own = env.body.get("party_args") or {}
-        if not isinstance(common, dict) or not isinstance(own, dict):
-            raise DslError("bad_proposal", "common_args and party_args must be mappings")
-        spec = JobSpec(parties, common, {ctx.me: own} if ctx.me in parties else {})
-        if initiator not in parties:
-            raise DslError("bad_proposal", f"the initiator {initiator} is not a party of the job")
-        check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
-        verdict = judge(
-            session, ctx.policy, me=ctx.me, initiator=initiator, pipeline=pipeline, spec=spec
-        )
-        own = verdict.args
-        # only inside what is granted: whether a granted file exists is no secret from the peer
-        _check_local_data(JobSpec(parties, common, {ctx.me: own}), pipeline, ctx.me)
+        pipeline, spec, verdict = _proposed_job(session, ctx, env, body)
     except DslError as exc:
         reason = str(exc)
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": reason})
         approvals.record_refusal(session, ctx, env, exc)
-        log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
+        log.info("rejected job %s from %s: %s", env.job_id, env.src, reason)
         return
     job.pipeline_name = pipeline.name
-    job.common_args = common
-    job.party_args = own
+    job.common_args = spec.common_args
+    job.party_args = spec.party_args[ctx.me]
     job.members = [
         JobParty(
             party_id=p,
             role=r,
             position=i,
-            answer=Answer.ACCEPTED if p in (ctx.me, initiator) else Answer.PENDING,
+            answer=Answer.ACCEPTED if p in (ctx.me, env.src) else Answer.PENDING,
         )
-        for i, (p, r) in enumerate(parties.items())
+        for i, (p, r) in enumerate(spec.parties.items())
     ]
     if approvals.hold_or_accept(session, ctx, job, env, verdict):
         announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.accept", {})
+
+
+def _proposed_job(
+    session: Session, ctx: PartyContext, env: Envelope, body: JobPropose
+) -> tuple[Pipeline, JobSpec, Verdict]:
+    """The proposal's pipeline and job as this party would run them, and the policy's verdict;
+    ``DslError`` (the reason of the rejection) if this party cannot take part."""
+    pipeline = parse_pipeline(body.pipeline, ctx.catalog)
+    _check_versions(body, pipeline, ctx.catalog)
+    parties = parse_party_specs(list(body.parties))
+    common = dict(body.common_args)
+    spec = JobSpec(parties, common, {ctx.me: dict(body.party_args)} if ctx.me in parties else {})
+    if env.src not in parties:
+        raise DslError("bad_proposal", f"the initiator {env.src} is not a party of the job")
+    check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
+    verdict = judge(session, ctx.policy, me=ctx.me, initiator=env.src, pipeline=pipeline, spec=spec)
+    spec = JobSpec(parties, common, {ctx.me: verdict.args})
+    # only inside what is granted: whether a granted file exists is no secret from the peer
+    _check_local_data(spec, pipeline, ctx.me)
+    return pipeline, spec, verdict
 
 
 def _answer(
@@ -250,7 +255,7 @@ def _answer(
     )
 
 
-def on_accept(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_accept(session: Session, ctx: PartyContext, env: Envelope, body: Empty) -> None:
     job = find_job(session, env)
     if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
         return
@@ -276,11 +281,11 @@ def on_accept(session: Session, ctx: PartyContext, env: Envelope) -> None:
     start_job(session, ctx, job, cause=env.id)
 
 
-def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_reject(session: Session, ctx: PartyContext, env: Envelope, body: JobReject) -> None:
     job = find_job(session, env)
     if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
         return
-    reason = body_field(env, "reason", str, required=False) or "no reason given"
+    reason = body.reason or "no reason given"
     member = job_member(job, env.src)
     if member is None:
         raise ProtocolError(f"job.reject from {env.src}, not a party of job {job.id}")
@@ -296,7 +301,7 @@ def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
     )
 
 
-def on_start(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_start(session: Session, ctx: PartyContext, env: Envelope, body: Empty) -> None:
     job = find_job(session, env)
     if job is None or job.state != JobState.WAITING:
         return

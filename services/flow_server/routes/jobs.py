@@ -15,7 +15,8 @@ from sqlalchemy.orm import Session
 from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
 from flow_server.auth import OperatorDep
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep
+from flow_server.dsl import MAX_YAML_BYTES
 from flow_server.errors import NotFound
 from flow_server.models import Job
 from flow_server.models import Pipeline as PipelineRow
@@ -44,7 +45,7 @@ async def submit_job(
     parameters: Annotated[UploadFile, File(description="job.yaml")],
     server: ServerDep,
 ) -> schemas.JobCreated:
-    data = await parameters.read()
+    data = await parameters.read(MAX_YAML_BYTES + 1)  # a larger one is refused, unread
 
     def create() -> tuple[str, str, tuple[str, int] | None]:
         with server.sessions.begin() as session:
@@ -75,7 +76,7 @@ def list_jobs(
     session: SessionDep,
     state: StateFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.JobList:
     rows, total = crud.list_jobs(session, state=state, limit=limit, offset=offset)
     return schemas.JobList(
