@@ -70,6 +70,9 @@ class PartySettings(BaseModel):
     dashboard_port: int = 8080
     task_engine_port: int = 9360
     database_url: str | None = None
+    # the dashboard's own tables (job views, metrics, log tails); its tables and migration
+    # history are prefixed "dashboard_", so it may share the flow_server's PostgreSQL database
+    dashboard_database_url: str | None = None
     state_dir: Path = Path(".run/state")
     # where else this party's data may be: a received input path or output dir must lie under
     # STATE_DIR or one of these (DATA_ROOTS, separated by ":")
@@ -186,6 +189,10 @@ class PartySettings(BaseModel):
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'flow_server.db'}"
 
+    @property
+    def dashboard_db_url(self) -> str:
+        return self.dashboard_database_url or f"sqlite:///{self.state_dir / 'dashboard.db'}"
+
     @classmethod
     def from_env(
         cls, env_file: str | Path | None = None, environ: Mapping[str, str] | None = None
@@ -232,6 +239,7 @@ class PartySettings(BaseModel):
             "dashboard_port": "DASHBOARD_PORT",
             "task_engine_port": "TASK_ENGINE_PORT",
             "database_url": "DATABASE_URL",
+            "dashboard_database_url": "DASHBOARD_DATABASE_URL",
             "state_dir": "STATE_DIR",
             "private_key_file": "PARTY_PRIVATE_KEY",
             "task_timeout_s": "TASK_TIMEOUT_S",

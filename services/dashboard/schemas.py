@@ -1,4 +1,5 @@
-"""The JSON the dashboard serves, built from the aggregator's views (the pages render it too).
+"""The JSON the dashboard serves, built from the job views the store reads (the pages render it
+too).
 
 Naming: ``step`` is a pipeline step's name (an envelope's ``task``); a metric's own ``step`` field,
 its iteration, is called ``iteration`` here so that the two cannot be confused.
@@ -11,7 +12,7 @@ from typing import Any, Self
 from pydantic import BaseModel
 
 from dashboard import analysis
-from dashboard.aggregator import LOSS, JobView, MetricKey, StepView
+from dashboard.views import LOSS, JobView, MetricKey, StepView
 
 
 class TaskOut(BaseModel):
@@ -233,7 +234,7 @@ class ConsumerHealth(BaseModel):
     connected: bool
     stopped: bool
     records: int
-    set_aside: int = 0  # records it could not apply (on fl.dead), since the last replay
+    set_aside: int = 0  # records it could not apply (on fl.dead), since it started
     last_record_at: float | None
     error: str | None
 

@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from dashboard_helpers import GUEST, HOST, metric, sample_job
 
-from dashboard.aggregator import Aggregator
 from dashboard.render import steps_table
 from dashboard.schemas import JobDetail
+from dashboard.store import Store
 
 JOB = "e" * 32  # job ids are 32 hex digits
 T0 = 1_700_000_000.0
 
 
-def test_each_partys_engine_is_shown_with_its_task() -> None:
+def test_each_partys_engine_is_shown_with_its_task(store: Store) -> None:
     envs = sample_job(JOB, T0)
     spark = {"engine": "spark", "master": "local[2]", "executors": 2}
     envs.append(metric(JOB, "train", GUEST, "computing", spark, T0 + 21, None))
     envs.append(metric(JOB, "train", HOST, "computing", {"engine": "local"}, T0 + 21, None))
     envs.append(metric(JOB, "intersect", HOST, "computing", "not a mapping", T0 + 11, None))
-    agg = Aggregator()
-    agg.apply_all(envs)
-    job = agg.get(JOB)
+    store.apply(envs)
+    job = store.job(JOB)
     assert job is not None
     detail = JobDetail.of(job)
     train = next(s for s in detail.steps if s.name == "train")
