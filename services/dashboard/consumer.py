@@ -202,7 +202,7 @@ class Changes:
 class ConsumerStatus:
     connected: bool = False
     stopped: bool = False
-    records: int = 0  # envelopes read since the start
+    records: int = 0  # envelopes read and stored (or set aside) since the start
     applied: int = 0  # envelopes that changed a job's rows
     skipped: int = 0  # envelopes of a known type whose body lacked what the type needs
     set_aside: int = 0  # envelopes the dashboard could not apply (on fl.dead)
@@ -266,10 +266,10 @@ class Consumer:
             self.status.connected = True
             self.status.error = None
             async for batch in records:
-                self.status.records += len(batch)
-                self.status.last_record_at = time.time()
                 applied = await self._write(batch)
                 await records.commit()
+                self.status.records += len(batch)
+                self.status.last_record_at = time.time()
                 if applied:
                     self._changes.notify()
 
