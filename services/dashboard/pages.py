@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from dashboard import render
-from dashboard.api import MAX_COMPARE, SEARCH_PATTERN, STATE_PATTERN, pipelines_of
+from dashboard.api import MAX_COMPARE, MAX_OFFSET, SEARCH_PATTERN, STATE_PATTERN, pipelines_of
 from dashboard.deps import StoreDep
 from dashboard.schemas import JobAnalysis, JobDetail, JobLogs, JobMetrics, JobSummary
 from dashboard.store import Store
@@ -29,7 +29,7 @@ COMPARE_CHOICES: Final = 500  # the newest jobs offered on the compare page
 
 StateQuery = Annotated[str | None, Query(pattern=STATE_PATTERN)]
 SearchQuery = Annotated[str | None, Query(pattern=SEARCH_PATTERN)]
-OffsetQuery = Annotated[int, Query(ge=0)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 ThresholdQuery = Annotated[float | None, Query(ge=0.0, le=1.0)]
 
 

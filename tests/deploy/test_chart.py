@@ -494,3 +494,49 @@ def test_the_published_dashboard_requires_the_partys_api_tokens(
     (ingress,) = [d for d in hidden if d["kind"] == "Ingress"]
     paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {"/flow-server"}
+
+
+def _secret(docs: list[Manifest]) -> dict[str, str]:
+    data: dict[str, str] = by_kind(docs, "Secret")["party-secrets"]["stringData"]
+    return data
+
+
+def test_the_dashboard_keeps_its_tables_in_the_partys_postgresql(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    """Its job views, metrics and log tails live in PostgreSQL (it has no state volume): by
+    default the party's database, beside the flow_server's tables; ``dashboard.databaseUrl``
+    gives it one of its own."""
+    env = _container_env(party_a, "dashboard")
+    ref = {"name": "party-secrets", "key": "dashboard-database-url"}
+    assert env["DASHBOARD_DATABASE_URL"]["secretKeyRef"] == ref
+    assert "DASHBOARD_DATABASE_URL" not in _container_env(party_a, "flow-server")
+    secret = _secret(party_a)
+    assert secret["dashboard-database-url"] == secret["database-url"]
+    assert secret["database-url"].startswith("postgresql+psycopg://tessera:")
+    assert "state" not in {
+        m["name"]
+        for m in by_kind(party_a, "Deployment")["dashboard"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["volumeMounts"]
+    }
+
+    own = "postgresql+psycopg://d:p@dash.example:5432/dashboard"
+    rendered = _helm_template(tools, env_dir, f"dashboard.databaseUrl={own}")
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert _secret(docs)["dashboard-database-url"] == own
+    assert _secret(docs)["database-url"] != own
+
+    external = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            DISABLED_COMPONENTS="postgres",
+            DATABASE_URL="postgresql+psycopg://t:p@db.example:5432/tessera",
+        ),
+    )
+    secret = _secret(external)
+    assert secret["dashboard-database-url"] == secret["database-url"]
+    assert secret["database-url"] == "postgresql+psycopg://t:p@db.example:5432/tessera"
