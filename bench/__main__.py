@@ -10,6 +10,7 @@ from pathlib import Path
 from bench import (
     binning,
     bridge,
+    dashboard_start,
     datasets,
     hetero_lr,
     intersect,
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "intersect": intersect.run,
     "binning": binning.run,
     "spark_start": spark_start.run,
+    "dashboard_start": dashboard_start.run,
 }
 
 
