@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.deps import (
     ChangesDep,
@@ -162,18 +163,23 @@ async def events(changes: ChangesDep, metrics: MetricsDep) -> StreamingResponse:
 
 @router.get("/health", response_model=Health, responses={503: {"model": Health}})
 def health(settings: SettingsDep, store: StoreDep, consumer: ConsumerDep) -> JSONResponse:
-    """200 while the consumer follows Kafka; 503 while it connects, retries or has stopped."""
+    """200 while the consumer follows Kafka and the database answers; 503 while it connects,
+    retries or has stopped, or the database does not answer."""
     st = consumer.status
-    if st.connected:
-        status = "ok"
-    elif st.stopped or st.error:
+    try:
+        jobs = store.total()
+    except SQLAlchemyError:
+        jobs = None
+    if jobs is None or (not st.connected and (st.stopped or st.error)):
         status = "degraded"
+    elif st.connected:
+        status = "ok"
     else:
         status = "starting"
     body = Health(
         status=status,
         party_id=settings.party_id,
-        jobs=store.total(),
+        jobs=jobs or 0,
         consumer=ConsumerHealth(
             connected=st.connected,
             stopped=st.stopped,

@@ -249,13 +249,13 @@ class Consumer:
             try:
                 await self._consume()
                 return
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
+            except Exception as exc:  # nothing may end the consumer: it reconnects and reads on
                 self.status.connected = False
                 self.status.error = bounded(f"{type(exc).__name__}: {exc}")
-                log.warning(
-                    "dashboard consumer lost a connection (%s); retrying in %.1f s",
+                level = logging.WARNING if is_transient(exc) else logging.ERROR
+                log.log(
+                    level,
+                    "dashboard consumer stopped (%s); reconnecting in %.1f s",
                     self.status.error,
                     self._retry_s,
                 )

@@ -7,10 +7,12 @@ database are read at scrape time; the open event streams are counted as they ope
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+from collections.abc import AsyncIterator, Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 
 from dashboard.consumer import Consumer
 from dashboard.store import Store
@@ -46,7 +48,7 @@ class DashboardMetrics:
         )
         self.records_set_aside.set_function(lambda: consumer.status.set_aside)
         self.jobs = Gauge("tessera_dashboard_jobs", "jobs in the dashboard's database", registry=r)
-        self.jobs.set_function(store.total)
+        self.jobs.set_function(lambda: _or_nan(store.total))
         self.sse_clients = Gauge(
             "tessera_dashboard_sse_clients", "open /api/events streams", registry=r
         )
@@ -62,3 +64,11 @@ class DashboardMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _or_nan(count: Callable[[], int]) -> float:
+    """``count()``, or NaN while the database does not answer (the scrape still succeeds)."""
+    try:
+        return float(count())
+    except SQLAlchemyError:
+        return math.nan
