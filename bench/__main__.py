@@ -1,5 +1,5 @@
 """``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
-[--engine local|spark] [--spark-master URL]``."""
+[--engine local|spark] [--spark-master URL] [--database sqlite|postgresql]``."""
 
 from __future__ import annotations
 
@@ -54,6 +54,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--spark-master", default="local[*]", help="the Spark master of --engine spark"
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="dashboard_start: the dashboard's database (postgresql: a throwaway cluster)",
+    )
     args = parser.parse_args(argv)
     options = Options(
         dataset=args.dataset,
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         out=args.out,
         engine=args.engine,
         spark_master=args.spark_master,
+        database=args.database,
     )
     BENCHMARKS[args.name](options)
 

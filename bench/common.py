@@ -17,6 +17,7 @@ class Options:
     out: Path | None
     engine: str = "local"  # the vertical benchmarks' computing engine: local or spark
     spark_master: str = "local[*]"
+    database: str = "sqlite"  # dashboard_start: the dashboard's database, sqlite or postgresql
 
 
 def emit(result: dict[str, Any], options: Options) -> None:

@@ -1,9 +1,10 @@
 """How long the dashboard takes to start with 0 and with 1,000 finished jobs in its database.
 
 A Kafka broker of its own (``deploy/kafka/kafka.sh`` on free ports) and the dashboard's default
-SQLite in a temporary state dir. For each size, generated finished jobs (a hetero-LR job of three
-steps on two parties: states, a 20-iteration loss per party, AUC/KS, a 100-point ROC, ten log
-lines; about 60 records each) are published to the dashboard's topics and read once by a
+SQLite in a temporary state dir, or with ``--database postgresql`` a database per size on a
+throwaway PostgreSQL cluster (``deploy/postgres/postgres.sh``). For each size, generated finished
+jobs (a hetero-LR job of three steps on two parties: states, a 20-iteration loss per party,
+AUC/KS, a 100-point ROC, ten log lines; 67 records each) are published to the dashboard's topics and read once by a
 dashboard, as a running one would have (``catch_up_s``: from its start until it serves the last
 job, i.e. what reading the whole history costs, which the dashboard used to pay at every start).
 Then the dashboard is started :data:`RUNS` more times on that database and its committed offsets:
@@ -24,17 +25,21 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import psycopg
+from sqlalchemy import text
 
 from bench.common import Options, emit
 from dashboard.app import create_app
 from dashboard.server import Server
 from fedcore import topics
 from fedcore.bus import Bus, RawRecord
+from fedcore.dburl import make_engine
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
 from tessera.envfiles import ROOT, free_ports
 
 KAFKA_SH: Final = ROOT / "deploy" / "kafka" / "kafka.sh"
+POSTGRES_SH: Final = ROOT / "deploy" / "postgres" / "postgres.sh"
 SIZES: Final = (0, 1000)
 RUNS: Final = 3
 GUEST, HOST = "10000", "20000"
@@ -145,13 +150,30 @@ async def _stop(server: Server, task: asyncio.Task[None]) -> None:
     await asyncio.wait_for(task, 30)
 
 
-async def _measure(bootstrap: str, root: Path, port: int, jobs: int, options: Options) -> None:
+def _database_mb(settings: PartySettings) -> float:
+    engine = make_engine(settings.dashboard_db_url)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "postgresql":
+                size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+            else:
+                pages = conn.execute(text("PRAGMA page_count")).scalar() or 0
+                size = pages * (conn.execute(text("PRAGMA page_size")).scalar() or 0)
+    finally:
+        engine.dispose()
+    return round(float(size or 0) / 2**20, 1)
+
+
+async def _measure(
+    bootstrap: str, root: Path, port: int, jobs: int, database_url: str | None, options: Options
+) -> None:
     state = root / f"state-{jobs}"
     settings = PartySettings(
         party_id=str(40_000 + jobs),  # a consumer group of its own
         kafka_bootstrap=bootstrap,
         dashboard_port=port,
         state_dir=state,
+        dashboard_database_url=database_url,
     )
     records = await _publish(bootstrap, jobs)
     catch_up_s, server, task = await _start(settings, jobs, timeout_s=1800)
@@ -167,24 +189,38 @@ async def _measure(bootstrap: str, root: Path, port: int, jobs: int, options: Op
                 "run": run,
                 "start_s": round(start_s, 3),
                 "catch_up_s": round(catch_up_s, 2),
-                "database": "sqlite",
-                "database_mb": round((state / "dashboard.db").stat().st_size / 2**20, 1),
+                "database": options.database,
+                "database_mb": _database_mb(settings),
                 "loadavg_1m": round(os.getloadavg()[0], 2),
             },
             options,
         )
 
 
+def _new_database(port: int, name: str) -> str:
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"postgresql://postgres@127.0.0.1:{port}/{name}"
+
+
 def run(options: Options) -> None:
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-dashboard-"))
-    kafka_port, ctrl_port, http_port = free_ports(3)
-    kafka_dir = root / "kafka"
+    root.chmod(0o711)  # as root the cluster runs as the postgres user, which must get through
+    kafka_port, ctrl_port, http_port, pg_port = free_ports(4)
+    kafka_dir, pg_dir = root / "kafka", root / "postgres"
+    postgres = options.database == "postgresql"
     subprocess.run(
         [str(KAFKA_SH), "start", str(kafka_port), str(kafka_dir), str(ctrl_port)], check=True
     )
     try:
+        if postgres:
+            subprocess.run([str(POSTGRES_SH), "start", str(pg_port), str(pg_dir)], check=True)
         for jobs in SIZES:
-            asyncio.run(_measure(f"127.0.0.1:{kafka_port}", root, http_port, jobs, options))
+            url = _new_database(pg_port, f"bench_dashboard_{jobs}") if postgres else None
+            asyncio.run(_measure(f"127.0.0.1:{kafka_port}", root, http_port, jobs, url, options))
     finally:
+        if postgres:
+            stop = [str(POSTGRES_SH), "stop", str(pg_dir)]
+            subprocess.run(stop, capture_output=True, check=False)
         subprocess.run([str(KAFKA_SH), "stop", str(kafka_dir)], capture_output=True, check=False)
         shutil.rmtree(root, ignore_errors=True)
