@@ -2,14 +2,15 @@
 
 A Kafka broker of its own (``deploy/kafka/kafka.sh`` on free ports) and the dashboard's default
 SQLite in a temporary state dir, or with ``--database postgresql`` a database per size on a
-throwaway PostgreSQL cluster (``deploy/postgres/postgres.sh``). For each size, generated finished
-jobs (a hetero-LR job of three steps on two parties: states, a 20-iteration loss per party,
-AUC/KS, a 100-point ROC, ten log lines; 67 records each) are published to the dashboard's topics and read once by a
-dashboard, as a running one would have (``catch_up_s``: from its start until it serves the last
-job, i.e. what reading the whole history costs, which the dashboard used to pay at every start).
-Then the dashboard is started :data:`RUNS` more times on that database and its committed offsets:
-``start_s`` is from the server's start until ``/health`` is ok and the first page of jobs (JSON
-and HTML) is served with every job counted. One JSON line per start.
+throwaway PostgreSQL cluster (``deploy/postgres/postgres.sh``). For each size, generated
+finished jobs (a hetero-LR job of three steps on two parties: states, a 20-iteration loss per
+party, AUC/KS, a 100-point ROC, ten log lines; 67 records each) are published to the dashboard's
+topics and read once by a dashboard, as a running one would have (``catch_up_s``: from its
+start until it serves the last job, i.e. what reading the whole history costs, which the
+dashboard used to pay at every start). Then the dashboard is started :data:`RUNS` more times on
+that database and its committed offsets: ``start_s`` is from the server's start until
+``/health`` is ok and the first page of jobs (JSON and HTML) is served with every job counted.
+One JSON line per start.
 """
 
 from __future__ import annotations
