@@ -41,7 +41,11 @@ async def test_metrics_count_records_jobs_and_event_streams(settings: PartySetti
         stream = await client.send(client.build_request("GET", "/api/events"), stream=True)
         try:
             await anext(stream.aiter_lines())  # the stream is open
-            assert (await scrape(client))["tessera_dashboard_sse_clients"] == 1
+
+            async def counted() -> bool | None:
+                return (await scrape(client))["tessera_dashboard_sse_clients"] == 1 or None
+
+            await eventually(counted, timeout_s=5)
         finally:
             await stream.aclose()
 
