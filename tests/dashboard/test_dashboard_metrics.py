@@ -40,12 +40,10 @@ async def test_metrics_count_records_jobs_and_event_streams(settings: PartySetti
 
         stream = await client.send(client.build_request("GET", "/api/events"), stream=True)
         try:
-            await anext(stream.aiter_lines())  # the stream is open
-
-            async def counted() -> bool | None:
-                return (await scrape(client))["tessera_dashboard_sse_clients"] == 1 or None
-
-            await eventually(counted, timeout_s=5)
+            # the line iterator is kept: were it collected, its finaliser would close the stream
+            lines = stream.aiter_lines()
+            await anext(lines)  # the stream is open
+            assert (await scrape(client))["tessera_dashboard_sse_clients"] == 1
         finally:
             await stream.aclose()
 
