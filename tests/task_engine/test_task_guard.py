@@ -25,7 +25,7 @@ from brokers import Broker
 from fedcore import topics
 from fedcore.bus import Bus, partitions
 from fedcore.envelope import Envelope
-from task_engine.kubeapi import HttpKubeApi
+from kube_api_server import FakeApiServer
 from task_engine.kubernetes import KubernetesConfig, KubernetesRuntime, WorkerPod
 from task_engine.worker import Worker
 
@@ -254,16 +254,6 @@ async def test_a_step_gets_only_well_formed_fed_messages_from_its_peers(
     assert ids == {env.id for env in bad}
 
 
-def _refusing_api() -> HttpKubeApi:
-    """An API server that refuses every call (the worker's Role lacks a permission)."""
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(403, text='jobs.batch is forbidden: cannot list resource "jobs"')
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse), base_url="https://k8s.test")
-    return HttpKubeApi(client, token_file=None)
-
-
 async def test_a_kubernetes_error_fails_the_task_not_the_worker(
     kafka: Broker, bus: Bus, tmp_path: Path
 ) -> None:
@@ -274,8 +264,16 @@ async def test_a_kubernetes_error_fails_the_task_not_the_worker(
         volume_root=tmp_path,
         worker_pod=WorkerPod("task-engine-0", "uid-0"),
     )
-    runtime = KubernetesRuntime(config, _refusing_api())
-    async with running_worker(kafka, PARTY, tmp_path, runtime=runtime) as worker:
+    # the worker's Role lacks a permission: the API server refuses every call
+    server = FakeApiServer(
+        config.namespace, forbidden='jobs.batch is forbidden: cannot list resource "jobs"'
+    )
+    async with (
+        server.serving(),
+        running_worker(
+            kafka, PARTY, tmp_path, runtime=KubernetesRuntime(config, server.api())
+        ) as worker,
+    ):
         jobs = [uuid.uuid4().hex for _ in range(2)]
         for job in jobs:
             await bus.publish(
