@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -47,7 +47,12 @@ VALIDATED: Final = frozenset({JOB_STATUS, TASK_STATUS, TASK_RUN, METRIC, LOG})
 class EnvelopeSource(Protocol):
     """Where envelopes come from: each ``open()`` replays all of them, then follows new ones."""
 
-    def open(self) -> AbstractAsyncContextManager[AsyncIterable[Envelope]]: ...
+    def open(
+        self, on_dead: Callable[[], object]
+    ) -> AbstractAsyncContextManager[AsyncIterable[Envelope]]:
+        """``on_dead()`` is called for each record the source itself set aside (one that is not
+        an envelope: it does not decode, breaks the chunk bounds, or its headers disagree)."""
+        ...
 
     async def set_aside(self, env: Envelope, reason: str) -> None:
         """Keep an envelope the dashboard could not apply, with the reason (while open)."""
@@ -64,13 +69,16 @@ class KafkaSource:
         self._dead: DeadLetters | None = None
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[AsyncIterable[Envelope]]:
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[AsyncIterable[Envelope]]:
         # The topics must exist before a groupless subscription assigns their partitions.
         await ensure_topics(self._bootstrap, self._topics)
         async with Bus(self._bootstrap, self._client_id) as bus:
             self._dead = DeadLetters(bus, "dashboard")
+            records_dead = DeadLetters(bus, "dashboard", on_dead=on_dead)
             try:
-                async with bus.subscribe(self._topics, group_id=None) as subscription:
+                async with bus.subscribe(
+                    self._topics, group_id=None, dead_letters=records_dead
+                ) as subscription:
                     yield subscription
             finally:
                 self._dead = None
@@ -97,8 +105,8 @@ class MemorySource:
         self._appended.set()
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[AsyncIterable[Envelope]]:
-        yield self._follow()
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[AsyncIterable[Envelope]]:
+        yield self._follow()  # only envelopes are published here: none is set aside on reading
 
     async def _follow(self) -> AsyncIterator[Envelope]:
         position = 0
@@ -140,7 +148,7 @@ class ConsumerStatus:
     connected: bool = False
     stopped: bool = False
     records: int = 0
-    set_aside: int = 0  # records the aggregator could not apply, since the last replay
+    set_aside: int = 0  # records not decoded or not applied (on fl.dead), since the last replay
     last_record_at: float | None = None
     error: str | None = None
 
@@ -198,11 +206,14 @@ class Consumer:
                 await asyncio.sleep(self._retry_s)
 
     async def _set_aside(self, env: Envelope, reason: str) -> None:
-        self.status.set_aside += 1
+        self._count_set_aside()
         await self._source.set_aside(env, bounded(reason))
 
+    def _count_set_aside(self) -> None:
+        self.status.set_aside += 1
+
     async def _consume(self) -> None:
-        async with self._source.open() as envelopes:
+        async with self._source.open(on_dead=self._count_set_aside) as envelopes:
             self._aggregator.clear()
             self._changes.notify()
             self.status.connected = True

@@ -161,7 +161,7 @@ def create_app(
                         bus,
                         group_id=f"flow_server-{settings.party_id}",
                         apply=lambda env: server.apply(env),
-                        on_dead=lambda env: server.metrics.dead(env.type),
+                        on_dead=lambda kind: server.metrics.dead(kind),
                     ),
                     lock=asyncio.Lock(),
                 )

@@ -262,8 +262,13 @@ class StepExecution:
             self._server = await asyncio.start_unix_server(
                 self._on_connect, sock=bind_unix(sock_path)
             )
+            # a record no step can read (undecodable, over the chunk bounds) is set aside by
+            # each running step's reader that meets it
             self._fed = self._bus.subscribe(
-                [topics.IN_FED], group_id=None, start_time_ms=self.task.fed_since_ms
+                [topics.IN_FED],
+                group_id=None,
+                start_time_ms=self.task.fed_since_ms,
+                dead_letters=self._dead,
             )
             await self._fed.__aenter__()
             self._handle = await self._runtime.start(self._launch())

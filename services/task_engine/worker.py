@@ -231,7 +231,9 @@ class Worker:
             await asyncio.sleep(0.02)
 
     async def _consume(self) -> None:
-        async with self._bus.subscribe([topics.TASKS], group_id=self.group_id) as sub:
+        async with self._bus.subscribe(
+            [topics.TASKS], group_id=self.group_id, dead_letters=self._dead
+        ) as sub:
             envelopes = aiter(sub)
             while True:
                 # A free slot first, then the next task: no task waits uncommitted in a full
@@ -265,7 +267,7 @@ class Worker:
     async def _control(self) -> None:
         since_ms = int(time.time() * 1000)
         async with self._bus.subscribe(
-            [topics.CONTROL], group_id=None, start_time_ms=since_ms
+            [topics.CONTROL], group_id=None, start_time_ms=since_ms, dead_letters=self._dead
         ) as sub:
             async for env in sub:
                 self.metrics.consumed.labels(topics.CONTROL).inc()

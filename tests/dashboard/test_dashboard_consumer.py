@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka.errors import KafkaConnectionError
@@ -24,11 +24,11 @@ class _FlakySource:
         self._memory = MemorySource(envelopes)
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[AsyncIterable[Envelope]]:
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[AsyncIterable[Envelope]]:
         self.opened += 1
         if self.opened == 1:
             raise KafkaConnectionError("broker not reachable")
-        async with self._memory.open() as records:
+        async with self._memory.open(on_dead) as records:
             yield records
 
     async def set_aside(self, env: Envelope, reason: str) -> None:
