@@ -28,7 +28,7 @@ from unreadable_records import publish_unreadable
 pytestmark = pytest.mark.kafka
 
 ME, PEER = "10000", "20000"
-BASE = "http://localhost/flow-server"
+BASE = "http://127.0.0.1:9380/flow-server"  # the Host a loopback flow_server answers
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ async def served(
         peers={PEER: "http://127.0.0.1:9"},
         state_dir=root / "state",
         database_url=module_databases.new("poison"),
-        input_grants={PEER: [root]},  # the proposals read this party's data there
+        input_grants={PEER: [root]},  # the proposals name data under root
     )
     app = create_app(settings, catalog=CATALOG)
     bus = Bus(kafka.bootstrap, client_id="flow-poison-test")
@@ -170,7 +170,7 @@ async def test_poison_is_set_aside_and_the_next_proposal_is_answered(
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(
-            (await client.get("http://localhost/metrics")).text
+            (await client.get("http://127.0.0.1:9380/metrics")).text
         )
         for s in family.samples
     }
