@@ -32,6 +32,7 @@ from task_engine.kubernetes import (
 )
 from task_engine.runtime import STDERR_FILE, StepExit, StepLaunch
 from task_engine.step import write_spec
+from tls_material import make_pki
 
 NS = "tessera-10000"
 WORKER_UID = "5f0c2a8e-3b1d-4c6e-9a7f-0d2e4b6c8a1f"
@@ -317,6 +318,43 @@ def test_config_from_the_chart_environment() -> None:
 def test_without_in_cluster_credentials_the_runtime_says_so(tmp_path: Path) -> None:
     with pytest.raises(KubernetesError, match="no in-cluster Kubernetes credentials"):
         KubeApi.in_cluster(tmp_path / "serviceaccount")
+
+
+async def test_in_cluster_credentials_over_tls_and_a_rotated_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pod's service account: its CA verifies the API server (another CA's server is
+    refused), its token is sent, and a token the kubelet rotated is read again when the API
+    server refuses the old one."""
+    pki = make_pki(tmp_path / "pki")
+    account = tmp_path / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(TOKEN)
+    (account / "namespace").write_text(NS)
+    server = FakeApiServer(NS)
+    async with server.serving(tls=pki.issue("kubernetes")):
+        host, port = server.url.removeprefix("https://").split(":")
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", host)
+        monkeypatch.setenv("KUBERNETES_SERVICE_PORT", port)
+        (account / "ca.crt").write_bytes(make_pki(tmp_path / "other", "other-ca").ca.read_bytes())
+        stranger = KubeApi.in_cluster(account)
+        with pytest.raises(KubernetesError, match="CERTIFICATE_VERIFY_FAILED"):
+            await stranger.list_jobs(NS, {})
+        await stranger.aclose()
+        assert server.calls == []
+
+        (account / "ca.crt").write_bytes(pki.ca.read_bytes())
+        api = KubeApi.in_cluster(account)
+        try:
+            handle = await _start(tmp_path, api, {})
+            server.tokens = frozenset({"rotated"})
+            (account / "token").write_text("rotated")
+            exit_ = await handle.wait()
+        finally:
+            await api.aclose()
+    assert exit_.returncode == 0
+    sent = [call.authorization for call in server.calls]
+    assert sent[0] == f"Bearer {TOKEN}" and sent[-1] == "Bearer rotated"
 
 
 @pytest.mark.parametrize("exit_code", [0, 3])
