@@ -8,7 +8,9 @@ API server does.
 Like a real API server it ends every watch after a while (``watch_s``) and the client has to
 resume it from the last ``resourceVersion`` it saw; a watch request whose number is in ``gone``
 is answered 410 Gone (the odd ones as a status, the even ones as an ERROR event in the stream),
-as when the version asked for has been compacted away. Time is the fake's own: the step "runs"
+as when the version asked for has been compacted away; one whose number is in ``dropped`` loses
+its connection after its first event (aborted: no end of the chunked body). Time is the fake's
+own: the step "runs"
 one minute per watch request, reports progress (a MODIFIED Job, a new version) in each, and ends
 at watch request ``finishes_at`` with ``exit_code``. So a step of many minutes of the fake's
 clock takes ``finishes_at * watch_s`` seconds of the test's.
@@ -71,6 +73,7 @@ class FakeApiServer:
         finishes_at: int = 1,
         watch_s: float = 0.05,
         gone: frozenset[int] = frozenset(),
+        dropped: frozenset[int] = frozenset(),
         pod_status: dict[str, Any] | None = None,
         forbidden: str = "",
         tokens: frozenset[str] = frozenset({TOKEN}),
@@ -80,6 +83,7 @@ class FakeApiServer:
         self.finishes_at = finishes_at
         self.watch_s = watch_s
         self.gone = gone
+        self.dropped = dropped
         self.pod_status = pod_status or {}  # more of the step pod's status (an eviction...)
         self.forbidden = forbidden  # when set, every call is refused with this message
         self.tokens = tokens  # the bearer tokens accepted
@@ -90,6 +94,7 @@ class FakeApiServer:
         self.deleted: list[tuple[str, dict[str, str]]] = []
         self.versions_sent: list[int] = []  # the last version each watch request sent
         self.url = ""
+        self._server: uvicorn.Server | None = None
         jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
         self.app = Starlette(
             routes=[
@@ -118,7 +123,7 @@ class FakeApiServer:
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
         )
-        server = uvicorn.Server(config)
+        server = self._server = uvicorn.Server(config)
         task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():
@@ -215,7 +220,9 @@ class FakeApiServer:
             self._store("ADDED", job)
             return JSONResponse(job, 201)
         if params.get("watch") == "true":
-            return await self._watch(params["fieldSelector"], int(params["resourceVersion"]))
+            return await self._watch(
+                params["fieldSelector"], int(params["resourceVersion"]), request.client
+            )
         items = list(self.jobs.values())
         if "fieldSelector" in params:
             name = params["fieldSelector"].removeprefix("metadata.name=")
@@ -228,7 +235,7 @@ class FakeApiServer:
             {"kind": "JobList", "apiVersion": "batch/v1", "metadata": meta, "items": items}
         )
 
-    async def _watch(self, field_selector: str, since: int) -> Response:
+    async def _watch(self, field_selector: str, since: int, client: Any) -> Response:
         name = field_selector.removeprefix("metadata.name=")
         number = len(self.watches())
         if number in self.gone:
@@ -255,12 +262,22 @@ class FakeApiServer:
                     if version > sent:
                         sent = version
                         yield (json.dumps({"type": kind, "object": obj}) + "\n").encode()
+                        if number in self.dropped:
+                            self._abort(client)
+                            return
                 if asyncio.get_running_loop().time() >= deadline:
                     self.versions_sent.append(sent)
                     return  # the API server ends the watch
                 await asyncio.sleep(0.01)
 
         return StreamingResponse(events(), media_type="application/json")
+
+    def _abort(self, client: Any) -> None:
+        """Cut the client's connection as a failing network would (uvicorn's transport)."""
+        assert self._server is not None
+        for connection in self._server.server_state.connections:
+            if client is not None and getattr(connection, "client", None) == tuple(client):
+                connection.transport.abort()
 
     async def _delete(self, request: Request) -> Response:
         name = request.path_params["name"]

@@ -361,11 +361,16 @@ async def test_in_cluster_credentials_over_tls_and_a_rotated_token(
 async def test_a_long_step_outlives_many_watch_closes_and_410s(
     tmp_path: Path, exit_code: int
 ) -> None:
-    """The API server ends the watch every 0.5 s (a real one: every few minutes) and answers
-    410 Gone twice (once as a status, once as an ERROR event); the step "runs" 20 minutes of the
-    fake's clock, one per watch, and ends with its real outcome."""
+    """The API server ends the watch every 0.5 s (a real one: every few minutes), answers
+    410 Gone twice (once as a status, once as an ERROR event) and drops one connection; the step
+    "runs" 20 minutes of the fake's clock, one per watch, and ends with its real outcome."""
     server = FakeApiServer(
-        NS, exit_code=exit_code, finishes_at=20, watch_s=0.5, gone=frozenset({6, 11})
+        NS,
+        exit_code=exit_code,
+        finishes_at=20,
+        watch_s=0.5,
+        gone=frozenset({6, 11}),
+        dropped=frozenset({15}),
     )
     async with serving(server) as api:
         handle = await _start(tmp_path, api, {})
@@ -374,14 +379,14 @@ async def test_a_long_step_outlives_many_watch_closes_and_410s(
     assert exit_.platform_fault is None
     watches = server.watches()
     assert len(watches) == 20
-    # each watch asks for the version the one before it ended at; after a 410 the Job is
-    # listed again and watched from the list's version
+    # each watch asks for the version the one before it ended at; after a 410 or a dropped
+    # connection the Job is listed again and watched from the list's version
     named = [c for c in server.lists() if "fieldSelector" in c.params]
-    assert len(named) == 3, "one list at the start, one after each 410"
+    assert len(named) == 4, "one list at the start, one after each 410 and the drop"
     asked = [int(w.params["resourceVersion"]) for w in watches]
     ended_at = iter(server.versions_sent)
     for number, version in enumerate(asked, start=1):
-        if number - 1 in (0, 6, 11):  # the first watch, and those after a 410, follow a list
+        if number - 1 in (0, 6, 11, 15):  # the first, and those after a 410 or a drop: a list
             continue
         assert version == next(ended_at), f"watch {number} resumes where the last one ended"
     assert asked == sorted(asked) and asked[-1] > asked[0]
