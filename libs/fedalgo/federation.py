@@ -20,6 +20,7 @@ from fedalgo.components import get_component
 from fedalgo.context import Context
 from fedalgo.errors import FederationAborted, FederationTimeout
 from fedcore import codec
+from fedcore.floors import NO_FLOORS
 
 _POLL_S = 0.05
 
@@ -149,7 +150,8 @@ def run_parties(
 ) -> RunResult:
     """Run one component on every party, each in its own thread, over an in-memory federation.
 
-    ``party_specs`` maps party id → ``dict(role=..., args=..., inputs=..., outputs=...)``;
+    ``party_specs`` maps party id → ``dict(role=..., args=..., inputs=..., outputs=...)`` and
+    optionally ``floors`` (the party's ``SecurityFloors``; none by default);
     ``parties`` (role → ids) defaults to the roles in ``party_specs``. The first exception any
     party raised is re-raised (with a note naming the party) after the others were aborted; a run
     still going after ``timeout_s`` is aborted and raises :class:`FederationTimeout`.
@@ -176,6 +178,7 @@ def run_parties(
                 outputs=party.get("outputs", {}),
                 federation=hub.endpoint(pid),
                 on_metric=on_metric,
+                floors=party.get("floors", NO_FLOORS),
             )
             if ctx.role not in spec.roles:
                 raise ValueError(f"component {spec.name} has no role {ctx.role!r}")

@@ -15,8 +15,16 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
+from fedcore.floors import SecurityFloors
+
 _PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
 _PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
+# SecurityFloors field → its variable
+_FLOORS = {
+    "min_key_bits": "FLOOR_MIN_KEY_BITS",
+    "min_batch_rows": "FLOOR_MIN_BATCH_ROWS",
+    "max_bins": "FLOOR_MAX_BINS",
+}
 
 
 class SettingsError(ValueError):
@@ -65,6 +73,8 @@ class PartySettings(BaseModel):
     task_engine_port: int = 9360
     database_url: str | None = None
     state_dir: Path = Path(".run/state")
+    # where this party's step outputs go (a peer's `output` only under a prefix granted for it)
+    output_root: Path | None = None
     # peer party id -> its bridge's base URL
     peers: dict[str, str] = Field(default_factory=dict)
     # party id -> path of its Ed25519 public key (PEM); this party's private key below
@@ -90,6 +100,11 @@ class PartySettings(BaseModel):
     setup_api_token: SecretStr | None = None
     # how the services log: "text" lines, or one JSON object per line (fedcore.logs)
     log_format: Literal["text", "json"] = "text"
+    # the limits this party puts on every step run on its data, whoever proposed the job
+    floors: SecurityFloors = Field(default_factory=SecurityFloors)
+    # the runtime images this party's steps may run in on Kubernetes (a job's `runtime-image`
+    # must be one of them); empty where steps run in no image (the sandbox)
+    step_images: tuple[str, ...] = ()
 
     @field_validator("peers")
     @classmethod
@@ -116,6 +131,11 @@ class PartySettings(BaseModel):
         if self.heartbeat_timeout_s is not None:
             return self.heartbeat_timeout_s
         return 3 * self.heartbeat_interval_s
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where this party's step outputs go unless its own job.yaml (or a grant) says else."""
+        return self.output_root if self.output_root is not None else self.state_dir / "output"
 
     @property
     def db_url(self) -> str:
@@ -154,6 +174,7 @@ class PartySettings(BaseModel):
             "task_engine_port": "TASK_ENGINE_PORT",
             "database_url": "DATABASE_URL",
             "state_dir": "STATE_DIR",
+            "output_root": "OUTPUT_ROOT",
             "private_key_file": "PARTY_PRIVATE_KEY",
             "task_timeout_s": "TASK_TIMEOUT_S",
             "accept_timeout_s": "ACCEPT_TIMEOUT_S",
@@ -169,6 +190,8 @@ class PartySettings(BaseModel):
             "log_format": "LOG_FORMAT",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
+        fields["floors"] = {f: env[v] for f, v in _FLOORS.items() if env.get(v)}
+        fields["step_images"] = [i for i in re.split(r"[,\s]+", env.get("STEP_IMAGES", "")) if i]
         try:
             return cls.model_validate(fields)
         except ValueError as exc:

@@ -44,7 +44,7 @@ from typing import Any, Final, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from fedcore import logs, topics
+from fedcore import failures, logs, topics
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
@@ -327,7 +327,10 @@ class Worker:
         stopped_at = self._stopped_jobs.get(task.job_id)
         if stopped_at is not None and env.ts <= stopped_at:
             await self._bus.publish(
-                topics.STATUS, status_envelope(task, CANCELED, reason="the job was stopped")
+                topics.STATUS,
+                status_envelope(
+                    task, CANCELED, reason="the job was stopped", code=failures.STOPPED
+                ),
             )
             return False
         assert self._runtime is not None, "run() selects the runtime first"
@@ -338,6 +341,7 @@ class Worker:
             state_dir=Path(self.settings.state_dir),
             timeout_s=self.settings.task_timeout_s,
             imports=self._component_modules,
+            floors=self.settings.floors,
         )
         try:
             await execution.start()
@@ -345,7 +349,12 @@ class Worker:
             _log.error("could not start step %s/%s: %s", task.job_id, task.step, exc)
             await self._bus.publish(
                 topics.STATUS,
-                status_envelope(task, FAILED, reason=f"could not start the step: {exc}"),
+                status_envelope(
+                    task,
+                    FAILED,
+                    reason=f"could not start the step: {exc}",
+                    code=failures.RUNTIME_FAILED,
+                ),
             )
             return False
         if task.job_id in self._paused_jobs:

@@ -44,6 +44,7 @@ from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
 from fedalgo.histogram import compress, decompress, pooled_bin_sums
 from fedalgo.tables import LABEL_COLUMN, Dataset, read_dataset, read_table
+from fedcore import floors
 
 TAG = "binning"
 
@@ -68,6 +69,7 @@ def _feature_model(name: str, splits: np.ndarray, counts: np.ndarray) -> dict[st
 def binning(ctx: Context) -> None:
     """Bin each party's columns; the guest computes every column's WOE/IV (hosts' encrypted)."""
     method, bins = _own_args(ctx)
+    floors.check_bins(ctx.floors, bins)  # this party's floor: a bin per row would order its rows
     if ctx.role == "guest":
         _guest(ctx, method, bins)
     else:
@@ -83,6 +85,8 @@ def _counts(binning_: Binning) -> list[np.ndarray]:
 def _guest(ctx: Context, method: str, bins: int) -> None:
     with_iv = ctx.arg("iv", bool, True)
     key_bits = _key_bits(ctx) if with_iv else 0
+    if with_iv:
+        floors.check_key_bits(ctx.floors, key_bits)  # the key that hides this party's labels
     data = read_dataset(ctx.input("data"), with_label=True)
     if data.n_samples == 0:
         raise DataError("the guest's data has no rows")
