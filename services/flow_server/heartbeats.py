@@ -31,7 +31,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fedcore import topics
+from fedcore import failures, topics
 from fedcore.envelope import Envelope
 from flow_server import protocol
 from flow_server.models import Job, JobState, Task, TaskState
@@ -188,6 +188,7 @@ def report_lost(
             "party": ctx.me,
             "state": TaskState.FAILED,
             "reason": reason,
+            "code": failures.WORKER_LOST,
             "outputs": {},
             "attempt": step.attempt,
         },

@@ -288,7 +288,10 @@ def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_reason(
     assert states(parties, job_id) == ("failed", "failed")
     assert lost_reason(15.2) == "worker lost: no heartbeat for 15 s"
     for pid in (GUEST, HOST):
-        assert "worker lost: no heartbeat for 15 s" in (parties[pid].job(job_id).reason or "")
+        reason = parties[pid].job(job_id).reason or ""
+        assert f"step 'train' failed on party {HOST}: worker_lost: " in reason
+    host_train = next(t for t in parties[HOST].job(job_id).tasks if t.step == "train")
+    assert host_train.reason == "worker lost: no heartbeat for 15 s", "the detail stays here"
     assert net.running == {}  # the guest's copy was killed
     assert running_here(parties[HOST].sessions, HOST) == []
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
-from flow_server import scheduler
+from fedcore.floors import SecurityFloors
+from flow_server import disclosure, scheduler
 from flow_server.catalog import Catalog
 from flow_server.dsl import DslError, JobSpec, Pipeline, Step, parse_party_specs, parse_pipeline
+from flow_server.grant_lookup import GrantLookup, NoGrants
 from flow_server.models import Job, JobParty, OutboxRecord
 
 log = logging.getLogger(__name__)
@@ -33,9 +35,16 @@ class PartyContext:
     me: str
     peers: frozenset[str]
     catalog: Catalog
-    default_output: Path  # used when a party gives no `output` argument
+    default_output: Path  # this party's output root (see flow_server.placement)
     # how long the initiator waits for every party's answer to a proposal
     accept_timeout_s: float = 60.0
+    # this party's own limits and images, checked against every job (flow_server.floors)
+    floors: SecurityFloors = field(default_factory=SecurityFloors)
+    step_images: tuple[str, ...] = ()
+    # what this party granted its peers (outputs under a prefix, data as guest)
+    grants: GrantLookup = field(default_factory=NoGrants)
+    # where the database and work dirs are: never a peer's output
+    state_dir: Path = Path(".run/state")
 
 
 def derived_id(*parts: str) -> str:
@@ -73,9 +82,13 @@ def auto_retries(job: Job, step: Step) -> int:
         return 0
 
 
-def task_views(job: Job) -> dict[tuple[str, str], scheduler.TaskView]:
+def task_views(job: Job, me: str) -> dict[tuple[str, str], scheduler.TaskView]:
+    """Every task's state, with this party's failures by code only: the job's reason, which
+    every party is told, is made from these."""
     return {
-        (t.step, t.party_id): scheduler.TaskView(t.state, t.reason, dict(t.outputs))
+        (t.step, t.party_id): scheduler.TaskView(
+            t.state, disclosure.task_reason(t, me), dict(t.outputs)
+        )
         for t in job.tasks
     }
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
 from fedcore.version import TESSERA_VERSION, compatible
-from flow_server import references
+from flow_server import floors, placement, references
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
     ArgRef,
@@ -62,6 +62,55 @@ def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
                 )
 
 
+def _check_floors(
+    session: Session, ctx: PartyContext, spec: JobSpec, pipeline: Pipeline, *, initiator: str
+) -> None:
+    floors.check_job(
+        session,
+        spec,
+        pipeline,
+        me=ctx.me,
+        initiator=initiator,
+        party_floors=ctx.floors,
+        images=ctx.step_images,
+        grants=ctx.grants,
+    )
+
+
+def _place_outputs(
+    session: Session,
+    ctx: PartyContext,
+    own: dict[str, Any],
+    common: dict[str, Any],
+    *,
+    initiator: str,
+) -> dict[str, Any]:
+    chosen = placement.choose(
+        session,
+        me=ctx.me,
+        initiator=initiator,
+        requested=placement.requested_output(own, common),
+        default_root=ctx.default_output,
+        state_dir=ctx.state_dir,
+        grants=ctx.grants,
+    )
+    if chosen.chosen_by == "settings" and chosen.requested is not None:
+        log.info("job from %s: %s", initiator, chosen.reason)
+    return chosen.to_json()
+
+
+# refusals that would tell the proposer something about this party's files: only their code
+_LOCAL_CODES = frozenset({"data_not_found"})
+
+
+def _public_rejection(exc: DslError) -> str:
+    """What the initiator is told of a refusal: the code, and the message unless it is about
+    this party's files (the full reason stays on this party's job)."""
+    if exc.code in _LOCAL_CODES:
+        return f"{exc.code}" + (f" at {exc.where}" if exc.where else "")
+    return f"{exc.code}: {exc}"
+
+
 def submit_job(
     session: Session, ctx: PartyContext, *, pipeline_row: PipelineRow, job_yaml: bytes | str
 ) -> Job:
@@ -70,6 +119,7 @@ def submit_job(
     spec = parse_job(job_yaml)
     check_job(spec, pipeline, me=ctx.me, peers=ctx.peers, check_args_of=list(spec.parties))
     spec.party_args[ctx.me] = references.resolve_args(session, spec.party_args[ctx.me], me=ctx.me)
+    _check_floors(session, ctx, spec, pipeline, initiator=ctx.me)
     _check_local_data(spec, pipeline, ctx.me)
     job = Job(
         id=new_id(),
@@ -82,6 +132,9 @@ def submit_job(
         common_args=spec.common_args,
         party_args=spec.party_args[ctx.me],
         fed_since_ms=now_ms(),
+        output_placement=_place_outputs(
+            session, ctx, spec.party_args[ctx.me], spec.common_args, initiator=ctx.me
+        ),
     )
     if len(spec.parties) > 1:
         job.accept_deadline_ms = now_ms() + int(ctx.accept_timeout_s * 1000)
@@ -193,17 +246,19 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
         if initiator not in parties:
             raise DslError("bad_proposal", f"the initiator {initiator} is not a party of the job")
         check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
+        _check_floors(session, ctx, spec, pipeline, initiator=initiator)
         _check_local_data(spec, pipeline, ctx.me)
     except DslError as exc:
         reason = str(exc)
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
-        _answer(session, ctx, env, "job.reject", {"reason": reason})
+        _answer(session, ctx, env, "job.reject", {"reason": _public_rejection(exc)})
         log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
         return
     job.pipeline_name = pipeline.name
     job.common_args = common
     job.party_args = own
+    job.output_placement = _place_outputs(session, ctx, own, common, initiator=initiator)
     job.members = [
         JobParty(
             party_id=p,

@@ -8,7 +8,7 @@ import logging
 from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
-from flow_server import models_registry
+from flow_server import disclosure, models_registry
 from flow_server.models import Job, JobState, Task, TaskState
 from flow_server.protocol.context import (
     PartyContext,
@@ -103,7 +103,10 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope) -> None:
             attempt=attempt or current,
         )
         job.tasks.append(task)
-    if update_task(job, task, state, reason, attempt) and party == ctx.me:
+    changed = update_task(job, task, state, reason, attempt)
+    if changed:
+        task.code = disclosure.task_code(state, env.body.get("code"))
+    if changed and party == ctx.me:
         task.outputs = {str(k): str(v) for k, v in outputs.items()}
         if state == TaskState.SUCCESS:
             models_registry.on_task_success(session, job=job, task=task, catalog=ctx.catalog)
