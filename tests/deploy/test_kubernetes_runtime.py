@@ -188,7 +188,7 @@ async def test_an_image_this_party_does_not_list_is_refused_before_any_job(
 ) -> None:
     """A job's ``runtime-image`` is a peer's wish: only this party's STEP_IMAGES may run."""
     server = FakeApiServer()
-    with pytest.raises(KubernetesError, match="'evil.example/miner:1' is not in STEP_IMAGES"):
+    with pytest.raises(KubernetesError, match=r"'evil\.example/miner:1' is not in STEP_IMAGES"):
         await _start(tmp_path, server, {"runtime-image": "evil.example/miner:1"})
     assert not server.jobs and not server.requests, "nothing reached the API server"
 
