@@ -42,6 +42,7 @@ __all__ = [
     "Logs",
     "ModelInfo",
     "ModelList",
+    "OutputPlacement",
     "PipelineCreated",
     "PipelineInfo",
     "StepInfo",
@@ -122,8 +123,18 @@ class TaskInfo(_Answer):
     party_id: str
     role: str
     state: str
-    reason: str | None = None
+    reason: str | None = None  # another party's failure: only its code's text
     attempt: int | None = None
+    code: str | None = None
+
+
+class OutputPlacement(_Answer):
+    """Where this party writes the job's outputs, who chose it and why."""
+
+    root: str
+    chosen_by: str
+    requested: str | None = None
+    reason: str
 
 
 class StepInfo(_Answer):
@@ -144,6 +155,7 @@ class JobDetail(JobSummary):
 
     roles: dict[str, list[str]] = {}
     steps: list[StepInfo] = []
+    output: OutputPlacement | None = None
 
     @property
     def tasks(self) -> list[JobTask]:
