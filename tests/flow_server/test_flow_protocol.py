@@ -228,7 +228,7 @@ def test_a_proposal_from_an_unknown_party_is_rejected(parties: dict[str, LocalPa
     reject = [e for t, e in out if e.type == "job.reject"]
     assert len(reject) == 1 and reject[0].dst == "99999"
     assert "99999 is not a known peer" in reject[0].body["reason"]
-    assert host.job("j1").state == "rejected"
+    assert host.job(env.job_id).state == "rejected"
 
 
 def test_every_event_applied_twice_is_harmless(
