@@ -134,8 +134,10 @@ class PartySettings(BaseModel):
 
     @property
     def outputs_dir(self) -> Path:
-        """Where this party's step outputs go unless its own job.yaml (or a grant) says else."""
-        return self.output_root if self.output_root is not None else self.state_dir / "output"
+        """Where this party's step outputs go unless its own job.yaml (or a grant) says else;
+        absolute, since steps run in their own work dirs."""
+        root = self.output_root if self.output_root is not None else self.state_dir / "output"
+        return root.absolute()
 
     @property
     def db_url(self) -> str:
