@@ -450,6 +450,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
         "party": "40000",
         "state": "failed",
         "reason": "worker stopped",
+        "code": "stopped",
         "outputs": {},
         "attempt": 0,
     }
