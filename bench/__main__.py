@@ -1,4 +1,5 @@
-"""``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]``."""
+"""``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
+[--engine local|spark] [--spark-master URL]``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import binning, bridge, datasets, hetero_lr, intersect, paillier, secureboost
+from bench import (
+    binning,
+    bridge,
+    datasets,
+    hetero_lr,
+    intersect,
+    paillier,
+    secureboost,
+    spark_start,
+)
 from bench.common import Options
 
 BENCHMARKS: dict[str, Callable[[Options], None]] = {
@@ -16,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "hetero_secureboost": secureboost.run,
     "intersect": intersect.run,
     "binning": binning.run,
+    "spark_start": spark_start.run,
 }
 
 
@@ -32,8 +43,24 @@ def main(argv: list[str] | None = None) -> None:
         help="where breast_hetero_*.csv and default_credit_hetero_*.csv are",
     )
     parser.add_argument("--out", type=Path, help="also append each JSON line to this file")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="where hetero_lr and hetero_secureboost compute (fedalgo.computing)",
+    )
+    parser.add_argument(
+        "--spark-master", default="local[*]", help="the Spark master of --engine spark"
+    )
     args = parser.parse_args(argv)
-    BENCHMARKS[args.name](Options(dataset=args.dataset, data_dir=args.data_dir, out=args.out))
+    options = Options(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        out=args.out,
+        engine=args.engine,
+        spark_master=args.spark_master,
+    )
+    BENCHMARKS[args.name](options)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class _Party:
         self.dir = root / party
         self.kafka_port, self.ctrl_port = ports[f"kafka-{party}"], ports[f"ctrl-{party}"]
         self.bridge_port = ports[f"bridge-{party}"]
+        self.internal_port = ports[f"internal-{party}"]
         self.bootstrap = f"127.0.0.1:{self.kafka_port}"
         self.env_file = self.dir / "party.env"
         self.dir.mkdir(parents=True)
@@ -63,6 +64,7 @@ class _Party:
             "INTERNAL_MQ_HOST": "127.0.0.1",
             "INTERNAL_MQ_TCP_PORT": str(self.kafka_port),
             "EXPOSE_MQ_HTTP_PORT": str(self.bridge_port),
+            "BRIDGE_INTERNAL_PORT": str(self.internal_port),
             "OTHER_PARTIES": peer,
             f"PARTY_MQ_HTTP_URL_{peer}": f"http://127.0.0.1:{ports[f'bridge-{peer}']}",
             f"PARTY_PUBLIC_KEY_{peer}": str(root / peer / "keys" / "public.pem"),
@@ -93,7 +95,7 @@ class _Party:
             if self.proc.poll() is not None:
                 raise SystemExit(f"bench: bridge {self.party} exited; see {self.dir}/bridge.log")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.bridge_port}/health").status_code == 200:
+                if httpx.get(f"http://127.0.0.1:{self.internal_port}/health").status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -206,7 +208,7 @@ async def _measure(a: _Party, b: _Party) -> dict[str, Any]:
 
 def run(options: Options) -> None:
     root = Path(tempfile.mkdtemp(prefix="tessera-bench-bridge-"))
-    names = [f"{kind}-{p}" for p in (A, B) for kind in ("kafka", "ctrl", "bridge")]
+    names = [f"{kind}-{p}" for p in (A, B) for kind in ("kafka", "ctrl", "bridge", "internal")]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
     a, b = _Party(root, A, B, ports), _Party(root, B, A, ports)
     try:

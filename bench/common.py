@@ -15,6 +15,8 @@ class Options:
     dataset: str | None
     data_dir: Path
     out: Path | None
+    engine: str = "local"  # the vertical benchmarks' computing engine: local or spark
+    spark_master: str = "local[*]"
 
 
 def emit(result: dict[str, Any], options: Options) -> None:

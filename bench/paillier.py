@@ -23,6 +23,7 @@ import numpy as np
 
 from bench.common import Options, emit
 from fedalgo import paillier
+from fedalgo.computing import LocalComputing
 
 KEY_BITS = (1024, 2048)
 MIN_SECONDS = 1.0
@@ -98,7 +99,7 @@ def _bench_key(options: Options, bits: int) -> None:
     weights = np.array([secrets.randbits(34) for _ in range(4096)], dtype=np.int64)
     rate = _rate(lambda k: big.dot_ints(weights), 4096)
     _line(options, bits, "dot", rate, scalar_bits=34, cores=1)
-    with paillier.PaillierPool() as pool:
+    with LocalComputing() as pool:
         many = list(range(4096))
         crt.encrypt_ints(many, pool=pool)  # start the workers and build their tables first
         rate = _rate(lambda k: crt.encrypt_ints(many[:k], pool=pool), 4096)

@@ -63,6 +63,8 @@ class PartyReport:
     worker_peak_rss_mb: float
     started: float  # time.monotonic() (system-wide on Linux) when the component started
     finished: float
+    engine_start_s: float  # starting the computing engine (a Spark session: its JVM), before
+    executors: int
 
 
 @dataclass(frozen=True)
@@ -242,24 +244,33 @@ def _party_main(
     federation: _PipeFederation | None = None
     try:
         from fedalgo.components import get_component
+        from fedalgo.computing.choice import SparkOffer, choose, open_computing
         from fedalgo.context import Context
 
         with _TreeSampler() as sampler:
             federation = _PipeFederation(outbound, inbound, recv_timeout_s=timeout_s)
-            ctx = Context(
-                role=spec["role"],
-                party_id=pid,
-                parties=parties,
-                args=spec.get("args", {}),
-                inputs=spec.get("inputs", {}),
-                outputs=spec.get("outputs", {}),
-                federation=federation,
-            )
-            fn = get_component(component).fn
-            cpu_started, started = _cpu_s(), time.monotonic()
-            fn(ctx)
-            finished = time.monotonic()
-            cpu_s = _cpu_s() - cpu_started
+            engine_started = time.monotonic()
+            # The bench's operator offers the master it names (as SPARK_MASTER would).
+            master = spec.get("spark_master", "")
+            choice = choose({"spark-master-name": master}, SparkOffer(master=master))
+            with open_computing(choice) as computing:
+                engine_start_s = time.monotonic() - engine_started
+                ctx = Context(
+                    role=spec["role"],
+                    party_id=pid,
+                    parties=parties,
+                    args=spec.get("args", {}),
+                    inputs=spec.get("inputs", {}),
+                    outputs=spec.get("outputs", {}),
+                    federation=federation,
+                    computing=computing,
+                )
+                run = get_component(component).run  # checks the args as a step would
+                cpu_started, started = _cpu_s(), time.monotonic()
+                run(ctx)
+                finished = time.monotonic()
+                cpu_s = _cpu_s() - cpu_started
+                executors = computing.executors
         process_mb = _hwm_mb("self")
         report = PartyReport(
             party=pid,
@@ -272,6 +283,8 @@ def _party_main(
             worker_peak_rss_mb=sampler.descendant_peak_mb,
             started=started,
             finished=finished,
+            engine_start_s=engine_start_s,
+            executors=executors,
         )
         results.put({"party": pid, "report": report})
     except BaseException as exc:  # reported to the parent, which stops the other parties
@@ -289,8 +302,10 @@ def run_in_processes(
     """Run ``component`` with each party of ``party_specs`` in its own spawned process.
 
     ``party_specs`` is what :func:`fedalgo.federation.run_parties` takes (party id → role, args,
-    inputs, outputs). A party's failure stops the others and raises :class:`RuntimeError` with its
-    traceback; a run still going after ``timeout_s`` raises :class:`FederationTimeout`.
+    inputs, outputs), with ``spark_master`` instead of ``computing`` (each party starts its own
+    engine: no master means the local pool). A party's failure stops the others and raises
+    :class:`RuntimeError` with its traceback; a run still going after ``timeout_s`` raises
+    :class:`FederationTimeout`.
     """
     mp = multiprocessing.get_context("spawn")
     ids = [str(p) for p in party_specs]

@@ -39,9 +39,10 @@ class Reference:
 
 
 def party_specs(
-    guest: Path, hosts: list[Path], out: Path, params: dict[str, Any]
+    guest: Path, hosts: list[Path], out: Path, params: dict[str, Any], spark_master: str = ""
 ) -> dict[str, dict[str, Any]]:
-    """What the runners take: each party's role, the guest's ``params``, files in ``out``."""
+    """What the runners take: each party's role, the guest's ``params``, files in ``out``, and
+    the Spark master every party computes on ('' for the local engine)."""
     if len(hosts) > len(HOSTS):
         raise ValueError(f"at most {len(HOSTS)} hosts")
     parties = [(GUEST, "guest", guest)]
@@ -52,6 +53,7 @@ def party_specs(
             "args": params if role == "guest" else {},
             "inputs": {"data": path},
             "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
+            "spark_master": spark_master,
         }
         for pid, role, path in parties
     }
@@ -65,9 +67,10 @@ def run_one(
     out: Path,
     *,
     timeout_s: float,
+    spark_master: str = "",
 ) -> dict[str, Any]:
     """Train ``algorithm`` on ``data`` and return the benchmark's JSON object."""
-    specs = party_specs(data.guest, data.hosts, out, params)
+    specs = party_specs(data.guest, data.hosts, out, params, spark_master)
     run = run_in_processes(algorithm, specs, timeout_s=timeout_s)
     table = read_table(out / f"{GUEST}.pred")
     y = np.array([int(r[1]) for r in table.rows])
@@ -83,6 +86,9 @@ def run_one(
         "host_features": sum(data.host_features),
         "host_features_by_party": dict(zip(HOSTS, data.host_features, strict=False)),
         "params": params,
+        "engine": "spark" if spark_master else "local",
+        "spark_master": spark_master or None,
+        "executors": max(r.executors for r in run.reports.values()),
         **run_figures(run),
         "auc": round(metrics.auc(curve), 5),
         "ks": round(metrics.ks(curve), 5),
@@ -109,6 +115,8 @@ def run_figures(run: ProcessRun) -> dict[str, Any]:
                 "peak_rss_mb": round(r.peak_rss_mb, 1),
                 "process_peak_rss_mb": round(r.process_peak_rss_mb, 1),
                 "worker_peak_rss_mb": round(r.worker_peak_rss_mb, 1),
+                "engine_start_s": round(r.engine_start_s, 2),
+                "executors": r.executors,
             }
             for p, r in reports.items()
         },
@@ -136,7 +144,14 @@ def run_all(
         with tempfile.TemporaryDirectory(prefix=f"bench-{algorithm}-") as tmp:
             work = Path(tmp)
             data = datasets.load(name, options.data_dir, work)
+            master = options.spark_master if options.engine == "spark" else ""
             result = run_one(
-                algorithm, data, params[name], reference(params[name]), work, timeout_s=timeout_s
+                algorithm,
+                data,
+                params[name],
+                reference(params[name]),
+                work,
+                timeout_s=timeout_s,
+                spark_master=master,
             )
             emit(result, options)

@@ -144,7 +144,20 @@ if [ "$COMMAND" = cleanup ]; then
   exit 0
 fi
 
+warn_plain_http() {
+  disabled ingress && return 0
+  [ -n "${INGRESS_TLS_CERT-}${INGRESS_TLS_SECRET-}" ] && return 0
+  cat >&2 <<EOF
+deploy.sh: ***********************************************************************************
+deploy.sh: WARNING: no web certificate (INGRESS_TLS_CERT/INGRESS_TLS_KEY or INGRESS_TLS_SECRET):
+deploy.sh: the dashboard and the flow_server API at http://$DOMAIN/ are served over PLAIN HTTP,
+deploy.sh: API tokens and session cookies included. Give a certificate before real use.
+deploy.sh: ***********************************************************************************
+EOF
+}
+
 HELM_BIN="$(find_helm)"
+warn_plain_http
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 write_values "$work/values.yaml"

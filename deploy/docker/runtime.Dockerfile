@@ -18,8 +18,9 @@ RUN python -m venv /opt/tessera \
  && /opt/tessera/bin/pip install --no-cache-dir .
 
 FROM python:3.12-slim-bookworm
+# A JRE for steps that compute on Spark (pyspark, a dependency, bundles Spark but not Java).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libgmp10 \
+ && apt-get install -y --no-install-recommends libgmp10 openjdk-17-jre-headless \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 tessera \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent tessera

@@ -61,10 +61,28 @@ ACCEPT_TIMEOUT_S=
 # is also the longest a peer's bridge may be away while a job runs.
 TASK_TIMEOUT_S=
 # How often the task_engine lists its running steps to the flow_server (default 5), and how long a
-# running step may go unlisted before it is failed "worker lost" and, with auto-retries, run again
-# (default three intervals; must exceed the interval).
+# running step may go unlisted before it counts as lost with its worker, a platform fault (default
+# three intervals; must exceed the interval).
 HEARTBEAT_INTERVAL_S=
 HEARTBEAT_TIMEOUT_S=
+# How many times this party reruns a step its platform lost (a lost worker, an evicted step pod, a
+# lost node), at attempt + 1 on every party, apart from a job's auto-retries (default 2; 0: fail).
+PLATFORM_RETRIES=
+
+# --- Spark (docs/deploy.md, "Steps on Spark"; empty: a job may use local[*] only) ----------------
+# An external Spark master a job's spark-master-name may name (spark://host:7077), or
+# SPARK_ON_KUBERNETES=1 for executors as pods in this namespace (the master is then
+# k8s://https://kubernetes.default.svc:443).
+SPARK_MASTER=
+SPARK_ON_KUBERNETES=
+# The CIDRs of an external Spark cluster: the only network a step on it may reach (comma-separated).
+SPARK_CLUSTER_CIDRS=
+# The party's default spark-submit flags, Hadoop configuration dir, the Hadoop users a job may
+# pick (comma-separated, first = default), and where a job's hdfs-libs-path may point.
+SPARK_SUBMIT_ARGS=
+HADOOP_CONF_DIR=
+HADOOP_USER_NAME=
+SPARK_EXTRA_LIBS_PATH=
 
 # --- images and cluster ---------------------------------------------------------------------------
 SERVICE_IMAGE=tessera/service:0.1.0
@@ -73,7 +91,10 @@ RUNTIME_IMAGE=tessera/runtime:0.1.0
 KAFKA_IMAGE=apache/kafka:4.0.0
 POSTGRES_IMAGE=postgres:17
 INGRESS_CLASS=nginx
-# An existing kubernetes.io/tls Secret for DOMAIN in the party's namespace (empty: plain HTTP).
+# The web certificate for DOMAIN (PEM files; the chart makes a Secret of them), or an existing
+# kubernetes.io/tls Secret in the party's namespace. Neither: plain HTTP (deploy.sh warns).
+INGRESS_TLS_CERT=
+INGRESS_TLS_KEY=
 INGRESS_TLS_SECRET=
 # The namespace of the ingress controller: the NetworkPolicies let only it reach the web ports.
 INGRESS_CONTROLLER_NAMESPACE=ingress-nginx

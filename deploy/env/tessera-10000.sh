@@ -36,12 +36,16 @@ ACCEPT_TIMEOUT_S=
 TASK_TIMEOUT_S=
 HEARTBEAT_INTERVAL_S=
 HEARTBEAT_TIMEOUT_S=
+# Reruns of a step lost to this party's platform, apart from auto-retries (empty: 2).
+PLATFORM_RETRIES=
 
 SERVICE_IMAGE=tessera/service:0.1.0
 RUNTIME_IMAGE=tessera/runtime:0.1.0
 KAFKA_IMAGE=apache/kafka:4.0.0
 POSTGRES_IMAGE=postgres:17
 INGRESS_CLASS=nginx
+INGRESS_TLS_CERT=
+INGRESS_TLS_KEY=
 INGRESS_TLS_SECRET=
 INGRESS_CONTROLLER_NAMESPACE=ingress-nginx
 STORAGE_CLASS=

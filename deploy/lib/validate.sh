@@ -9,9 +9,10 @@ KNOWN_COMPONENTS=(flow_server task_engine federation_bridge dashboard kafka post
 PARTY_VARS=(PARTY_ID DOMAIN INTERNAL_MQ_HOST INTERNAL_MQ_TCP_PORT EXPOSE_MQ_HTTP_PORT
   EXPOSE_MQ_TCP_PORT BRIDGE_SERVICE_TYPE BRIDGE_TLS_CERT BRIDGE_TLS_KEY OTHER_PARTIES
   PARTY_PRIVATE_KEY TESSERA_API_TOKEN DISABLED_COMPONENTS DATABASE_URL SERVICE_IMAGE
-  RUNTIME_IMAGE KAFKA_IMAGE POSTGRES_IMAGE INGRESS_CLASS INGRESS_TLS_SECRET
-  INGRESS_CONTROLLER_NAMESPACE STORAGE_CLASS ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S
-  HEARTBEAT_TIMEOUT_S)
+  RUNTIME_IMAGE KAFKA_IMAGE POSTGRES_IMAGE INGRESS_CLASS INGRESS_TLS_SECRET INGRESS_TLS_CERT
+  INGRESS_TLS_KEY INGRESS_CONTROLLER_NAMESPACE STORAGE_CLASS ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S
+  HEARTBEAT_TIMEOUT_S SPARK_MASTER SPARK_SUBMIT_ARGS HADOOP_CONF_DIR HADOOP_USER_NAME
+  SPARK_EXTRA_LIBS_PATH SPARK_ON_KUBERNETES SPARK_CLUSTER_CIDRS PLATFORM_RETRIES)
 TIMING_VARS=(ACCEPT_TIMEOUT_S TASK_TIMEOUT_S HEARTBEAT_INTERVAL_S HEARTBEAT_TIMEOUT_S)
 
 err() { ERRORS+=("$1"); }
@@ -33,6 +34,22 @@ resolve_path() {
     /*) printf '%s' "$1" ;;
     *) printf '%s/%s' "$ENV_DIR" "$1" ;;
   esac
+}
+
+check_spark() { # what a party offers its steps (docs/deploy.md, "Steps on Spark")
+  local master k8s cidr
+  master="$(val SPARK_MASTER)" k8s="$(val SPARK_ON_KUBERNETES)"
+  if [ -n "$k8s" ] && [ "$k8s" != 0 ] && [ "$k8s" != 1 ]; then
+    err "SPARK_ON_KUBERNETES='$k8s' must be 0 or 1"
+  elif [ "$k8s" = 1 ] && [ -n "$master" ]; then
+    err "SPARK_MASTER='$master': SPARK_ON_KUBERNETES=1 sets the master itself; leave it empty"
+  fi
+  if [ -n "$master" ] && ! [[ "$master" =~ ^(spark|k8s|mesos)://[^[:space:]]+$|^yarn$ ]]; then
+    err "SPARK_MASTER='$master' is malformed: expected spark://host:port, k8s://... or yarn"
+  fi
+  for cidr in $(val SPARK_CLUSTER_CIDRS | tr ',' ' '); do
+    [[ "$cidr" =~ ^[0-9a-fA-F.:]+/[0-9]{1,3}$ ]] || err "SPARK_CLUSTER_CIDRS: '$cidr' is not a CIDR"
+  done
 }
 
 check_required() { # name regex what
@@ -72,6 +89,10 @@ check_timing() {
   if [ -n "$lost" ] && is_seconds "$lost" && is_seconds "$interval" &&
     awk -v t="$lost" -v i="$interval" 'BEGIN { exit !(t <= i) }'; then
     err "HEARTBEAT_TIMEOUT_S=$lost must exceed HEARTBEAT_INTERVAL_S=$interval, or every running step would be failed as lost"
+  fi
+  v="$(val PLATFORM_RETRIES)"
+  if [ -n "$v" ] && ! [[ "$v" =~ ^[0-9]+$ ]]; then
+    err "PLATFORM_RETRIES='$v' is malformed: expected a whole number of retries (0 or more), or nothing for the default"
   fi
 }
 
@@ -172,10 +193,16 @@ validate_env() {
     check_required INGRESS_CLASS "$dns_re" "the IngressClass name, e.g. nginx"
     check_required INGRESS_CONTROLLER_NAMESPACE "$dns_re" "the ingress controller's namespace"
   fi
+  check_spark
   local tls
   tls="$(val INGRESS_TLS_SECRET)"
   if [ -n "$tls" ] && ! [[ "$tls" =~ $dns_re ]]; then
     err "INGRESS_TLS_SECRET='$tls' is malformed: expected a Secret name"
+  fi
+  if [ -n "$(val INGRESS_TLS_CERT)$(val INGRESS_TLS_KEY)" ]; then
+    [ -n "$tls" ] && err "INGRESS_TLS_CERT/KEY and INGRESS_TLS_SECRET both name the web certificate"
+    check_pem INGRESS_TLS_CERT CERTIFICATE
+    check_pem INGRESS_TLS_KEY "PRIVATE KEY"
   fi
   return 0
 }

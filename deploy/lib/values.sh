@@ -49,6 +49,15 @@ write_values() {
     done
     # only what the env file sets: the chart's defaults stand for the rest
     echo "timing: {$(IFS=,; echo "${timing[*]}")}"
+    echo "spark:"
+    echo "  master: $(yq_str "${SPARK_MASTER-}")"
+    echo "  submitArgs: $(yq_str "${SPARK_SUBMIT_ARGS-}")"
+    echo "  hadoopConfDir: $(yq_str "${HADOOP_CONF_DIR-}")"
+    echo "  hadoopUserName: $(yq_str "${HADOOP_USER_NAME-}")"
+    echo "  extraLibsPath: $(yq_str "${SPARK_EXTRA_LIBS_PATH-}")"
+    echo "  clusterCidrs: [$(for c in ${SPARK_CLUSTER_CIDRS//,/ }; do printf '%s,' "$(yq_str "$c")"; done | sed 's/,$//')]"
+    echo "  kubernetes: {enabled: $([ "${SPARK_ON_KUBERNETES-}" = 1 ] && echo true || echo false)}"
+    if [ -n "$(val PLATFORM_RETRIES)" ]; then echo "platformRetries: $(val PLATFORM_RETRIES)"; fi
     echo "bridge:"
     echo "  service: {type: $(yq_str "${BRIDGE_SERVICE_TYPE-NodePort}"), port: ${EXPOSE_MQ_HTTP_PORT:-30370}}"
     echo "ingress:"
@@ -73,5 +82,9 @@ set_file_flags() {
   if ! disabled federation_bridge; then
     SET_FILES+=(--set-file "bridge.tls.cert=$(resolve_path "$BRIDGE_TLS_CERT")")
     SET_FILES+=(--set-file "bridge.tls.key=$(resolve_path "$BRIDGE_TLS_KEY")")
+  fi
+  if [ -n "${INGRESS_TLS_CERT-}" ]; then
+    SET_FILES+=(--set-file "ingress.tls.cert=$(resolve_path "$INGRESS_TLS_CERT")")
+    SET_FILES+=(--set-file "ingress.tls.key=$(resolve_path "$INGRESS_TLS_KEY")")
   fi
 }

@@ -10,32 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fedalgo.errors import ArgumentError, DataError
 
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
+
 METHODS = ("quantile", "equal-width")
-_ALIASES = {"bucket": "equal-width", "equal_width": "equal-width", "equalwidth": "equal-width"}
 # A bin without events (or without non-events) would make its WOE infinite; as FATE does, such a
 # bin counts half an event (non-event) instead.
 WOE_ADJUSTMENT = 0.5
-
-
-def method_name(raw: str) -> str:
-    """The canonical binning method for ``raw`` (aliases accepted); ArgumentError if unknown."""
-    name = _ALIASES.get(raw, raw)
-    if name not in METHODS:
-        raise ArgumentError(
-            f"argument 'method' must be one of {[*METHODS, *_ALIASES]}, got {raw!r}"
-        )
-    return name
-
-
-def check_bins(bins: int) -> int:
-    if not 2 <= bins <= 1024:
-        raise ArgumentError(f"argument 'bins' must be between 2 and 1024, got {bins}")
-    return bins
 
 
 def column_splits(column: np.ndarray, bins: int, method: str) -> np.ndarray:
@@ -76,10 +63,30 @@ class Binning:
         return self.bins.astype(np.int64) + self.offsets[None, :]
 
 
-def fit_binning(x: np.ndarray, bins: int, method: str) -> Binning:
-    """Bin every column of ``x`` with ``bins`` bins at most."""
-    splits = [column_splits(x[:, j], bins, method) for j in range(x.shape[1])]
-    return Binning(splits, apply_splits(x, splits))
+def fit_binning(
+    x: np.ndarray, bins: int, method: str, computing: Computing | None = None
+) -> Binning:
+    """Bin every column of ``x`` with ``bins`` bins at most; ``computing``'s workers take a
+    share of the columns each (every column is binned on its own, so the result is the same)."""
+    columns = np.ascontiguousarray(x.T)
+    if computing is not None and computing.splits(x.size):
+        parts = computing.map_chunks(_bin_columns, [columns], bins, method)
+    else:
+        parts = [_bin_columns(columns, bins, method)]
+    splits = [s for part_splits, _ in parts for s in part_splits]
+    binned = np.concatenate([b for _, b in parts], axis=0)
+    return Binning(splits, np.ascontiguousarray(binned.T))
+
+
+def _bin_columns(
+    columns: np.ndarray, bins: int, method: str
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """The split points of each row of ``columns`` (a column of the data) and its bin indices."""
+    splits = [column_splits(c, bins, method) for c in columns]
+    out = np.empty(columns.shape, dtype=np.int32)
+    for j, s in enumerate(splits):
+        out[j] = np.searchsorted(s, columns[j], side="left")
+    return splits, out
 
 
 def apply_splits(x: np.ndarray, splits: list[np.ndarray]) -> np.ndarray:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from fedalgo.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
 
 POINT_BYTES = 32
 SALT_BYTES = 32
@@ -25,11 +29,15 @@ SALT_BYTES = 32
 class Blinder:
     """One party's secret scalar for one job."""
 
-    def __init__(self) -> None:
-        self._key = X25519PrivateKey.generate()
+    def __init__(self, key: X25519PrivateKey | None = None) -> None:
+        self._key = key or X25519PrivateKey.generate()
 
-    def blind(self, points: Sequence[bytes]) -> list[bytes]:
-        """k·P for each point P."""
+    def blind(self, points: Sequence[bytes], computing: Computing | None = None) -> list[bytes]:
+        """k·P for each point P (long lists on ``computing``'s workers, which get the scalar:
+        they are this party's own processes)."""
+        if computing is not None and computing.splits(len(points)):
+            raw = self._key.private_bytes_raw()
+            return [b for part in computing.map_chunks(_blind_chunk, [points], raw) for b in part]
         exchange = self._key.exchange
         from_bytes = X25519PublicKey.from_public_bytes
         try:
@@ -38,10 +46,20 @@ class Blinder:
             raise ProtocolError(f"refusing to blind a low-order point: {exc}") from None
 
 
-def hash_ids(salt: bytes, ids: Sequence[str]) -> list[bytes]:
+def _blind_chunk(points: Sequence[bytes], raw_key: bytes) -> list[bytes]:
+    return Blinder(X25519PrivateKey.from_private_bytes(raw_key)).blind(points)
+
+
+def hash_ids(salt: bytes, ids: Sequence[str], computing: Computing | None = None) -> list[bytes]:
     """Hash each id, salted, to a 32-byte u-coordinate (X25519 ignores the top bit)."""
     if len(salt) != SALT_BYTES:
         raise ProtocolError(f"the intersection salt must be {SALT_BYTES} bytes, got {len(salt)}")
+    if computing is not None and computing.splits(len(ids)):
+        return [h for part in computing.map_chunks(_hash_chunk, [ids], salt) for h in part]
+    return _hash_chunk(ids, salt)
+
+
+def _hash_chunk(ids: Sequence[str], salt: bytes) -> list[bytes]:
     return [hashlib.sha256(salt + i.encode("utf-8")).digest() for i in ids]
 
 

@@ -7,17 +7,21 @@ in-memory hub in tests and the task_engine's worker socket in production.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
 from fedalgo.errors import ArgumentError
+from fedalgo.tables import Dataset, Table, dataset_of
 from fedcore.floors import NO_FLOORS, SecurityFloors
+from fedcore.params import InvalidArguments, Params
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
+
+P = TypeVar("P", bound=Params)
 MetricCallback = Callable[[str, Any, "int | None"], None]
 
 
@@ -31,73 +35,6 @@ class Federation(Protocol):
     def send(self, dst_party: str, tag: str, value: Any) -> None: ...
 
     def recv(self, src_party: str, tag: str) -> Any: ...
-
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Final = _Required()
-_TRUE = frozenset({"true", "yes", "on", "1"})
-_FALSE = frozenset({"false", "no", "off", "0"})
-
-
-def _to_bool(raw: Any) -> bool | None:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
-        return raw.strip().lower() in _TRUE
-    return None
-
-
-def _to_int(raw: Any) -> int | None:
-    if isinstance(raw, bool):  # bool is an int subclass, but "max-iter: true" is a mistake
-        return None
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, str):
-        try:
-            return int(raw.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _to_float(raw: Any) -> float | None:
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _to_str(raw: Any) -> str | None:
-    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-        return None
-    return str(raw)
-
-
-_CONVERTERS: Final[dict[type, Callable[[Any], Any]]] = {
-    bool: _to_bool,
-    int: _to_int,
-    float: _to_float,
-    str: _to_str,
-}
-
-
-def _convert(name: str, raw: Any, kind: type[T]) -> T:
-    """Coerce a job argument (a YAML scalar, or a string from a form) to ``kind``."""
-    if kind not in _CONVERTERS:
-        raise TypeError(f"unsupported argument type {kind.__name__}")
-    value = _CONVERTERS[kind](raw)
-    if value is None:
-        raise ArgumentError(f"argument {name!r} must be {kind.__name__}, got {raw!r}")
-    return cast(T, value)
 
 
 def _plain(value: Any) -> Any:
@@ -134,18 +71,23 @@ class Context:
         federation: Federation,
         on_metric: MetricCallback | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
+        computing: Computing | None = None,
         floors: SecurityFloors = NO_FLOORS,
     ) -> None:
         self.role = role
         self.party_id = str(party_id)
         self.parties: dict[str, list[str]] = {r: [str(p) for p in ps] for r, ps in parties.items()}
         self.args: dict[str, Any] = dict(args)
+        # A URI (hdfs://, s3a://, file://) stays a string: Path would fold its "//".
+        self._locations: dict[str, str] = {k: str(v) for k, v in inputs.items()}
         self.inputs: dict[str, Path] = {k: Path(v) for k, v in inputs.items()}
         self.outputs: dict[str, Path] = {k: Path(v) for k, v in outputs.items()}
         self.federation = federation
         self.floors = floors
         self._on_metric = on_metric
         self.logger = logger or logging.getLogger(f"fedalgo.{role}.{self.party_id}")
+        self._computing = computing
+        self._owns_computing = False
         self._role_of: dict[str, str] = {}
         for r, ids in self.parties.items():
             for pid in ids:
@@ -190,34 +132,15 @@ class Context:
 
     # -- arguments and files -----------------------------------------------------------------
 
-    @overload
-    def arg(self, name: str, kind: type[T]) -> T: ...
+    def params(self, model: type[P]) -> P:
+        """This step's arguments read through its component's parameter declaration.
 
-    @overload
-    def arg(self, name: str, kind: type[T], default: None) -> T | None: ...
-
-    @overload
-    def arg(self, name: str, kind: type[T], default: T) -> T: ...
-
-    def arg(self, name: str, kind: type[T], default: Any = REQUIRED) -> Any:
-        """The argument ``name`` (hyphenated, as in pipeline YAML) converted to ``kind``.
-
-        ``max_iter`` is accepted for ``max-iter``; a missing argument without a default, or one
-        that cannot be converted, raises :class:`ArgumentError` naming it.
+        :class:`ArgumentError` names each key that is of the wrong type or out of bounds.
         """
-        for key in (name, name.replace("-", "_")):
-            if key in self.args and self.args[key] is not None:
-                return _convert(name, self.args[key], kind)
-        if default is REQUIRED:
-            raise ArgumentError(f"argument {name!r} is required")
-        return default
-
-    def choice(self, name: str, choices: Sequence[str], default: str) -> str:
-        """A string argument restricted to ``choices``."""
-        value = self.arg(name, str, default)
-        if value not in choices:
-            raise ArgumentError(f"argument {name!r} must be one of {list(choices)}, got {value!r}")
-        return value
+        try:
+            return model.from_args(self.args)
+        except InvalidArguments as exc:
+            raise ArgumentError(f"invalid arguments: {exc}") from None
 
     def input(self, name: str) -> Path:
         """The path of input ``name``, which must exist."""
@@ -227,6 +150,41 @@ class Context:
         if not path.is_file():
             raise ArgumentError(f"input {name!r}: no file at {path}")
         return path
+
+    def read_table(self, name: str) -> Table:
+        """Input ``name`` as a table, read by the computing engine (Spark reads URIs)."""
+        location = self._locations.get(name, "")
+        if "://" in location:
+            return self.computing.read_table(location)
+        return self.computing.read_table(str(self.input(name)))
+
+    def read_dataset(self, name: str, *, with_label: bool) -> Dataset:
+        """Input ``name`` as numeric data (:func:`fedalgo.tables.read_dataset`), read as above."""
+        return dataset_of(self.read_table(name), self.input_location(name), with_label=with_label)
+
+    def input_location(self, name: str) -> str:
+        """Input ``name`` as given (a path or a URI), for messages."""
+        return self._locations.get(name, name)
+
+    # -- computing ----------------------------------------------------------------------------
+
+    @property
+    def computing(self) -> Computing:
+        """Where this run's data-parallel work goes; the local process pool unless the step
+        was given an engine (:mod:`fedalgo.computing`). Workers start on first use."""
+        if self._computing is None:
+            from fedalgo.computing import LocalComputing  # here: fedalgo.computing imports paillier
+
+            self._computing = LocalComputing()
+            self._owns_computing = True
+        return self._computing
+
+    def close(self) -> None:
+        """Release the computing engine if this context started it (the caller owns a given one)."""
+        if self._owns_computing and self._computing is not None:
+            self._computing.close()
+            self._computing = None
+            self._owns_computing = False
 
     def output(self, name: str) -> Path:
         """The path to write output ``name`` to (its directory is created)."""

@@ -151,7 +151,8 @@ def run_parties(
     """Run one component on every party, each in its own thread, over an in-memory federation.
 
     ``party_specs`` maps party id → ``dict(role=..., args=..., inputs=..., outputs=...)`` and
-    optionally ``floors`` (the party's ``SecurityFloors``; none by default);
+    optionally ``computing=`` (a :class:`fedalgo.computing.Computing`; default: a local pool)
+    and ``floors`` (the party's ``SecurityFloors``; none by default);
     ``parties`` (role → ids) defaults to the roles in ``party_specs``. The first exception any
     party raised is re-raised (with a note naming the party) after the others were aborted; a run
     still going after ``timeout_s`` is aborted and raises :class:`FederationTimeout`.
@@ -178,11 +179,13 @@ def run_parties(
                 outputs=party.get("outputs", {}),
                 federation=hub.endpoint(pid),
                 on_metric=on_metric,
+                computing=party.get("computing"),
                 floors=party.get("floors", NO_FLOORS),
             )
-            if ctx.role not in spec.roles:
-                raise ValueError(f"component {spec.name} has no role {ctx.role!r}")
-            spec.fn(ctx)
+            try:
+                spec.run(ctx)
+            finally:
+                ctx.close()
         except BaseException as exc:  # handed to the caller's thread below
             with lock:
                 failures.append((pid, exc))

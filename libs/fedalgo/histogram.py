@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
@@ -26,51 +26,33 @@ from fedalgo import paillier
 from fedalgo.errors import ProtocolError
 from fedalgo.paillier.montgomery import Modulus, bin_products
 
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
+
 mpz = gmpy2.mpz
 
 
 def bin_sums(
-    ciphertexts: Sequence[Any], flat_bins: np.ndarray, total_bins: int, nsquare: Any
+    ciphertexts: Sequence[Any],
+    flat_bins: np.ndarray,
+    total_bins: int,
+    nsquare: Any,
+    computing: Computing | None = None,
 ) -> list[Any]:
     """Per flat bin, the product mod n^2 of the ciphertexts of the rows in it.
 
     ``flat_bins`` is (rows, columns): row i's ciphertext is ``ciphertexts[i]`` and it lands in
     bin ``flat_bins[i, j]`` of every column j. An empty bin is 1 (an encryption of 0 without
-    randomness: the caller re-randomises).
+    randomness: the caller re-randomises). Long inputs are folded by ``computing``'s workers, a
+    share of the rows each, and their partial products multiplied together.
     """
-    modulus, values = _as_limbs(ciphertexts, flat_bins, nsquare)
-    return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
-
-
-def _as_limbs(
-    ciphertexts: Sequence[Any], flat_bins: np.ndarray, nsquare: Any
-) -> tuple[Modulus, np.ndarray]:
     if flat_bins.shape[0] != len(ciphertexts):
         raise ValueError(f"{flat_bins.shape[0]} rows of bins but {len(ciphertexts)} ciphertexts")
     modulus = Modulus(nsquare)
-    return modulus, modulus.limbs_of(ciphertexts)
-
-
-# Below this many rows a histogram is summed here: cheaper than the round trip to the workers.
-POOL_MIN_ROWS = 4096
-
-
-def pooled_bin_sums(
-    pool: paillier.PaillierPool,
-    ciphertexts: Sequence[Any],
-    flat_bins: np.ndarray,
-    total_bins: int,
-    nsquare: Any,
-) -> list[Any]:
-    """What :func:`bin_sums` returns, each worker folding a share of the rows (long inputs)."""
-    if not pool.splits(len(ciphertexts)) or len(ciphertexts) < POOL_MIN_ROWS:
-        return bin_sums(ciphertexts, flat_bins, total_bins, nsquare)
-    modulus, values = _as_limbs(ciphertexts, flat_bins, nsquare)
-    parts = pool.map_chunks(bin_products, [values, flat_bins], total_bins, modulus)
-    acc = modulus.residues_of(parts[0])
-    for part in parts[1:]:
-        acc = [a * b % nsquare for a, b in zip(acc, modulus.residues_of(part), strict=True)]
-    return acc
+    values = modulus.limbs_of(ciphertexts)
+    if computing is not None and computing.splits(len(ciphertexts)):
+        return computing.bin_sums(values, flat_bins, total_bins, nsquare)
+    return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
 
 
 def compress(

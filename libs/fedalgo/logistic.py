@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from fedalgo.computing import Computing
 
 
 def sigmoid(u: np.ndarray) -> np.ndarray:
@@ -40,3 +45,14 @@ def smallest_batch(n_samples: int, batch_size: int) -> int:
 def learning_rate(base: float, decay: float, epoch: int) -> float:
     """Inverse-time decay: ``base / (1 + decay * epoch)``; ``decay=0`` keeps it constant."""
     return base / (1.0 + decay * epoch)
+
+
+def linear(x: np.ndarray, weights: np.ndarray, computing: Computing | None = None) -> np.ndarray:
+    """``x @ weights``, long inputs a share of the rows per ``computing`` worker."""
+    if computing is not None and computing.splits(x.size):
+        return np.concatenate(computing.map_chunks(_dot, [x], weights))
+    return _dot(x, weights)
+
+
+def _dot(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return rows @ weights

@@ -109,7 +109,20 @@ def read_dataset(
     path: Path | str, *, with_label: bool, label: str = LABEL_COLUMN, id_column: str = ID_COLUMN
 ) -> Dataset:
     """A party's numeric data: every column but the id and the label is a feature."""
-    table = read_table(path)
+    return dataset_of(
+        read_table(path), path, with_label=with_label, label=label, id_column=id_column
+    )
+
+
+def dataset_of(
+    table: Table,
+    path: Path | str,
+    *,
+    with_label: bool,
+    label: str = LABEL_COLUMN,
+    id_column: str = ID_COLUMN,
+) -> Dataset:
+    """:func:`read_dataset` of a table already read (``path`` names it in errors)."""
     id_idx = table.column_index(id_column, path)
     if with_label and label not in table.header:
         raise DataError(f"{path}: the guest's data needs a label column {label!r}")

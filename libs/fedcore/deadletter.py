@@ -14,12 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aiokafka.errors import KafkaError
 
 from fedcore import topics
-from fedcore.bus import Bus
 from fedcore.envelope import Envelope
+
+if TYPE_CHECKING:  # fedcore.bus hands its subscriptions a DeadLetters
+    from fedcore.bus import Bus
 
 log = logging.getLogger(__name__)
 

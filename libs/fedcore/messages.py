@@ -106,7 +106,15 @@ Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME), AfterValidator(_
 Attempt = Annotated[int, Field(ge=1, le=MAX_ATTEMPT)]
 TaskStateName = Literal["waiting", "running", "success", "failed", "canceled", "timeout"]
 JobStateName = Literal[
-    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+    "pending_approval",
+    "waiting",
+    "running",
+    "paused",
+    "success",
+    "failed",
+    "canceled",
+    "timeout",
+    "rejected",
 ]
 Role = Literal["guest", "host", "arbiter"]
 PartySpec = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,18}=[a-z_]{1,32}$")]
@@ -185,7 +193,13 @@ class Empty(Body):
 
 
 class JobPropose(Body):
-    """``job.propose``: the initiator proposes a job (only the receiver's own party args)."""
+    """``job.propose``: the initiator proposes a job (only the receiver's own party args).
+
+    Unknown keys are ignored here alone: a proposal from another release must still be read far
+    enough to be rejected with its ``tessera_version``, not set aside as malformed.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     pipeline: Annotated[str, Field(min_length=1, max_length=MAX_PIPELINE_CHARS)]
     pipeline_name: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
@@ -193,10 +207,13 @@ class JobPropose(Body):
     common_args: Args = Field(default_factory=dict)
     party_args: Args = Field(default_factory=dict)
     initiator: PartyId
-    tessera_version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")]
+    # absent from a release too old to say: the receiver rejects it naming the reason
+    tessera_version: (
+        Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")] | None
+    ) = None
     component_versions: Annotated[
         dict[Name, Annotated[str, Field(max_length=32)]], Field(max_length=MAX_ENTRIES)
-    ]
+    ] = Field(default_factory=dict)
 
 
 class JobReject(Body):
@@ -217,6 +234,9 @@ class TaskStatus(Body):
     outputs: Annotated[dict[Name, Text], Field(max_length=MAX_ENTRIES)] = Field(
         default_factory=dict
     )
+    # a failure the platform caused (lost worker, evicted pod, lost node), from this party's
+    # own worker or flow_server: retried apart from auto-retries (flow_server.protocol.faults)
+    fault: Literal["platform"] | None = None
 
 
 class JobStatus(Body):
@@ -251,6 +271,9 @@ class JobRerun(Body):
     """``job.rerun``: the steps to run again, with their new attempts."""
 
     attempts: Annotated[dict[StepName, Attempt], Field(min_length=1, max_length=MAX_STEPS)]
+    # "platform": the sender restarts a step after a platform fault of its own; the job runs on
+    # and every party keeps its retry counts (flow_server.protocol.faults)
+    fault: Literal["platform"] | None = None
 
 
 class TaskRun(Body):

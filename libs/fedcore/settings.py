@@ -25,6 +25,12 @@ _FLOORS = {
     "min_batch_rows": "FLOOR_MIN_BATCH_ROWS",
     "max_bins": "FLOOR_MAX_BINS",
 }
+_PEER_GRANT = re.compile(r"^GRANT_INPUT_PATHS_(\d+)$")
+
+
+def _words(value: str) -> list[str]:
+    """A comma- or space-separated list."""
+    return [w for w in re.split(r"[,\s]+", value) if w]
 
 
 class SettingsError(ValueError):
@@ -75,6 +81,9 @@ class PartySettings(BaseModel):
     state_dir: Path = Path(".run/state")
     # where this party's step outputs go (a peer's `output` only under a prefix granted for it)
     output_root: Path | None = None
+    # where else this party's data may be: a received input path or output dir must lie under
+    # STATE_DIR or one of these (DATA_ROOTS, separated by ":")
+    data_roots: list[Path] = Field(default_factory=list)
     # peer party id -> its bridge's base URL
     peers: dict[str, str] = Field(default_factory=dict)
     # party id -> path of its Ed25519 public key (PEM); this party's private key below
@@ -89,17 +98,47 @@ class PartySettings(BaseModel):
     # (default: three intervals)
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     heartbeat_timeout_s: float | None = Field(default=None, gt=0)
+    # how many times this party reruns a step (at attempt + 1, on every party of the step) after
+    # a platform fault of its own: a lost worker, an evicted pod, a lost node; apart from the
+    # job's `auto-retries`, which are for the step's own failures
+    platform_retries: int = Field(default=2, ge=0)
     # how steps run: "sandbox" (bubblewrap, the default) or "process" (no isolation, explicit)
     step_runtime: Literal["sandbox", "process", "kubernetes"] = "sandbox"
     step_memory_mb: int = Field(default=2048, gt=0)  # address space per step process
     step_cpu_s: int = Field(default=3600, gt=0)  # CPU seconds per step process
     step_max_procs: int = Field(default=256, gt=0)  # processes + threads of the step uid
+    # What this party lets a job's steps compute on (fedalgo.computing.choice): a cluster master
+    # (empty: local[*] only), default spark-submit args, Hadoop configuration and users, and
+    # where a job's hdfs-libs-path may point.
+    spark_master: str = ""
+    spark_submit_args: str = ""
+    hadoop_conf_dir: str = ""
+    hadoop_user_name: str = ""
+    spark_extra_libs_path: str = ""
+    # A Spark step's rlimits: a JVM reserves far more address space than it uses, and runs
+    # many threads, so the STEP_MEMORY_MB / STEP_MAX_PROCS limits would kill it.
+    spark_step_memory_mb: int = Field(default=8192, gt=0)
+    spark_step_max_procs: int = Field(default=1024, gt=0)
     # API tokens on the flow_server even on loopback (they are always required off loopback)
     require_api_token: bool = False
     # a first API token handed over by the installer (Helm); its hash is registered at start
     setup_api_token: SecretStr | None = None
     # how the services log: "text" lines, or one JSON object per line (fedcore.logs)
     log_format: Literal["text", "json"] = "text"
+    # How this party answers its peers' proposals (flow_server.policy): "auto" accepts what its
+    # grants and the rules below allow; "manual" (or a peer in manual_peers) waits for an
+    # operator to approve or reject it.
+    accept_policy: Literal["auto", "manual"] = "auto"
+    # this party's flow_server as its dashboard reaches it (approve / reject buttons); default:
+    # the flow_server's port on loopback (or on BIND_HOST when it is a specific address)
+    flow_server_url: str | None = None
+    manual_peers: list[str] = Field(default_factory=list)
+    # the only components / roles this party runs in a peer's job (empty: any)
+    accept_components: list[str] = Field(default_factory=list)
+    accept_roles: list[Literal["guest", "host", "arbiter"]] = Field(default_factory=list)
+    # peer -> paths (files or directories) it may name as this party's input, as host; granted
+    # at start-up like `tessera grant add --path` (the example parties grant the demo data)
+    input_grants: dict[str, list[Path]] = Field(default_factory=dict)
     # the limits this party puts on every step run on its data, whoever proposed the job
     floors: SecurityFloors = Field(default_factory=SecurityFloors)
     # the runtime images this party's steps may run in on Kubernetes (a job's `runtime-image`
@@ -132,6 +171,33 @@ class PartySettings(BaseModel):
             return self.heartbeat_timeout_s
         return 3 * self.heartbeat_interval_s
 
+    def spark_environ(self) -> dict[str, str]:
+        """This party's Spark offer as the variables a step reads (only those that are set)."""
+        names = {
+            "SPARK_MASTER": self.spark_master,
+            "SPARK_SUBMIT_ARGS": self.spark_submit_args,
+            "HADOOP_CONF_DIR": self.hadoop_conf_dir,
+            "HADOOP_USER_NAME": self.hadoop_user_name,
+            "SPARK_EXTRA_LIBS_PATH": self.spark_extra_libs_path,
+        }
+        return {k: v for k, v in names.items() if v}
+
+    @property
+    def own_flow_server_url(self) -> str:
+        """The base URL of this party's flow_server API (``…/flow-server``)."""
+        if self.flow_server_url:
+            return self.flow_server_url.rstrip("/")
+        host = "127.0.0.1" if self.bind_host in ("0.0.0.0", "::", "") else self.bind_host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.flow_server_port}/flow-server"
+
+    @property
+    def roots(self) -> list[Path]:
+        """Where received paths (a step's inputs and output dir) may point: STATE_DIR, the
+        data roots and the output root."""
+        own = [self.output_root] if self.output_root is not None else []
+        return [self.state_dir, *self.data_roots, *own]
+
     @property
     def outputs_dir(self) -> Path:
         """Where this party's step outputs go unless its own job.yaml (or a grant) says else;
@@ -159,6 +225,16 @@ class PartySettings(BaseModel):
                 f"OTHER_PARTIES names {missing} but PARTY_MQ_HTTP_URL_<id> is unset"
             )
         keys = {m[1]: Path(v) for k, v in env.items() if (m := _PEER_KEY.match(k))}
+        grants = {
+            m[1]: [Path(p) for p in _words(v)]
+            for k, v in env.items()
+            if (m := _PEER_GRANT.match(k))
+        }
+        strangers = sorted(p for p in grants if p not in others)
+        if strangers:
+            raise SettingsError(
+                f"GRANT_INPUT_PATHS_<id> names {strangers}, which OTHER_PARTIES does not list"
+            )
         host = env.get("INTERNAL_MQ_HOST", "127.0.0.1")
         port = env.get("INTERNAL_MQ_TCP_PORT", "9092")
         fields: dict[str, object] = {
@@ -166,6 +242,10 @@ class PartySettings(BaseModel):
             "kafka_bootstrap": env.get("KAFKA_BOOTSTRAP", f"{host}:{port}"),
             "peers": {p: peers[p] for p in others},
             "public_keys": keys,
+            "input_grants": {p: paths for p, paths in grants.items() if paths},
+            "manual_peers": _words(env.get("ACCEPT_MANUAL_PEERS", "")),
+            "accept_components": _words(env.get("ACCEPT_COMPONENTS", "")),
+            "accept_roles": _words(env.get("ACCEPT_ROLES", "")),
         }
         optional = {
             "domain": "DOMAIN",
@@ -183,17 +263,29 @@ class PartySettings(BaseModel):
             "worker_concurrency": "WORKER_CONCURRENCY",
             "heartbeat_interval_s": "HEARTBEAT_INTERVAL_S",
             "heartbeat_timeout_s": "HEARTBEAT_TIMEOUT_S",
+            "platform_retries": "PLATFORM_RETRIES",
             "step_runtime": "STEP_RUNTIME",
             "step_memory_mb": "STEP_MEMORY_MB",
             "step_cpu_s": "STEP_CPU_S",
             "step_max_procs": "STEP_MAX_PROCS",
+            "spark_master": "SPARK_MASTER",
+            "spark_submit_args": "SPARK_SUBMIT_ARGS",
+            "hadoop_conf_dir": "HADOOP_CONF_DIR",
+            "hadoop_user_name": "HADOOP_USER_NAME",
+            "spark_extra_libs_path": "SPARK_EXTRA_LIBS_PATH",
+            "spark_step_memory_mb": "SPARK_STEP_MEMORY_MB",
+            "spark_step_max_procs": "SPARK_STEP_MAX_PROCS",
             "require_api_token": "REQUIRE_API_TOKEN",
             "setup_api_token": "TESSERA_API_TOKEN",
             "log_format": "LOG_FORMAT",
+            "accept_policy": "ACCEPT_POLICY",
+            "flow_server_url": "FLOW_SERVER_URL",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
         fields["floors"] = {f: env[v] for f, v in _FLOORS.items() if env.get(v)}
-        fields["step_images"] = [i for i in re.split(r"[,\s]+", env.get("STEP_IMAGES", "")) if i]
+        fields["step_images"] = _words(env.get("STEP_IMAGES", ""))
+        if env.get("DATA_ROOTS"):
+            fields["data_roots"] = [p for p in env["DATA_ROOTS"].split(os.pathsep) if p]
         try:
             return cls.model_validate(fields)
         except ValueError as exc:

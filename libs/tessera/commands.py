@@ -1,5 +1,6 @@
-"""The ``tessera`` commands that drive a flow_server through the SDK: pipelines, jobs, data,
-models, and API tokens (made directly in the flow_server's database).
+"""The ``tessera`` commands that drive a flow_server through the SDK: pipelines, jobs (and the
+approval of peers' proposals), data, grants of data to peers, decisions, models, components, and
+API tokens (made directly in the flow_server's database).
 
 Every command takes ``--url`` (``$TESSERA_URL``, default the local stack) and ``--token``
 (``$TESSERA_TOKEN``). An error prints the server's message on stderr and exits non-zero: 1 for
@@ -26,12 +27,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from fedcore.params import ParamInfo
 from tessera.sdk import (
     DEFAULT_DASHBOARD_URL,
     DEFAULT_URL,
     ApiError,
     ConnectionFailed,
+    Grant,
     JobDetail,
+    Parameter,
     Tessera,
 )
 
@@ -49,7 +53,16 @@ pipeline_app = typer.Typer(help="Upload and list pipelines.", no_args_is_help=Tr
 job_app = typer.Typer(help="Submit, follow and control jobs.", no_args_is_help=True)
 data_app = typer.Typer(help="Upload and list data tables.", no_args_is_help=True)
 model_app = typer.Typer(help="List, export and import trained models.", no_args_is_help=True)
+component_app = typer.Typer(
+    help="The algorithm components and their parameters.", no_args_is_help=True
+)
 token_app = typer.Typer(help="API tokens of this party's flow_server.", no_args_is_help=True)
+grant_app = typer.Typer(
+    help="Grant peers the use of this party's data; list and revoke grants.", no_args_is_help=True
+)
+decision_app = typer.Typer(
+    help="This party's decisions about the proposals it received.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,7 +70,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(job_app, name="job")
     app.add_typer(data_app, name="data")
     app.add_typer(model_app, name="model")
+    app.add_typer(component_app, name="component")
     app.add_typer(token_app, name="token")
+    app.add_typer(grant_app, name="grant")
+    app.add_typer(decision_app, name="decision")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -148,6 +164,8 @@ def _describe(job: JobDetail) -> str:
         f"state: {job.state}" + (f"  ({job.reason})" if job.reason else ""),
         f"parties: {', '.join(job.parties)}",
     ]
+    for party in job.pending_approval():
+        lines.append(f"waiting for the approval of party {party}'s operator")
     for step in job.steps:
         tasks = "  ".join(
             f"{t.party_id}={t.state}" + (f" ({t.reason})" if t.reason else "") for t in step.tasks
@@ -286,6 +304,29 @@ def job_rerun(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None)
     _control("rerun", job_id, url, token)
 
 
+@job_app.command("approve")
+def job_approve(job_id: JobArg, url: UrlOpt = DEFAULT_URL, token: TokenOpt = None) -> None:
+    """Approve a peer's proposal held for this party's operator (its grants are checked again)."""
+    with _client(url, token) as t:
+        job = t.approve_job(job_id)
+    typer.echo(
+        f"approve: job {job.job_id} is {job.state}" + (f" ({job.reason})" if job.reason else "")
+    )
+
+
+@job_app.command("reject")
+def job_reject(
+    job_id: JobArg,
+    reason: Annotated[str | None, typer.Option(help="told to the initiator")] = None,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Reject a peer's proposal held for this party's operator."""
+    with _client(url, token) as t:
+        job = t.reject_job(job_id, reason)
+    typer.echo(f"reject: job {job.job_id} is {job.state}")
+
+
 @job_app.command("logs")
 def job_logs(
     job_id: JobArg,
@@ -362,6 +403,141 @@ def data_list(
         typer.echo(f"{x.table_id}\t{x.name}\t{x.rows} rows\t{x.source}\t{x.path}")
 
 
+# --- grant ---------------------------------------------------------------------------------------
+
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_ms(text: str) -> int:
+    """``90s``, ``15m``, ``12h``, ``30d`` in milliseconds."""
+    number, unit = text[:-1], text[-1:]
+    if unit not in _UNITS_S or not number.isdigit() or int(number) <= 0:
+        raise _fail(f"--expires-in {text!r}: give a positive number and s, m, h or d (e.g. 30d)", 2)
+    return int(number) * _UNITS_S[unit] * 1000
+
+
+def _grant_line(g: Grant) -> str:
+    what = f"table:{g.table_name or g.table_id}" if g.table_id else str(g.path)
+    comps = ",".join(g.components) or "any"
+    expires = (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(g.expires_ms / 1000))
+        if g.expires_ms
+        else "never"
+    )
+    role = f"as {g.role}" if g.role else "output"
+    return "\t".join(
+        (
+            g.grant_id,
+            g.peer,
+            g.kind,
+            what,
+            role,
+            f"components: {comps}",
+            f"expires: {expires}",
+            g.state,
+        )
+    )
+
+
+@grant_app.command("add")
+def grant_add(
+    peer: Annotated[str, typer.Argument(help="the party id granted to")],
+    table: Annotated[str | None, typer.Option(help="a registered table (name or id)")] = None,
+    path: Annotated[
+        str | None, typer.Option(help="an absolute file or directory path on this party")
+    ] = None,
+    role: Annotated[
+        str,
+        typer.Option("--as", help="host (features only) or guest (the label-holding side)"),
+    ] = "host",
+    component: Annotated[
+        list[str] | None,
+        typer.Option("--component", help="allow only this component (repeat; default: any)"),
+    ] = None,
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="lapse after e.g. 12h or 30d")
+    ] = None,
+    output: Annotated[
+        bool, typer.Option("--output", help="a directory the peer may name as our output")
+    ] = False,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let a peer use a table or a path of this party's in the jobs it proposes."""
+    expires_ms = int(time.time() * 1000) + _duration_ms(expires_in) if expires_in else None
+    with _client(url, token) as t:
+        grant = t.grant(
+            peer,
+            table=table,
+            path=path,
+            role=None if output else role,
+            components=component or [],
+            expires_ms=expires_ms,
+            kind="output" if output else "input",
+        )
+    if as_json:
+        _print_json(grant.model_dump())
+    else:
+        typer.echo(_grant_line(grant))
+
+
+@grant_app.command("list")
+def grant_list(
+    peer: Annotated[str | None, typer.Option(help="only grants to this party")] = None,
+    active: Annotated[bool, typer.Option("--active", help="only grants still in force")] = False,
+    limit: Annotated[int, typer.Option(help="at most N grants")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Grants of this party, newest first (revoked and expired ones too, unless --active)."""
+    with _client(url, token) as t:
+        grants = t.grants(peer=peer, active=active, limit=limit)
+    if as_json:
+        _print_json(grants.model_dump())
+        return
+    for g in grants.items:
+        typer.echo(_grant_line(g))
+
+
+@grant_app.command("revoke")
+def grant_revoke(
+    grant_id: Annotated[str, typer.Argument(help="the grant id")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+) -> None:
+    """Revoke a grant: proposals naming it are refused, also those waiting for approval."""
+    with _client(url, token) as t:
+        grant = t.revoke_grant(grant_id)
+    typer.echo(_grant_line(grant))
+
+
+# --- decision ------------------------------------------------------------------------------------
+
+
+@decision_app.command("list")
+def decision_list(
+    job: Annotated[str | None, typer.Option("--job", help="only this job's")] = None,
+    limit: Annotated[int, typer.Option(help="at most N decisions")] = 50,
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What this party decided about each proposal it received, by which rule or person."""
+    with _client(url, token) as t:
+        found = t.decisions(job_id=job, limit=limit)
+    if as_json:
+        _print_json(found.model_dump())
+        return
+    for d in found.items:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(d.decided_ms / 1000))
+        typer.echo(
+            f"{when}\t{d.job_id}\tfrom {d.initiator}\t{d.decision}\tby {d.decided_by}\t{d.rule}"
+            + (f"\t{d.reason}" if d.reason else "")
+        )
+
+
 # --- model ---------------------------------------------------------------------------------------
 
 
@@ -424,6 +600,51 @@ def model_import(
     with _client(url, token) as t:
         model = t.import_model(archive)
     typer.echo(f"{model.model_id}\t{model.component}\t{model.step}")
+
+
+# --- component -----------------------------------------------------------------------------------
+
+
+@component_app.command("list")
+def component_list(
+    url: UrlOpt = DEFAULT_URL, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The components this party runs: roles, inputs → outputs, what each does."""
+    with _client(url, token) as t:
+        components = t.components()
+    if as_json:
+        _print_json(components.model_dump())
+        return
+    for c in components.items:
+        flow = f"{', '.join(c.inputs) or '-'} -> {', '.join(c.outputs) or '-'}"
+        typer.echo(f"{c.name}\t{'/'.join(c.roles)}\t{flow}\t{c.description}")
+
+
+def _parameter_line(p: Parameter) -> str:
+    default = "required" if p.required else f"default {json.dumps(p.default)}"
+    bounds = ParamInfo(**p.model_dump()).bounds()
+    return f"  {p.name}\t{p.type}\t{default}{f'; {bounds}' if bounds else ''}\t{p.description}"
+
+
+@component_app.command("show")
+def component_show(
+    name: Annotated[str, typer.Argument(help="the component's name")],
+    url: UrlOpt = DEFAULT_URL,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One component: its roles, inputs, outputs and every parameter with its bounds."""
+    with _client(url, token) as t:
+        c = t.component(name)
+    if as_json:
+        _print_json(c.model_dump())
+        return
+    typer.echo(f"{c.name} (version {c.version}): {c.description}")
+    typer.echo(f"roles: {', '.join(c.roles)}")
+    typer.echo(f"inputs: {', '.join(c.inputs) or '-'}; outputs: {', '.join(c.outputs) or '-'}")
+    typer.echo("parameters:" if c.parameters else "parameters: none")
+    for p in c.parameters:
+        typer.echo(_parameter_line(p))
 
 
 # --- token ---------------------------------------------------------------------------------------

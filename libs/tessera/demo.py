@@ -84,6 +84,14 @@ def run_example(stack: Stack, data: DemoData, job_text: str, timeout_s: float) -
     pipeline = PIPELINE_YAML.read_bytes()
     total_steps = len(yaml.safe_load(pipeline).get("steps") or [])
 
+    for party in others:  # their env files grant the demo data (GRANT_INPUT_PATHS_<guest>)
+        with Tessera(party.flow_server_url) as peer:
+            granted = peer.grants(peer=guest_id, active=True).items
+        for g in granted:
+            what = g.path or f"table:{g.table_name}"
+            print(f"party {party.party_id} grants {guest_id}: {what} (as {g.role or 'output'})")
+        if not granted:
+            print(f"party {party.party_id} grants {guest_id} nothing: it will refuse the job")
     with Tessera(guest.flow_server_url) as flow:
         print(f"POST {guest.flow_server_url}/pipelines  (file=@{PIPELINE_YAML.relative_to(ROOT)})")
         pipeline_id = flow.upload_pipeline(pipeline).pipeline_id

@@ -7,6 +7,7 @@ Relative paths are resolved against the directory the services run in (the repos
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
@@ -82,9 +83,18 @@ class PartyEnv:
     def base_url(self, service: str) -> str:
         return f"http://{self.host}:{self.port(service)}"
 
+    def internal_url(self, service: str) -> str:
+        """Where this party reaches the service's /health and /metrics: the bridge serves them
+        on its internal port (its other port is the peers'), the others on their one port."""
+        if service != "federation_bridge":
+            return self.base_url(service)
+        bind = self._get("BRIDGE_INTERNAL_HOST", self.host)
+        host = "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+        return f"http://{host}:{int(self._get('BRIDGE_INTERNAL_PORT', '9390'))}"
+
     def health_url(self, service: str) -> str:
         prefix = "/flow-server" if service == "flow_server" else ""
-        return f"{self.base_url(service)}{prefix}/health"
+        return f"{self.internal_url(service)}{prefix}/health"
 
     @property
     def flow_server_url(self) -> str:
@@ -103,6 +113,7 @@ class LocalParty:
     kafka_port: int
     flow_server_port: int
     bridge_port: int
+    bridge_internal_port: int
     dashboard_port: int
     task_engine_port: int
     # only used when the launcher starts the broker itself
@@ -122,7 +133,7 @@ def local_parties(
     party_ids: Sequence[str], kafka_ports: Sequence[int] | None = None
 ) -> list[LocalParty]:
     """Parties on free ports; with ``kafka_ports`` they use those (already running) brokers."""
-    ports = iter(free_ports(6 * len(party_ids)))
+    ports = iter(free_ports(7 * len(party_ids)))
     parties = []
     for i, pid in enumerate(party_ids):
         kafka, ctrl = next(ports), next(ports)
@@ -134,6 +145,7 @@ def local_parties(
                 kafka_port=kafka,
                 flow_server_port=next(ports),
                 bridge_port=next(ports),
+                bridge_internal_port=next(ports),
                 dashboard_port=next(ports),
                 task_engine_port=next(ports),
                 kafka_controller_port=ctrl or None,
@@ -142,8 +154,14 @@ def local_parties(
     return parties
 
 
-def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path) -> str:
-    """The env file text of ``party`` in a setup where every party runs on 127.0.0.1."""
+def render_env(
+    party: LocalParty,
+    peers: Sequence[LocalParty],
+    state_root: Path,
+    data_roots: Sequence[Path] = (),
+) -> str:
+    """The env file text of ``party`` in a setup where every party runs on 127.0.0.1; steps may
+    read and write under its state dir and ``data_roots``."""
     others = [p for p in peers if p.party_id != party.party_id]
     state = state_root / party.party_id
     lines = [
@@ -158,6 +176,7 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
             else []
         ),
         f"EXPOSE_MQ_HTTP_PORT={party.bridge_port}",
+        f"BRIDGE_INTERNAL_PORT={party.bridge_internal_port}",
         f"OTHER_PARTIES={','.join(p.party_id for p in others)}",
         *(f"PARTY_MQ_HTTP_URL_{p.party_id}=http://127.0.0.1:{p.bridge_port}" for p in others),
         "BIND_HOST=127.0.0.1",
@@ -165,6 +184,7 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
         f"DASHBOARD_PORT={party.dashboard_port}",
         f"TASK_ENGINE_PORT={party.task_engine_port}",
         f"STATE_DIR={state}",
+        *([f"DATA_ROOTS={os.pathsep.join(str(r) for r in data_roots)}"] if data_roots else []),
         f"PARTY_PRIVATE_KEY={state / 'keys' / 'private.pem'}",
         *(
             f"PARTY_PUBLIC_KEY_{p.party_id}={state_root / p.party_id / 'keys' / 'public.pem'}"
@@ -174,12 +194,15 @@ def render_env(party: LocalParty, peers: Sequence[LocalParty], state_root: Path)
     return "\n".join(lines) + "\n"
 
 
-def write_env_files(parties: Sequence[LocalParty], out_dir: Path) -> list[Path]:
-    """Write ``party-<id>.env`` for each party into ``out_dir``; state goes to ``out_dir/run``."""
+def write_env_files(
+    parties: Sequence[LocalParty], out_dir: Path, data_roots: Sequence[Path] = ()
+) -> list[Path]:
+    """Write ``party-<id>.env`` for each party into ``out_dir``; state goes to ``out_dir/run``,
+    steps' inputs and outputs may also be under ``data_roots``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for party in parties:
         path = out_dir / f"party-{party.party_id}.env"
-        path.write_text(render_env(party, parties, out_dir / "run"))
+        path.write_text(render_env(party, parties, out_dir / "run", data_roots))
         paths.append(path)
     return paths

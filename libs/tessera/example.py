@@ -16,6 +16,7 @@ import yaml
 from numpy.typing import NDArray
 
 from tessera.envfiles import ROOT
+from tessera.sdk import Grant, Tessera
 
 EXAMPLE_DIR = ROOT / "examples" / "hetero_lr"
 PIPELINE_YAML = EXAMPLE_DIR / "pipeline.yaml"
@@ -72,6 +73,12 @@ def render_job(data: DemoData, output_root: Path, template: Path = JOB_TEMPLATE)
         own["output"] = str((output_root / party).resolve())
         args[key] = own
     return yaml.safe_dump(job, sort_keys=False)
+
+
+def grant_host_data(host: Tessera, guest_id: str, data: DemoData) -> Grant:
+    """The host's grant step of the example: the guest may name the host's CSV as the host's
+    input (as the host, for any component). Without it the host refuses the guest's proposal."""
+    return host.grant(guest_id, path=str(data.host_csv), role="host")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:

@@ -31,7 +31,11 @@ __all__ = [
     "ApiError",
     "ConnectionFailed",
     "Dashboard",
+    "Decision",
+    "DecisionList",
     "Deleted",
+    "Grant",
+    "GrantList",
     "JobCreated",
     "JobDetail",
     "JobList",
@@ -40,6 +44,7 @@ __all__ = [
     "JobTask",
     "LogLine",
     "Logs",
+    "Member",
     "ModelInfo",
     "ModelList",
     "OutputPlacement",
@@ -149,13 +154,29 @@ class JobTask(TaskInfo):
     step: str
 
 
+class Member(_Answer):
+    """A party of a job: its answer to the proposal and its own view of the job's state."""
+
+    party_id: str
+    role: str
+    answer: str
+    reason: str | None = None
+    job_state: str | None = None
+    job_reason: str | None = None
+
+
 class JobDetail(JobSummary):
     """A job as one flow_server reports it: each step with its tasks on every party of the job,
     as this party knows them (the parties forward their task states to each other)."""
 
     roles: dict[str, list[str]] = {}
+    members: list[Member] = []
     steps: list[StepInfo] = []
     output: OutputPlacement | None = None
+
+    def pending_approval(self) -> list[str]:
+        """The parties whose operator has yet to approve the proposal."""
+        return [m.party_id for m in self.members if m.job_state == "pending_approval"]
 
     @property
     def tasks(self) -> list[JobTask]:
@@ -235,6 +256,82 @@ class ModelList(_Answer):
 
 class Deleted(_Answer):
     deleted: str
+
+
+class Grant(_Answer):
+    grant_id: str
+    peer: str
+    kind: str
+    table_id: str | None = None
+    table_name: str | None = None
+    path: str | None = None
+    role: str | None = None
+    components: list[str] = []
+    expires_ms: int | None = None
+    state: str
+    created_ms: int
+    created_by: str
+    revoked_ms: int | None = None
+    revoked_by: str | None = None
+
+
+class GrantList(_Answer):
+    items: list[Grant]
+    total: int
+    limit: int
+    offset: int
+
+
+class Decision(_Answer):
+    decision_id: int
+    job_id: str
+    initiator: str
+    pipeline_name: str
+    parties: list[str]
+    party_args: dict[str, Any] = {}
+    common_args: dict[str, Any] = {}
+    decision: str
+    code: str | None = None
+    rule: str
+    decided_by: str
+    reason: str | None = None
+    decided_ms: int
+
+
+class DecisionList(_Answer):
+    items: list[Decision]
+    total: int
+    limit: int
+    offset: int
+
+
+class Parameter(_Answer):
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+
+
+class ComponentInfo(_Answer):
+    name: str
+    description: str
+    roles: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    version: str
+    parameters: list[Parameter]
+
+
+class ComponentList(_Answer):
+    items: list[ComponentInfo]
+    platform_args: list[Parameter]
 
 
 class LogLine(_Answer):
@@ -425,6 +522,30 @@ class Tessera(_Client):
         """Rerun from the failed step, reusing the outputs of the steps that succeeded."""
         return self._control(job_id, "rerun")
 
+    def approve_job(self, job_id: str) -> JobSummary:
+        """Approve a peer's proposal this party holds for its operator (``pending_approval``)."""
+        return self._control(job_id, "approve")
+
+    def reject_job(self, job_id: str, reason: str | None = None) -> JobSummary:
+        """Reject a held proposal; ``reason`` is sent to the initiator."""
+        return self._call(JobSummary, "POST", f"/jobs/{job_id}/reject", json={"reason": reason})
+
+    def decisions(
+        self,
+        *,
+        job_id: str | None = None,
+        initiator: str | None = None,
+        decision: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> DecisionList:
+        """This party's decisions about the proposals it received, newest first."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        for key, value in (("job_id", job_id), ("initiator", initiator), ("decision", decision)):
+            if value:
+                params[key] = value
+        return self._call(DecisionList, "GET", "/decisions", params=params)
+
     def delete_job(self, job_id: str) -> None:
         self._send("DELETE", f"/jobs/{job_id}")
 
@@ -484,6 +605,56 @@ class Tessera(_Client):
     def delete_table(self, table_id: str) -> Deleted:
         return self._call(Deleted, "DELETE", f"/data/{table_id}")
 
+    # --- grants --------------------------------------------------------------------------------
+
+    def grant(
+        self,
+        peer: str,
+        *,
+        table: str | None = None,
+        path: str | None = None,
+        role: str | None = None,
+        components: list[str] | None = None,
+        expires_ms: int | None = None,
+        kind: str = "input",
+    ) -> Grant:
+        """Let ``peer`` name a table (by name) or a path (a file or a directory) of this party's
+        as its input in the jobs it proposes (``role``: host, the default, or guest), or a
+        directory as this party's output (``kind="output"``)."""
+        body: dict[str, Any] = {"peer": peer, "kind": kind, "components": components or []}
+        for key, value in (
+            ("table", table),
+            ("path", path),
+            ("role", role),
+            ("expires_ms", expires_ms),
+        ):
+            if value is not None:
+                body[key] = value
+        return self._call(Grant, "POST", "/grants", json=body)
+
+    def grants(
+        self,
+        *,
+        peer: str | None = None,
+        kind: str | None = None,
+        active: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> GrantList:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "active": active}
+        if peer:
+            params["peer"] = peer
+        if kind:
+            params["kind"] = kind
+        return self._call(GrantList, "GET", "/grants", params=params)
+
+    def get_grant(self, grant_id: str) -> Grant:
+        return self._call(Grant, "GET", f"/grants/{grant_id}")
+
+    def revoke_grant(self, grant_id: str) -> Grant:
+        """Revoke a grant; proposals naming it are refused from now on."""
+        return self._call(Grant, "DELETE", f"/grants/{grant_id}")
+
     # --- models --------------------------------------------------------------------------------
 
     def models(
@@ -541,3 +712,11 @@ class Tessera(_Client):
 
     def delete_model(self, model_id: str) -> Deleted:
         return self._call(Deleted, "DELETE", f"/models/{model_id}")
+
+    # --- components ----------------------------------------------------------------------------
+
+    def components(self) -> ComponentList:
+        return self._call(ComponentList, "GET", "/components")
+
+    def component(self, name: str) -> ComponentInfo:
+        return self._call(ComponentInfo, "GET", f"/components/{name}")

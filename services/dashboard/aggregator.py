@@ -26,6 +26,8 @@ TASK_STATUS: Final = "task.status"
 METRIC: Final = "metric"
 LOG: Final = "log"
 TASK_RUN: Final = "task.run"  # on fl.tasks: this party's component, role and arguments of a step
+# on fl.status: this party's decision about a proposal it received (flow_server.decisions)
+DECISION: Final = "proposal.decision"
 
 ACTIVE_STATES: Final = frozenset({"running"})
 ENDED_STATES: Final = frozenset({"success", "failed", "canceled"})
@@ -84,6 +86,10 @@ def _parties(value: Any) -> list[str] | None:
         return [f"{pid}={role}" for role, ids in value.items() for pid in ids]
     return None
 
+# The metric a step reports its computing engine with (task_engine.step), and how much of it is
+# shown (a master URL from a party's own settings, but bounded all the same).
+COMPUTING_METRIC = "computing"
+MAX_ENGINE_TEXT = 120
 
 @dataclass
 class TaskView:
@@ -112,6 +118,9 @@ class StepView:
     # from the pipeline, as the flow_server announces it in job.status
     component: str | None = None
     depends: list[str] = field(default_factory=list)
+    # party id -> where its step computed ("local", or "spark" and the master), from the
+    # step's ``computing`` metric (fedalgo.computing)
+    engines: dict[str, str] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -144,6 +153,18 @@ class LogLine:
     line: str
 
 
+@dataclass(frozen=True)
+class DecisionView:
+    """A decision of this party's about the job's proposal: by its policy, a person or the
+    deadline."""
+
+    decision: str
+    rule: str
+    decided_by: str
+    reason: str | None
+    decided_at: float  # epoch seconds
+
+
 @dataclass
 class JobView:
     """Everything the dashboard knows about one job."""
@@ -165,6 +186,8 @@ class JobView:
     curves: dict[MetricKey, Any] = field(default_factory=dict)  # JSON-able structures
     log_counts: dict[str, int] = field(default_factory=dict)
     logs: deque[LogLine] = field(default_factory=lambda: deque(maxlen=LOG_TAIL))
+    # (decided_ms, decision) -> the decision: a replayed record lands on its own key
+    decisions: dict[tuple[int, str], DecisionView] = field(default_factory=dict)
 
     def ordered_steps(self) -> list[StepView]:
         return [self.steps.get(name) or StepView(name) for name in self.step_order]
@@ -335,6 +358,11 @@ def _apply_metric(job: JobView, env: Envelope) -> bool:
     key = MetricKey(env.task, str(body.get("party") or env.src), name)
     if env.task is not None:
         _step(job, env.task)
+    if env.task is not None and name == COMPUTING_METRIC and isinstance(value, Mapping):
+        engine, master = _text(value.get("engine")), _text(value.get("master"))
+        if engine is not None:
+            where = f"{engine} ({master})" if engine != "local" and master else engine
+            _step(job, env.task).engines[key.party] = where[:MAX_ENGINE_TEXT]
     if not _is_number(value):
         job.curves[key] = to_jsonable(value)
     elif iteration is None:
@@ -355,7 +383,22 @@ def _apply_log(job: JobView, env: Envelope) -> bool:
     return True
 
 
+def _apply_decision(job: JobView, env: Envelope) -> bool:
+    body = env.body
+    decision, rule, by = (_text(body.get(k)) for k in ("decision", "rule", "decided_by"))
+    when = body.get("decided_ms")
+    if decision is None or rule is None or by is None or not isinstance(when, int):
+        return False
+    if job.initiator is None and (initiator := _text(body.get("initiator"))) is not None:
+        job.initiator = initiator
+    job.decisions[(when, decision)] = DecisionView(
+        decision, rule, by, _text(body.get("reason")), when / 1000
+    )
+    return True
+
+
 _HANDLERS: Final = {
+    DECISION: _apply_decision,
     JOB_STATUS: _apply_job_status,
     TASK_STATUS: _apply_task_status,
     TASK_RUN: _apply_task_run,

@@ -169,6 +169,7 @@ async def health(
             connected=st.connected,
             stopped=st.stopped,
             records=st.records,
+            set_aside=st.set_aside,
             last_record_at=st.last_record_at,
             error=st.error,
         ),

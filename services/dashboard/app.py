@@ -3,6 +3,9 @@
 On start the lifespan opens a groupless subscription to ``fl.status``, ``fl.results`` and
 ``fl.logs`` that replays them from the beginning into a fresh :class:`Aggregator`, so a restarted
 dashboard rebuilds the same views; on stop it cancels the consumer and waits (bounded) for it.
+When a token is required (off loopback), it also opens the flow_server's database, where the
+party's API tokens are (:mod:`dashboard.auth`); on loopback the Host header is checked
+(:mod:`fedcore.hostcheck`).
 """
 
 from __future__ import annotations
@@ -11,12 +14,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from sqlalchemy import create_engine
 
-from dashboard import api, errors, pages
+from dashboard import api, approvals, errors, login, pages
 from dashboard.aggregator import Aggregator
+from dashboard.auth import LoginRequired, Sessions
 from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
 from dashboard.deps import MetricsDep, State
 from dashboard.metrics import CONTENT_TYPE, DashboardMetrics
+from fedcore.apitokens import token_required
+from fedcore.dburl import normalize_url
+from fedcore.hostcheck import HostCheck
 from fedcore.settings import PartySettings
 
 STOP_TIMEOUT_S = 5.0
@@ -24,6 +32,7 @@ STOP_TIMEOUT_S = 5.0
 
 def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None) -> FastAPI:
     """The app for one party; ``source`` defaults to that party's Kafka."""
+    required = token_required(settings)
     records = source or KafkaSource(
         settings.kafka_bootstrap, client_id=f"dashboard-{settings.party_id}"
     )
@@ -33,6 +42,10 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
         aggregator, changes = Aggregator(), Changes()
         consumer = Consumer(records, aggregator, changes)
         app.state.changes = changes  # so the server can end event streams when it stops
+        # the party's API tokens live in the flow_server's database
+        engine = (
+            create_engine(normalize_url(settings.db_url), pool_pre_ping=True) if required else None
+        )
         consumer.start()
         try:
             yield State(
@@ -41,10 +54,13 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
                 changes=changes,
                 consumer=consumer,
                 metrics=DashboardMetrics(aggregator, consumer),
+                sessions=Sessions(engine) if engine is not None else None,
             )
         finally:
             changes.close()
             await consumer.stop(STOP_TIMEOUT_S)
+            if engine is not None:
+                engine.dispose()
 
     app = FastAPI(
         title="Tessera dashboard",
@@ -53,7 +69,11 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(approvals.router)
+    app.include_router(login.router)
     errors.install(app)
+    app.add_middleware(LoginRequired)
+    app.add_middleware(HostCheck, settings=settings)  # outermost: before any other work
 
     @app.get("/metrics", response_class=Response, include_in_schema=False)
     async def metrics(metrics: MetricsDep) -> Response:

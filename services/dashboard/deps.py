@@ -11,6 +11,7 @@ from typing import Annotated, TypedDict
 from fastapi import Depends, HTTPException, Request
 
 from dashboard.aggregator import Aggregator, JobView
+from dashboard.auth import Sessions
 from dashboard.consumer import Changes, Consumer
 from dashboard.metrics import DashboardMetrics
 from fedcore.settings import PartySettings
@@ -24,6 +25,7 @@ class State(TypedDict):
     changes: Changes
     consumer: Consumer
     metrics: DashboardMetrics
+    sessions: Sessions | None  # None when no token is required (loopback)
 
 
 async def get_settings(request: Request) -> PartySettings:

@@ -40,6 +40,12 @@ class DashboardMetrics:
             registry=r,
         )
         self.records_skipped.set_function(lambda: aggregator.skipped)
+        self.records_set_aside = Gauge(
+            "tessera_dashboard_records_set_aside",
+            "envelopes the dashboard could not apply and set aside on fl.dead, since the replay",
+            registry=r,
+        )
+        self.records_set_aside.set_function(lambda: consumer.status.set_aside)
         self.jobs = Gauge("tessera_dashboard_jobs", "jobs with a view", registry=r)
         self.jobs.set_function(lambda: len(aggregator))
         self.sse_clients = Gauge(

@@ -27,7 +27,16 @@ from dashboard.schemas import (
 )
 
 KNOWN_STATES: Final = frozenset(
-    {"waiting", "pending", "running", "success", "failed", "canceled", "unknown"}
+    {
+        "pending_approval",
+        "waiting",
+        "pending",
+        "running",
+        "success",
+        "failed",
+        "canceled",
+        "unknown",
+    }
 )
 
 CSS: Final = """
@@ -48,7 +57,7 @@ td.num { font-variant-numeric: tabular-nums; text-align: right; }
 .state-success { color: #1e6b2f; background: #e3f4e6; }
 .state-failed { color: #a11a1a; background: #fbe6e6; }
 .state-running { color: #12509e; background: #e3edfb; }
-.state-waiting, .state-pending { color: #7a5300; background: #fbf1dc; }
+.state-waiting, .state-pending, .state-pending_approval { color: #7a5300; background: #fbf1dc; }
 .state-canceled, .state-unknown, .state-other { color: #4a4a4a; background: #eeeeee; }
 .muted { color: #595959; }
 form.bar { display: flex; gap: .75rem; align-items: end; flex-wrap: wrap; margin: .5rem 0; }
@@ -184,6 +193,19 @@ def message(title: str, text: str, *, nonce: str) -> str:
     return page(title, body, nonce=nonce, fragment_url=None)
 
 
+def login(next_path: str, *, nonce: str, error: str | None = None) -> str:
+    """The login form: one of the party's API tokens (``tessera token create``)."""
+    problem = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
+    body = f"""{problem}<form method="post" action="/login" class="login">
+<input type="hidden" name="next" value="{escape(next_path)}">
+<label>API token <input type="password" name="token" autocomplete="current-password"
+ size="50" required autofocus></label>
+<button type="submit">Log in</button>
+</form>
+<p class="muted">A token of this party's: <code>tessera token create --env-file FILE</code>.</p>"""
+    return page("Log in", body, nonce=nonce, fragment_url=None)
+
+
 # --- the job list ----------------------------------------------------------------------------
 
 
@@ -294,7 +316,12 @@ def steps_table(detail: JobDetail) -> str:
                 cells.append('<td class="muted">—</td>')
                 continue
             reason = f' <span class="muted">{escape(task.reason)}</span>' if task.reason else ""
-            cells.append(f'<td data-party="{escape(party)}">{state_badge(task.state)}{reason}</td>')
+            engine = ""
+            if task.engine:
+                engine = f' <span class="engine muted">on {escape(task.engine)}</span>'
+            cells.append(
+                f'<td data-party="{escape(party)}">{state_badge(task.state)}{engine}{reason}</td>'
+            )
         rows.append(
             f'<tr data-step="{escape(step.name)}" data-state="{escape(step.state)}">'
             f'<th scope="row">{escape(step.name)}</th>'
@@ -475,10 +502,41 @@ def logs_view(job_id: str, logs: JobLogs) -> str:
 <div class="logs" id="logs" tabindex="0" role="log" aria-label="Step logs">{body}</div>"""
 
 
+def decisions_section(detail: JobDetail) -> str:
+    """This party's decisions about the job's proposal, and while it waits for this party's
+    operator, the approve and reject forms (posted to the dashboard, see ``approvals``)."""
+    if not detail.decisions:
+        return ""
+    rows = "".join(
+        f"<tr><td>{fmt_time(d.decided_at)}</td><td>{state_badge(d.decision)}</td>"
+        f"<td>{escape(d.decided_by)}</td><td>{escape(d.rule)}</td>"
+        f"<td>{escape(d.reason or '')}</td></tr>"
+        for d in detail.decisions
+    )
+    forms = ""
+    if detail.state == "pending_approval":
+        href = job_href(detail.job_id)
+        token = (
+            '<label>API token <input type="password" name="token" autocomplete="off" '
+            'maxlength="200"></label>'
+        )
+        forms = f"""<p>This job waits for this party's operator to approve it.</p>
+<form class="bar" id="approve" method="post" action="{href}/approve">{token}
+<button type="submit">Approve</button></form>
+<form class="bar" id="reject" method="post" action="{href}/reject">{token}
+<label>Reason <input name="reason" maxlength="500"></label>
+<button type="submit">Reject</button></form>"""
+    return f"""<h2>Decisions</h2>{forms}
+<table><caption>This party's decisions about the proposal</caption><thead><tr>
+<th scope="col">When</th><th scope="col">Decision</th><th scope="col">By</th>
+<th scope="col">Rule</th><th scope="col">Reason</th></tr></thead><tbody>{rows}</tbody></table>"""
+
+
 def job_section(
     detail: JobDetail, metrics: JobMetrics, analysis: JobAnalysis, logs: JobLogs
 ) -> str:
     return f"""{_summary(detail)}
+{decisions_section(detail)}
 <h2>Pipeline</h2>
 {dag_svg(detail.steps, _party_ids(detail))}
 {steps_table(detail)}

@@ -19,6 +19,7 @@ class TaskOut(BaseModel):
     state: str
     reason: str | None
     updated_at: float
+    engine: str | None = None  # "local", or "spark (<master>)": the step's computing metric
 
 
 class StepOut(BaseModel):
@@ -33,7 +34,13 @@ class StepOut(BaseModel):
     @classmethod
     def of(cls, step: StepView) -> Self:
         tasks = [
-            TaskOut(party=party, state=t.state, reason=t.reason, updated_at=t.updated_at)
+            TaskOut(
+                party=party,
+                state=t.state,
+                reason=t.reason,
+                updated_at=t.updated_at,
+                engine=step.engines.get(party),
+            )
             for party, t in sorted(step.tasks.items())
         ]
         out = cls(
@@ -104,15 +111,29 @@ class JobPage(BaseModel):
     states: dict[str, int]  # every job's state, counted (for the filter)
 
 
+class DecisionOut(BaseModel):
+    """This party's decision about the job's proposal (a party it was proposed to)."""
+
+    decision: str  # accepted / rejected / pending_approval / approved / expired
+    rule: str
+    decided_by: str  # "policy", "deadline" or the API token's name
+    reason: str | None
+    decided_at: float
+
+
 class JobDetail(JobSummary):
     steps: list[StepOut]
     log_counts: dict[str, int]
+    decisions: list[DecisionOut] = []  # oldest first
 
     @classmethod
     def of(cls, job: JobView) -> Self:
         summary = JobSummary.of(job).model_dump()
         steps = [StepOut.of(s) for s in job.ordered_steps()]
-        return cls(**summary, steps=steps, log_counts=dict(job.log_counts))
+        decisions = [
+            DecisionOut(**vars(d)) for _, d in sorted(job.decisions.items(), key=lambda kv: kv[0])
+        ]
+        return cls(**summary, steps=steps, log_counts=dict(job.log_counts), decisions=decisions)
 
 
 class MetricOut(BaseModel):
@@ -212,6 +233,7 @@ class ConsumerHealth(BaseModel):
     connected: bool
     stopped: bool
     records: int
+    set_aside: int = 0  # records it could not apply (on fl.dead), since the last replay
     last_record_at: float | None
     error: str | None
 

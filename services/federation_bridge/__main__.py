@@ -5,8 +5,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -14,7 +17,7 @@ import uvicorn
 from fedcore import logs
 from fedcore.settings import PartySettings, SettingsError
 from federation_bridge import tls
-from federation_bridge.app import create_app
+from federation_bridge.app import create_app, create_internal_app
 from federation_bridge.options import BridgeOptions
 from federation_bridge.signing import KeyFileError, generate_keypair
 
@@ -48,14 +51,46 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", exc)
         return 2
     logs.setup("federation_bridge", settings.party_id, fmt=settings.log_format)
-    uvicorn.run(
-        app,
-        host=settings.bind_host,
-        port=settings.bridge_port,
-        log_config=None,
-        **tls.server_options(options),
+    # no access log: every refused request is logged once by the bridge, the rest is counted
+    peers = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.bind_host,
+            port=settings.bridge_port,
+            log_config=None,
+            access_log=False,
+            **tls.server_options(options),
+        )
     )
+    internal = _Follower(
+        uvicorn.Config(
+            create_internal_app(app),
+            host=options.internal_host or settings.bind_host,
+            port=options.internal_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    asyncio.run(_serve(peers, internal))
     return 0
+
+
+class _Follower(uvicorn.Server):
+    """The internal server: leaves the signals to the peers' server and stops with it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _serve(peers: uvicorn.Server, internal: uvicorn.Server) -> None:
+    task = asyncio.create_task(internal.serve())
+    try:
+        await peers.serve()
+    finally:
+        internal.should_exit = True
+        await task
 
 
 if __name__ == "__main__":

@@ -1,10 +1,19 @@
-"""The bridge's FastAPI app: ``POST /v1/records`` (receiver), ``POST /v1/ping`` and
-``POST /v1/diag/sink`` (diagnostics, :mod:`federation_bridge.diag`), ``GET /health``,
-``GET /metrics`` (Prometheus), and the sender running in the lifespan.
+"""The bridge's two FastAPI apps. The peers' app (:func:`create_app`, on ``EXPOSE_MQ_HTTP_PORT``)
+serves only signed endpoints: ``POST /v1/records`` (receiver), ``POST /v1/ping`` and
+``POST /v1/diag/sink`` (diagnostics, :mod:`federation_bridge.diag`), and runs the sender in its
+lifespan. The internal app (:func:`create_internal_app`, on ``BRIDGE_INTERNAL_PORT``) serves
+``GET /health`` and ``GET /metrics`` (Prometheus) to this party only.
+
+A signed request is taken in this order, each step before the next costs anything: the claimed
+party is a known peer and a signature header is present (401), the body declares its size within
+``BRIDGE_MAX_BODY_BYTES`` (411/413), the peer is within its share of requests and bytes in
+progress (429, :mod:`federation_bridge.admission`), then the body is read up to its declared size
+and verified (408 if it does not arrive within ``BRIDGE_HTTP_TIMEOUT_S``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,10 +24,12 @@ from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from fedcore.bus import Bus, PublishFailed
 from fedcore.settings import PartySettings, SettingsError, environment
 from federation_bridge import diag, signing, tls
+from federation_bridge.admission import RETRY_AFTER_S, PeerAdmission
 from federation_bridge.dedup import DedupStore
 from federation_bridge.deps import BridgeState, StateDep
 from federation_bridge.metrics import CONTENT_TYPE, BridgeMetrics
@@ -76,6 +87,7 @@ def create_app(
                 dedup=dedup,
                 max_age_s=options.dedup_retention_s,
                 order_wait_s=options.order_wait_s,
+                max_records=options.receive_max_records,
                 metrics=metrics,
             )
             sender = Sender(
@@ -87,8 +99,13 @@ def create_app(
                 metrics=metrics,
             )
             await sender.start()
+            admission = PeerAdmission(
+                max_requests=options.peer_max_requests,
+                max_bytes=options.peer_max_bytes,
+                metrics=metrics,
+            )
             app.state.bridge = BridgeState(
-                settings, options, receiver, sender, metrics, private_key
+                settings, options, receiver, sender, metrics, private_key, admission
             )
             log.info("bridge of party %s up; peers %s", party, settings.peers)
             try:
@@ -96,31 +113,32 @@ def create_app(
             finally:
                 await sender.stop()
 
-    app = FastAPI(title=f"Tessera federation bridge ({settings.party_id})", lifespan=lifespan)
+    app = FastAPI(
+        title=f"Tessera federation bridge ({settings.party_id})",
+        lifespan=lifespan,
+        openapi_url=None,  # peers need no description of this party's bridge
+    )
 
     @app.post(PATH)
-    async def post_records(request: Request, state: StateDep) -> JSONResponse:
+    async def post_records(request: Request, state: StateDep) -> Response:
         """A peer's signed batch: produce its new records into this party's inbound topics."""
-        body = await _read_body(request, state.options.max_body_bytes)
-        if body is None:
-            state.receiver.stats.rejected["too_large"] += 1
-            state.metrics.rejects.labels("too_large").inc()
-            limit = state.options.max_body_bytes
-            return _error(413, "too_large", f"the body exceeds {limit} bytes")
+        party = request.headers.get(PARTY_HEADER)
+        signature = request.headers.get(SIGNATURE_HEADER)
         try:
-            accepted = await state.receiver.receive(
-                request.headers.get(PARTY_HEADER), request.headers.get(SIGNATURE_HEADER), body
-            )
+            peer = state.receiver.claimed_peer(party, signature)
+            size = _declared_size(request, state.options.max_body_bytes)
+            with state.admission.admit(peer, size):
+                body = await _read_body(request, size, state.options.http_timeout_s)
+                accepted = await state.receiver.receive(party, signature, body)
         except Rejected as exc:
-            return _error(exc.status, exc.code, exc.reason)
-        except PublishFailed as exc:
-            log.warning("cannot produce a batch into Kafka: %r", exc.error)
+            state.receiver.reject(party, exc)
+            return _error(exc)
+        except (PublishFailed, KafkaError) as exc:
+            error = exc.error if isinstance(exc, PublishFailed) else exc
+            log.warning("cannot produce a batch into Kafka: %r", error)
             state.receiver.stats.rejected["kafka_unavailable"] += 1
-            return _error(503, "kafka_unavailable", f"this party's Kafka refused: {exc.error!r}")
-        except KafkaError as exc:
-            log.warning("cannot produce a batch into Kafka: %r", exc)
-            state.receiver.stats.rejected["kafka_unavailable"] += 1
-            return _error(503, "kafka_unavailable", f"this party's Kafka refused: {exc!r}")
+            reason = f"this party's Kafka refused: {error!r}"
+            return _error(Rejected(503, "kafka_unavailable", reason, retry_after_s=RETRY_AFTER_S))
         return JSONResponse(
             {
                 "batch_id": accepted.batch_id,
@@ -132,11 +150,9 @@ def create_app(
     @app.post(diag.PING_PATH)
     async def ping(request: Request, state: StateDep) -> Response:
         """A signed ping from a peer, answered signed with this party's id and version."""
-        body = await _read_body(request, _PING_MAX_BYTES)
-        if body is None:
-            return _error(413, "too_large", f"a ping is at most {_PING_MAX_BYTES} bytes")
         party = request.headers.get(PARTY_HEADER)
         try:
+            body = await _signed_body(request, state, _PING_MAX_BYTES)
             signer = state.receiver.verify_signer(
                 party, request.headers.get(SIGNATURE_HEADER), body
             )
@@ -146,7 +162,7 @@ def create_app(
                 raise Rejected(403, "bad_ping", str(exc)) from exc
         except Rejected as exc:
             state.receiver.reject(party, exc)
-            return _error(exc.status, exc.code, exc.reason)
+            return _error(exc)
         answer, headers = diag.make_pong(
             ping,
             party_id=state.settings.party_id,
@@ -156,19 +172,24 @@ def create_app(
         return Response(answer, headers=headers)
 
     @app.post(diag.SINK_PATH)
-    async def sink(request: Request, state: StateDep) -> JSONResponse:
+    async def sink(request: Request, state: StateDep) -> Response:
         """A signed diagnostic payload: verified, then discarded (it never reaches Kafka)."""
-        body = await _read_body(request, state.options.max_body_bytes)
-        if body is None:
-            limit = state.options.max_body_bytes
-            return _error(413, "too_large", f"the body exceeds {limit} bytes")
         party = request.headers.get(PARTY_HEADER)
         try:
+            body = await _signed_body(request, state, state.options.max_body_bytes)
             state.receiver.verify_signer(party, request.headers.get(SIGNATURE_HEADER), body)
         except Rejected as exc:
             state.receiver.reject(party, exc)
-            return _error(exc.status, exc.code, exc.reason)
+            return _error(exc)
         return JSONResponse({"bytes": len(body)})
+
+    return app
+
+
+def create_internal_app(peers_app: FastAPI) -> FastAPI:
+    """``/health`` and ``/metrics`` over the state the peers' app opened in its lifespan."""
+    app = FastAPI(title="Tessera federation bridge (internal)", openapi_url=None)
+    app.state = peers_app.state
 
     @app.get("/metrics")
     async def metrics_endpoint(state: StateDep) -> Response:
@@ -217,20 +238,48 @@ def _load_keys(settings: PartySettings) -> tuple[Ed25519PrivateKey, dict[str, Ed
     return private_key, public_keys
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it exceeds ``limit`` bytes."""
+def _declared_size(request: Request, limit: int) -> int:
+    """The body size the request declares; Rejected unless it does, within ``limit``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return None
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        parts.append(chunk)
-    return b"".join(parts)
+    if declared is None or not declared.isdigit() or len(declared) > 19:
+        raise Rejected(411, "length_required", "a Content-Length header is required")
+    size = int(declared)
+    if size > limit:
+        raise Rejected(413, "too_large", f"the body of {size} bytes exceeds {limit} bytes")
+    return size
 
 
-def _error(status: int, code: str, reason: str) -> JSONResponse:
-    return JSONResponse({"error": code, "reason": reason}, status_code=status)
+async def _read_body(request: Request, size: int, timeout_s: float) -> bytes:
+    """Exactly the declared ``size`` bytes of the body, within ``timeout_s`` (a trickling body
+    would otherwise hold one of its peer's admissions for ever)."""
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > size:
+                    break
+    except ClientDisconnect as exc:
+        raise Rejected(400, "incomplete", "the client went away before sending its body") from exc
+    except TimeoutError as exc:
+        raise Rejected(408, "slow_body", f"the body did not arrive within {timeout_s} s") from exc
+    if len(body) != size:
+        raise Rejected(400, "incomplete", f"the body is not the {size} bytes declared")
+    return bytes(body)
+
+
+async def _signed_body(request: Request, state: BridgeState, limit: int) -> bytes:
+    """A diagnostic request's body, admitted and read like a batch's (unverified yet)."""
+    party = state.receiver.claimed_peer(
+        request.headers.get(PARTY_HEADER), request.headers.get(SIGNATURE_HEADER)
+    )
+    size = _declared_size(request, limit)
+    with state.admission.admit(party, size):
+        return await _read_body(request, size, state.options.http_timeout_s)
+
+
+def _error(exc: Rejected) -> JSONResponse:
+    headers = {} if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+    return JSONResponse(
+        {"error": exc.code, "reason": exc.reason}, status_code=exc.status, headers=headers
+    )

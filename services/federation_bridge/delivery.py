@@ -7,9 +7,11 @@ still without a 2xx.
 
 A batch is never skipped: transport errors, 5xx and 4xx alike are retried with capped exponential
 backoff (with jitter); a batch waiting to retry goes at once when another batch of the link
-succeeds, since a later batch can only have failed waiting for an earlier one. A 4xx means the two
-parties' configurations disagree (keys, party ids) and is logged as an error on every attempt,
-because only an operator can fix it; meanwhile the records wait in Kafka behind the bounded buffer.
+succeeds, since a later batch can only have failed waiting for an earlier one. A 429 (this party
+has more requests or bytes in progress at the peer than its share) waits at least the peer's
+``Retry-After``. Another 4xx means the two parties' configurations disagree (keys, party ids,
+limits) and is logged as an error on every attempt, because only an operator can fix it;
+meanwhile the records wait in Kafka behind the bounded buffer.
 """
 
 from __future__ import annotations
@@ -126,7 +128,9 @@ class PeerLink:
                     self.metrics.bytes_out.labels(self.peer_id).inc(len(body))
                     return
                 problem = f"HTTP {resp.status_code}: {resp.text[:500]}"
-                if resp.is_client_error:
+                if resp.status_code == 429:  # over our share at the peer: as told, later
+                    delay_s = max(delay_s, _retry_after_s(resp))
+                elif resp.is_client_error:
                     level = logging.ERROR
             self.stats.failed_attempts += 1
             self.metrics.retries.labels(self.peer_id).inc()
@@ -140,3 +144,9 @@ class PeerLink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(progress.wait(), delay_s * random.uniform(0.8, 1.2))
             delay_s = min(delay_s * 2, self._options.retry_max_s)
+
+
+def _retry_after_s(resp: httpx.Response) -> float:
+    """The peer's ``Retry-After`` in seconds (0 when absent or not a small number)."""
+    value = resp.headers.get("retry-after", "")
+    return float(value) if value.isdigit() and len(value) < 5 else 0.0

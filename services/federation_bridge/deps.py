@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
 from fedcore.settings import PartySettings
+from federation_bridge.admission import PeerAdmission
 from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.options import BridgeOptions
 from federation_bridge.receiver import Receiver
@@ -23,10 +24,14 @@ class BridgeState:
     sender: Sender
     metrics: BridgeMetrics
     private_key: Ed25519PrivateKey
+    admission: PeerAdmission
 
 
 def get_state(request: Request) -> BridgeState:
-    state: BridgeState = request.app.state.bridge
+    # the internal app shares the peers' app's state, which its lifespan fills once started
+    state: BridgeState | None = getattr(request.app.state, "bridge", None)
+    if state is None:
+        raise HTTPException(503, "the bridge is starting")
     return state
 
 

@@ -53,6 +53,12 @@ class BridgeMetrics:
         self.rejects = Counter(
             "tessera_bridge_rejected_batches", "batches refused, by reason", ["reason"], registry=r
         )
+        self.in_progress_bytes = Gauge(
+            "tessera_bridge_peer_bytes_in_progress",
+            "declared body bytes of a peer's requests being received (bounded per peer)",
+            ["peer"],
+            registry=r,
+        )
         self.pending = Gauge(
             "tessera_bridge_pending_records",
             "records read from Kafka and buffered, not yet delivered, per peer",

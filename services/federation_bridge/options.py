@@ -35,12 +35,23 @@ class BridgeOptions(BaseModel):
     commit_interval_s: float = Field(default=0.2, ge=0)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    # a request to a peer, and a body from a peer (a slower one is refused, 408)
     http_timeout_s: float = Field(default=30.0, gt=0)
     # how long a record id is remembered by the receiver; older batches are refused
     dedup_retention_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     # fsync every de-duplication commit: also exactly-once across a power loss (slower)
     dedup_fsync: bool = False
+    # what the receiver takes from each peer: a body (declared in Content-Length, checked before
+    # it is read), records in one batch, requests and body bytes in progress at once (over: 429)
     max_body_bytes: int = Field(default=64_000_000, ge=1)
+    receive_max_records: int = Field(default=10_000, ge=1)
+    peer_max_requests: int = Field(default=16, ge=1)
+    peer_max_bytes: int = Field(default=128_000_000, ge=1)
+    # /health and /metrics are served here, not on the peers' port (EXPOSE_MQ_HTTP_PORT); on
+    # internal_host, else BIND_HOST (the chart binds it to the pod's address for its probes while
+    # the peers' port stays behind the TLS proxy)
+    internal_port: int = Field(default=9390, ge=1, le=65535)
+    internal_host: str | None = None
     shutdown_grace_s: float = Field(default=5.0, ge=0)
     # TLS of the listener (HTTPS when both are set); with tls_ca, peers' client certificates are
     # verified against it, and required when tls_require_client_cert (mTLS)
@@ -56,6 +67,10 @@ class BridgeOptions(BaseModel):
 
     @model_validator(mode="after")
     def _checks(self) -> Self:
+        if self.peer_max_bytes < self.max_body_bytes:
+            raise ValueError("BRIDGE_PEER_MAX_BYTES must be at least BRIDGE_MAX_BODY_BYTES")
+        if self.batch_max_records > self.receive_max_records:
+            raise ValueError("BRIDGE_BATCH_MAX_RECORDS must be at most BRIDGE_RECEIVE_MAX_RECORDS")
         if self.order_wait_s >= self.http_timeout_s:
             raise ValueError("BRIDGE_ORDER_WAIT_S must be below BRIDGE_HTTP_TIMEOUT_S")
         if (self.tls_cert is None) != (self.tls_key is None):

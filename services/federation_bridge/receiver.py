@@ -1,11 +1,15 @@
 """The receiving half: verify a peer's batch, drop records already produced, produce the rest.
 
 Checks, in order (the first failure rejects the whole batch, so nothing of it is produced):
-the party is a configured peer with a public key (401), the signature verifies over the exact
-body (401), the body is a valid batch (400), the batch names the authenticated party as ``src``
-and this party as ``dst`` and is younger than the de-duplication window (403), and every record
-targets an inbound topic, carries ``src`` = the authenticated party, ``dst`` = this party (403)
-and an ``id`` header (400).
+the party is a configured peer with a public key (401, before the body is read), the signature
+verifies over the exact body (401), the body is a batch within its bounds (400,
+:meth:`Batch.decode`), the batch names the authenticated party as ``src`` and this party as
+``dst`` and is younger than the de-duplication window (403), and every record targets an inbound
+topic and passes :func:`~federation_bridge.wire.record_problem`: headers ``src`` = the signer,
+``dst`` = this party, a well-formed ``id`` (and ``chunk``), and an unchunked record's envelope
+naming the same ``id``, ``src`` and ``dst`` (4xx). Verifying and decoding run in a worker thread,
+so a large batch does not hold up the event loop (the sender's consumer heartbeats, other peers).
+Each refused request is logged in one line of at most ~1 KB.
 
 A sender keeps several batches in flight; they are taken in their stream's order
 (:mod:`federation_bridge.ordering`). Under a lock per sending party, a batch's new records are
@@ -33,11 +37,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from fedcore import topics
 from fedcore.bus import PublishFailed, RawRecord
+from fedcore.deadletter import MAX_LOG_CHARS, bounded
 from federation_bridge import signing
 from federation_bridge.dedup import DedupStore, RecordKey
 from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.ordering import OutOfTurn, StreamOrder
-from federation_bridge.wire import Batch, WireError, WireRecord
+from federation_bridge.wire import MAX_STR_CHARS, Batch, WireError, WireRecord, record_problem
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +54,17 @@ class Publisher(Protocol):
 
 
 class Rejected(Exception):
-    """A batch refused as a whole; ``status`` is the HTTP status, ``reason`` says why."""
+    """A batch refused as a whole; ``status`` is the HTTP status, ``reason`` says why (bounded),
+    ``retry_after_s`` when the sender should simply try again later."""
 
-    def __init__(self, status: int, code: str, reason: str) -> None:
+    def __init__(
+        self, status: int, code: str, reason: str, *, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.code = code
-        self.reason = reason
+        self.reason = bounded(reason)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -94,9 +103,11 @@ class Receiver:
         dedup: DedupStore,
         max_age_s: float,
         order_wait_s: float,
+        max_records: int,
         metrics: BridgeMetrics | None = None,
     ) -> None:
         self.party_id = party_id
+        self._max_records = max_records
         self._keys = public_keys
         self._publisher = publisher
         self._dedup = dedup
@@ -111,16 +122,12 @@ class Receiver:
         self.metrics = metrics or BridgeMetrics()
 
     async def receive(self, party: str | None, signature: str | None, body: bytes) -> Accepted:
+        """Produce a batch's new records; :class:`Rejected` (for the caller to :meth:`reject`)."""
+        batch = await asyncio.to_thread(self._admit, party, signature, body)
         try:
-            batch = self._authenticate(party, signature, body)
-            self._authorise(batch)
-            try:
-                await self._order.turn(batch.src, batch.stream, batch.seq, batch.base)
-            except OutOfTurn as exc:
-                raise Rejected(503, "out_of_order", str(exc)) from exc
-        except Rejected as exc:
-            self.reject(party, exc)
-            raise
+            await self._order.turn(batch.src, batch.stream, batch.seq, batch.base)
+        except OutOfTurn as exc:
+            raise Rejected(503, "out_of_order", str(exc), retry_after_s=1) from exc
         async with self._locks.setdefault(batch.src, asyncio.Lock()):
             queued = await self._queue(batch)
         self._order.applied(batch.src, batch.stream, batch.seq)
@@ -133,33 +140,41 @@ class Receiver:
         return result
 
     def reject(self, party: str | None, exc: Rejected) -> None:
-        """Count and log a refused request."""
+        """Count and log a refused request (one line of at most ~1 KB)."""
         self.stats.rejected[exc.code] += 1
         self.metrics.rejects.labels(exc.code).inc()
-        log.warning("rejected a request from %r: %s", party, exc.reason)
+        who = bounded(repr(party), 80)
+        log.warning(
+            bounded(f"rejected a request from {who}: {exc.code}: {exc.reason}", MAX_LOG_CHARS)
+        )
+
+    def claimed_peer(self, party: str | None, signature: str | None) -> str:
+        """The known peer a request claims to come from, before its body is read (the signature
+        is verified with the body); :class:`Rejected` (401) otherwise, uncounted."""
+        if not party or not signature:
+            raise Rejected(401, "unsigned", "X-Tessera-Party and X-Tessera-Signature are required")
+        if party not in self._keys:
+            raise Rejected(401, "unknown_party", f"party {party!r} is not a known peer")
+        if len(signature) > MAX_STR_CHARS:
+            raise Rejected(401, "bad_signature", "the signature header is too long")
+        return party
 
     def verify_signer(self, party: str | None, signature: str | None, body: bytes) -> str:
         """The known peer that signed ``body``; :class:`Rejected` (401) otherwise, uncounted."""
-        if not party or not signature:
-            raise Rejected(401, "unsigned", "X-Tessera-Party and X-Tessera-Signature are required")
-        key = self._keys.get(party)
-        if key is None:
-            raise Rejected(401, "unknown_party", f"party {party!r} is not a known peer")
-        if not signing.verify(key, body, signature):
-            raise Rejected(401, "bad_signature", f"the signature does not verify for {party!r}")
-        return party
+        peer = self.claimed_peer(party, signature)
+        if not signing.verify(self._keys[peer], body, signature or ""):
+            raise Rejected(401, "bad_signature", f"the signature does not verify for {peer!r}")
+        return peer
 
-    def _authenticate(self, party: str | None, signature: str | None, body: bytes) -> Batch:
+    def _admit(self, party: str | None, signature: str | None, body: bytes) -> Batch:
+        """The verified, bounded, authorised batch (in a worker thread: pure CPU, no state)."""
         party = self.verify_signer(party, signature, body)
         try:
-            batch = Batch.decode(body)
+            batch = Batch.decode(body, max_records=self._max_records)
         except WireError as exc:
             raise Rejected(400, "malformed", str(exc)) from exc
         if batch.src != party:
             raise Rejected(403, "src_mismatch", f"batch src {batch.src!r} is not signer {party!r}")
-        return batch
-
-    def _authorise(self, batch: Batch) -> None:
         if batch.dst != self.party_id:
             raise Rejected(403, "dst_mismatch", f"batch is for {batch.dst!r}, not {self.party_id}")
         age_s = time.time() - batch.sent_ms / 1000
@@ -168,13 +183,10 @@ class Receiver:
         for i, record in enumerate(batch.records):
             if record.topic not in INBOUND_TOPICS:
                 raise Rejected(403, "topic", f"record {i}: {record.topic!r} is not inbound")
-            src, dst = record.header("src"), record.header("dst")
-            if src != batch.src:
-                raise Rejected(403, "src_mismatch", f"record {i}: src header {src!r} is not signer")
-            if dst != self.party_id:
-                raise Rejected(403, "dst_mismatch", f"record {i}: dst header {dst!r} is not us")
-            if not record.header("id"):
-                raise Rejected(400, "no_id", f"record {i} has no id header")
+            problem = record_problem(record, src=party, dst=self.party_id)
+            if problem is not None:
+                raise Rejected(problem.status, problem.code, f"record {i}: {problem.reason}")
+        return batch
 
     async def _queue(self, batch: Batch) -> _Queued:
         keys = [_record_key(batch.src, r) for r in batch.records]

@@ -8,8 +8,10 @@ peer's produce of successive batches overlap; the peer applies them in order. An
 committed only once every record before it in its partition has been delivered (2xx) or
 dead-lettered, so a crash re-sends rather than loses (the receiver de-duplicates).
 
-A record the bridge can never deliver — no or unknown ``dst``, ``dst`` = this party, a ``src``
-header other than this party, no ``id`` header — is a configuration error. It is written to the
+A record the bridge can never deliver — no or unknown ``dst``, ``dst`` = this party, or one the
+peer would refuse (:func:`~federation_bridge.wire.record_problem`: a ``src`` other than this party,
+no well-formed ``id``, an envelope whose body disagrees with its headers, an oversized record) —
+is a defect of its producer. It is written to the
 dead-letter topic :data:`DEAD_LETTER_TOPIC` (untouched, plus ``dead_*`` headers) and logged as an
 error, then committed past. Holding it instead would stall every job that shares its partition
 until a restart with a new configuration; the dead-letter topic keeps it for an operator to
@@ -34,6 +36,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from fedcore import topics
 from fedcore.bus import Bus
@@ -43,7 +46,7 @@ from federation_bridge.delivery import PeerLink
 from federation_bridge.metrics import BridgeMetrics
 from federation_bridge.offsets import OffsetTracker, Ticket
 from federation_bridge.options import BridgeOptions
-from federation_bridge.wire import WireRecord, find_header
+from federation_bridge.wire import WireRecord, find_header, record_problem, summary
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +65,7 @@ class Outgoing:
     timestamp_ms: int  # the record's Kafka timestamp on fl.out.*, for the delivery latency
 
     def __len__(self) -> int:
-        r = self.record
-        return len(r.value) + len(r.key or b"") + sum(len(k) + len(v) for k, v in r.headers)
+        return self.record.size
 
 
 @dataclass(frozen=True)
@@ -231,11 +233,12 @@ class Sender:
                     continue  # a rebalance during the await took the partition away
                 self._tracker.done(self._tracker.track(tp, record.offset))
             else:
+                peer, wire = route
                 # tracking a record again after a failed put is harmless: same offset, pending
                 ticket = self._tracker.track(tp, record.offset)
-                item = Outgoing(_to_wire(record), ticket, record.timestamp)
-                if not self._buffers[route].try_put(item):
-                    return route, len(item)
+                item = Outgoing(wire, ticket, record.timestamp)
+                if not self._buffers[peer].try_put(item):
+                    return peer, len(item)
             self._held.popleft()
         return None
 
@@ -256,9 +259,9 @@ class Sender:
             space.cancel()
             consumer.resume(*consumer.paused())
 
-    def _route(self, record: ConsumerRecord) -> str | _Dead:
-        headers = record.headers or ()
-        dst = find_header(headers, "dst")
+    def _route(self, record: ConsumerRecord) -> tuple[str, WireRecord] | _Dead:
+        """The peer a record goes to and its wire form, or why it cannot go."""
+        dst = find_header(record.headers or (), "dst")
         own = self._settings.party_id
         if dst is None:
             return _Dead("the record has no dst header")
@@ -266,12 +269,14 @@ class Sender:
             return _Dead(f"dst {dst} is this party; outbound records are for other parties")
         if dst not in self.links:
             return _Dead(f"dst {dst!r} is not a configured peer (OTHER_PARTIES)")
-        src = find_header(headers, "src")
-        if src != own:
-            return _Dead(f"src header {src!r} is not this party ({own}); the peer would refuse it")
-        if not find_header(headers, "id"):
-            return _Dead("the record has no id header, so the peer could not de-duplicate it")
-        return dst
+        try:
+            wire = _to_wire(record)
+        except ValidationError as exc:
+            return _Dead(f"not a record the wire format carries: {summary(exc)}")
+        problem = record_problem(wire, src=own, dst=dst)
+        if problem is not None:
+            return _Dead(f"{problem.reason}; the peer would refuse it")
+        return dst, wire
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         where = f"{record.topic}/{record.partition}/{record.offset}"

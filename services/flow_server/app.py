@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore.bus import Bus
 from fedcore.envelope import Envelope
+from fedcore.hostcheck import HostCheck
 from fedcore.settings import PartySettings
-from flow_server import auth, errors, protocol
+from flow_server import auth, errors, grants, protocol
 from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
 from flow_server.deadlines import AcceptanceDeadlines
-from flow_server.dsl import DslError
 from flow_server.events import EventConsumer
 from flow_server.heartbeats import (
     HEARTBEAT,
@@ -30,11 +30,12 @@ from flow_server.heartbeats import (
     running_here,
 )
 from flow_server.metrics import FlowServerMetrics
-from flow_server.models import ProcessedMessage
+from flow_server.models import Job, JobState
 from flow_server.openapi import error_responses
 from flow_server.outbox import OutboxPublisher
-from flow_server.routes import data, health, jobs, metrics, models, pipelines
-from flow_server.states import IllegalTransition
+from flow_server.policy import Policy
+from flow_server.routes import components, data, decisions, health, jobs, metrics, models, pipelines
+from flow_server.routes import grants as grant_routes
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,9 @@ class FlowServer:
         return self.party.catalog
 
     def _apply_sync(self, env: Envelope) -> None:
-        try:
-            with self.sessions.begin() as session:
-                protocol.apply(session, self.party, env)
-        except (protocol.ProtocolError, DslError, IllegalTransition) as exc:
-            log.warning("skipping %s %s from %s: %s", env.type, env.id, env.src, exc)
-            with self.sessions.begin() as session:
-                session.merge(ProcessedMessage(id=env.id))
+        # an error rolls the transaction back; the consumer's guard decides what happens next
+        with self.sessions.begin() as session:
+            protocol.apply(session, self.party, env)
 
     async def expire_acceptance(self, job_id: str) -> None:
         """An acceptance deadline fired: time the job out if it is still waiting."""
@@ -94,17 +91,29 @@ class FlowServer:
                 self.metrics.lost_steps.inc()
             await self.outbox.flush()
 
+    def _held_deadline(self, job_id: str) -> int | None:
+        """The deadline of a proposal this party holds for its operator (None: not held)."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.state != JobState.PENDING_APPROVAL:
+                return None
+            return job.accept_deadline_ms
+
     async def apply(self, env: Envelope) -> None:
         """Apply one consumed envelope and publish what it produced."""
         if env.type == HEARTBEAT:  # in memory only, never in the database
-            self.metrics.heartbeats.inc()
             if self.heartbeats is not None:
                 self.heartbeats.observe(env)
+            self.metrics.heartbeats.inc()
             return
         async with self.lock:
             await asyncio.to_thread(self._apply_sync, env)
+            if env.type == "job.propose" and self.deadlines is not None:
+                deadline_ms = await asyncio.to_thread(self._held_deadline, env.job_id)
+                if deadline_ms is not None:
+                    self.deadlines.arm(env.job_id, deadline_ms)
             await self.outbox.flush()
-        self.metrics.events.labels(env.type).inc()
+        self.metrics.applied(env.type)
         if self.heartbeats is not None:
             self.heartbeats.observe(env)
 
@@ -127,6 +136,8 @@ def create_app(
                 await asyncio.to_thread(
                     _register_setup_token, sessions, settings.setup_api_token.get_secret_value()
                 )
+            if settings.input_grants:
+                await asyncio.to_thread(_make_setting_grants, sessions, settings)
             bus = Bus(settings.kafka_bootstrap, client_id=f"flow_server-{settings.party_id}")
             await bus.start()
             try:
@@ -136,8 +147,8 @@ def create_app(
                     catalog=catalog if catalog is not None else component_catalog(),
                     default_output=settings.outputs_dir,
                     accept_timeout_s=settings.accept_timeout_s,
-                    floors=settings.floors,
-                    step_images=settings.step_images,
+                    policy=Policy.from_settings(settings),
+                    platform_retries=settings.platform_retries,
                     state_dir=settings.state_dir,
                 )
                 server = FlowServer(
@@ -151,6 +162,7 @@ def create_app(
                         bus,
                         group_id=f"flow_server-{settings.party_id}",
                         apply=lambda env: server.apply(env),
+                        on_dead=lambda env: server.metrics.dead(env.type),
                     ),
                     lock=asyncio.Lock(),
                 )
@@ -190,15 +202,29 @@ def create_app(
     )
     errors.install(app)
     # every route but /health needs an API token when the server is not on loopback (auth.py)
-    for router in (pipelines.router, jobs.router, data.router, models.router):
+    for router in (
+        pipelines.router,
+        jobs.router,
+        data.router,
+        models.router,
+        grant_routes.router,
+        decisions.router,
+        components.router,
+    ):
         app.include_router(
             router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)
         )
     app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
     app.include_router(metrics.router)
+    app.add_middleware(HostCheck, settings=settings)  # on loopback: no DNS rebinding
     return app
 
 
 def _register_setup_token(sessions: sessionmaker[Session], token: str) -> None:
     with sessions.begin() as session:
         auth.register_setup_token(session, token)
+
+
+def _make_setting_grants(sessions: sessionmaker[Session], settings: PartySettings) -> None:
+    with sessions.begin() as session:
+        grants.ensure_setting_grants(session, settings.input_grants)

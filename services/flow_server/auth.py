@@ -1,4 +1,5 @@
-"""API tokens: made by ``tessera token create``, stored as their SHA-256, checked on each request.
+"""API tokens: made by ``tessera token create``, stored as their SHA-256, checked on each request
+(when one is required and how it is hashed: :mod:`fedcore.apitokens`, shared with the dashboard).
 
 A token is required (``Authorization: Bearer <token>``) on every route but ``/health`` whenever
 the flow_server listens on anything but loopback, or when ``REQUIRE_API_TOKEN=1``. The local
@@ -8,9 +9,7 @@ A token is 32 random bytes, so an unsalted SHA-256 is enough to make a stolen da
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import ipaddress
 import secrets
 from dataclasses import dataclass
 from typing import Annotated
@@ -20,32 +19,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from fedcore.apitokens import TOKEN_PREFIX, hash_token, token_required
 from fedcore.envelope import new_id
-from fedcore.settings import PartySettings
 from flow_server.deps import ServerDep
 from flow_server.errors import ApiError
 from flow_server.models import ApiToken
 
-TOKEN_PREFIX = "tsr_"
-
 _bearer = HTTPBearer(auto_error=False, description="an API token from `tessera token create`")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
-
-
-def token_required(settings: PartySettings) -> bool:
-    return settings.require_api_token or not is_loopback(settings.bind_host)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -102,3 +82,25 @@ def require_token(
 
 
 TokenDep = Depends(require_token)
+
+# who made a request when no token is needed (the local stack on loopback)
+LOCAL_OPERATOR = "local operator (no token)"
+
+
+def operator_name(
+    server: ServerDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The name of the API token that made the request: who a decision is recorded as made by.
+
+    Routes that use it are behind ``require_token``; without a token (allowed on loopback only)
+    the decision is recorded as the local operator's."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        with server.sessions() as session:
+            row = check_token(session, credentials.credentials)
+        if row is not None:
+            return row.name
+    return LOCAL_OPERATOR
+
+
+OperatorDep = Annotated[str, Depends(operator_name)]

@@ -1,4 +1,4 @@
-"""What the flow_server needs to know about the algorithm components: names, roles, inputs, outputs.
+"""What the flow_server knows of the components: names, roles, inputs, outputs, parameters.
 
 The registry lives in ``fedalgo.components``; it is imported here lazily, in one place, so the
 flow_server can be tested with a small explicit catalog and run with the real one.
@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fedcore.params import Params
+
 
 @dataclass(frozen=True)
 class ComponentInfo:
@@ -18,16 +20,24 @@ class ComponentInfo:
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     version: str = "1"
+    params: type[Params] = Params  # the parameter declaration; the base declares none
+    description: str = ""
 
 
 Catalog = Mapping[str, ComponentInfo]
 
 
 def catalog_of(specs: Iterable[Any]) -> dict[str, ComponentInfo]:
-    """Build a catalog from objects with ``name, roles, inputs, outputs, version`` attributes."""
+    """Build a catalog from objects with the attributes of :class:`ComponentInfo`."""
     return {
         s.name: ComponentInfo(
-            s.name, tuple(s.roles), tuple(s.inputs), tuple(s.outputs), str(s.version)
+            s.name,
+            tuple(s.roles),
+            tuple(s.inputs),
+            tuple(s.outputs),
+            str(s.version),
+            s.params,
+            str(s.description),
         )
         for s in specs
     }

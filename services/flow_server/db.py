@@ -14,15 +14,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from fedcore.dburl import normalize_url
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-
-def normalize_url(url: str) -> str:
-    """Pick the drivers Tessera installs: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
-    parsed = make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
 
 
 def make_engine(url: str) -> Engine:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
@@ -27,3 +27,8 @@ def get_session(server: ServerDep) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+# a list's offset: any larger one is no row anyway, and the database's integers end somewhere
+# (SQLite refuses an offset beyond 64 bits with an OverflowError)
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]

@@ -2,29 +2,44 @@
 
 A pipeline is a DAG of steps; each step runs a component of the algorithm catalog. Its inputs are
 ``$<arg>`` (a path the party gives in its job args) or ``<step>.<output>`` (an earlier step's
-output on the same party). A job names its parties with roles and gives their arguments; unknown
-argument keys are kept and handed to the steps. A step's arguments are its ``args``, overridden by
-the job's ``common-args``, overridden by the party's own ``parties-args``.
+output on the same party). A job names its parties with roles and gives their arguments. A step's
+arguments are its ``args``, overridden by the job's ``common-args``, overridden by the party's own
+``parties-args``. Every key must be declared: a parameter of the step's component (its ``args``)
+or of some step of the pipeline (``common-args`` and ``parties-args`` reach every step), a key of
+the platform's own (:class:`fedcore.params.PlatformArgs`), or an argument an input reads
+(``$<arg>``); values are checked against the declarations of each step they reach.
+
+Documents come from users and, in a proposal, from other parties, so the YAML reader is bounded:
+at most :data:`MAX_YAML_BYTES`, nested at most :data:`MAX_YAML_DEPTH` levels, no anchors or
+aliases (a few hundred bytes of aliases expand to gigabytes), and argument values limited as
+``fedcore.messages.Args`` says (JSON-like, no bytes, no NaN, bounded depth and size).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from fedcore.messages import MAX_PARTIES, MAX_PIPELINE_CHARS, MAX_STEPS, STEP_NAME, Args, describe
+from fedcore.params import PLATFORM_KEYS, InvalidArguments, Params, PlatformArgs
 from flow_server.catalog import Catalog
 
 ROLES = ("guest", "host", "arbiter")
 
-_STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_YAML_BYTES = MAX_PIPELINE_CHARS
+MAX_YAML_DEPTH = 24
+
+_STEP_NAME = STEP_NAME
 _ARG_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_.-]*)$")
 _OUT_REF = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$")
-_PARTY_SPEC = re.compile(r"^\s*(\d+)\s*=\s*([a-z_]+)\s*$")
+_PARTY_SPEC = re.compile(r"^\s*(\d{1,18})\s*=\s*([a-z_]+)\s*$")
 
 
 class DslError(ValueError):
@@ -44,7 +59,27 @@ class DslError(ValueError):
 
 
 class _Loader(yaml.SafeLoader):
-    """Safe YAML without implicit timestamps: dates stay strings so every value can be sent."""
+    """Safe YAML without implicit timestamps (dates stay strings so every value can be sent),
+    without anchors and aliases, and nested at most ``MAX_YAML_DEPTH`` levels (the composer
+    recurses once per level, so the cap also keeps it far from Python's recursion limit)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&, *) are not allowed", event.start_mark
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -64,6 +99,10 @@ def _str_keys(value: Any) -> Any:
 
 def load_yaml(data: bytes | str, what: str) -> dict[str, Any]:
     """Parse a YAML document that must be a mapping."""
+    if len(data) > MAX_YAML_BYTES:
+        raise DslError(
+            "document_too_large", f"the {what} is larger than {MAX_YAML_BYTES // 1024} KiB"
+        )
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8")
@@ -83,6 +122,8 @@ def load_yaml(data: bytes | str, what: str) -> dict[str, Any]:
         ) from None
     except yaml.YAMLError as exc:
         raise DslError("malformed_yaml", f"the {what} is not valid YAML: {exc}") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise DslError("malformed_yaml", f"the {what} holds a value out of range: {exc}") from None
     if doc is None:
         raise DslError("empty_file", f"the {what} is empty")
     if not isinstance(doc, dict):
@@ -117,17 +158,17 @@ class _StepDoc(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    component: str
-    inputs: dict[str, str] = Field(default_factory=dict)
-    args: dict[str, Any] = Field(default_factory=dict)
-    depends: list[str] = Field(default_factory=list)
+    component: str = Field(max_length=128)
+    inputs: dict[str, str] = Field(default_factory=dict, max_length=64)
+    args: Args = Field(default_factory=dict)
+    depends: list[str] = Field(default_factory=list, max_length=MAX_STEPS)
 
 
 class _PipelineDoc(BaseModel):
     model_config = ConfigDict(extra="allow")  # e.g. a description
 
-    name: str
-    steps: list[_StepDoc] = Field(min_length=1)
+    name: str = Field(max_length=200)
+    steps: list[_StepDoc] = Field(min_length=1, max_length=MAX_STEPS)
 
 
 @dataclass(frozen=True)
@@ -156,6 +197,7 @@ class Step:
     inputs: dict[str, InputRef]
     args: dict[str, Any]
     deps: tuple[str, ...]
+    params: type[Params] = Params  # the component's parameter declaration
 
 
 @dataclass(frozen=True)
@@ -176,6 +218,15 @@ class Pipeline:
     @property
     def roles(self) -> set[str]:
         return {r for s in self.steps for r in s.roles}
+
+    @property
+    def arg_refs(self) -> set[str]:
+        """The arguments the steps' inputs read (``$input`` ...): paths each party gives."""
+        return {r.arg for s in self.steps for r in s.inputs.values() if isinstance(r, ArgRef)}
+
+    def job_keys(self) -> set[str]:
+        """Every key a job's ``common-args`` or ``parties-args`` may give."""
+        return {k for s in self.steps for k in s.params.keys()} | PLATFORM_KEYS | self.arg_refs
 
 
 def _parse_ref(text: str, where: str) -> InputRef:
@@ -201,11 +252,11 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
     index: dict[str, int] = {}
     for i, s in enumerate(doc.steps):
         where = f"steps[{i}].name"
-        if not _STEP_NAME.match(s.name):
+        if not _STEP_NAME.fullmatch(s.name):
             raise DslError(
                 "invalid_value",
-                f"step name '{s.name}' must start with a letter and hold only letters, "
-                "digits, '_' and '-'",
+                f"step name '{s.name[:80]}' must start with a letter, hold only letters, "
+                "digits, '_' and '-', and be at most 64 characters long",
                 where,
             )
         if s.name in index:
@@ -275,10 +326,63 @@ def parse_pipeline(data: bytes | str, catalog: Catalog) -> Pipeline:
                 inputs=inputs,
                 args=dict(s.args),
                 deps=tuple(dict.fromkeys(deps)),
+                params=comp.params,
             )
         )
     _check_acyclic(steps)
     return Pipeline(name=doc.name, steps=tuple(steps))
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def check_step_args(pipeline: Pipeline) -> None:
+    """Each step's own ``args`` against its component's declaration and the platform's keys.
+
+    Separate from :func:`parse_pipeline`, which also re-reads stored pipelines: a declaration that
+    changed must not make an accepted job unreadable. Called at upload and by :func:`check_job`.
+    """
+    for i, step in enumerate(pipeline.steps):
+        valid = set(step.params.keys()) | PLATFORM_KEYS | pipeline.arg_refs
+        for key in step.args:
+            _check_known(
+                key,
+                valid,
+                f"steps[{i}].args.{key}",
+                f"step '{step.name}' ({step.component}) takes no argument",
+            )
+        _check_values(step, step.args, functools.partial(_step_arg, i))
+
+
+def _step_arg(index: int, key: str) -> str:
+    return f"steps[{index}].args.{key}"
+
+
+def _check_known(key: str, valid: set[str], where: str, refusal: str) -> None:
+    """``key`` is one of ``valid``, else ``unknown_arg``: the refusal, the key, the valid ones."""
+    if key in valid:
+        return
+    near = difflib.get_close_matches(key, valid, n=1)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    raise DslError(
+        "unknown_arg",
+        f"{refusal} '{key}'{hint}; valid: {', '.join(sorted(valid))}",
+        where,
+    )
+
+
+def _check_values(step: Step, args: Mapping[str, Any], where_of: Callable[[str], str]) -> None:
+    """``args`` as ``step`` would read them: its component's parameters and the platform's."""
+    for model in (step.params, PlatformArgs):
+        try:
+            model.from_args(args)
+        except InvalidArguments as exc:
+            problem = exc.problems[0]
+            raise DslError(
+                "invalid_arg",
+                f"step '{step.name}' ({step.component}): {problem.message}",
+                where_of(problem.key),
+            ) from None
 
 
 def _check_acyclic(steps: list[Step]) -> None:
@@ -330,6 +434,14 @@ class JobSpec:
     def args_for(self, step: Step, party: str) -> dict[str, Any]:
         return {**step.args, **self.common_args, **self.party_args.get(party, {})}
 
+    def where_given(self, step: Step, party: str, key: str) -> str:
+        """Which document gave ``key`` of ``step``'s args on ``party`` (the last one wins)."""
+        if key in self.party_args.get(party, {}):
+            return f"parties-args.{party}.{key}"
+        if key in self.common_args:
+            return f"common-args.{key}"
+        return f"pipeline step '{step.name}' args.{key}"
+
 
 def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
     """``["10000=guest", "20000=host"]`` → ``{"10000": "guest", "20000": "host"}``."""
@@ -337,6 +449,8 @@ def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
         raise DslError(
             "bad_party_spec", 'parties must be a non-empty list like ["10000=guest"]', where
         )
+    if len(specs) > MAX_PARTIES:
+        raise DslError("bad_party_spec", f"a job has at most {MAX_PARTIES} parties", where)
     parties: dict[str, str] = {}
     for i, spec in enumerate(specs):
         m = _PARTY_SPEC.match(spec) if isinstance(spec, str) else None
@@ -359,12 +473,19 @@ def parse_party_specs(specs: Any, where: str = "parties") -> dict[str, str]:
     return parties
 
 
+_ARGS: TypeAdapter[dict[str, Any]] = TypeAdapter(Args)
+
+
 def _mapping(value: Any, where: str) -> dict[str, Any]:
+    """Arguments: a mapping of JSON-like values within ``fedcore.messages.Args``' bounds."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise DslError("invalid_value", f"must be a mapping, not a {type(value).__name__}", where)
-    return value
+    try:
+        return _ARGS.validate_python(value)
+    except ValidationError as exc:
+        raise DslError("invalid_value", describe(exc), where) from None
 
 
 def parse_job(data: bytes | str) -> JobSpec:
@@ -446,12 +567,20 @@ def check_job(
                 "but no party of the job has it",
                 "parties",
             )
+    check_step_args(pipeline)
+    valid = pipeline.job_keys()
+    taker = f"no step of pipeline '{pipeline.name}' takes an argument"
+    for key in job.common_args:
+        _check_known(key, valid, f"common-args.{key}", taker)
     for party in job.party_args if check_args_of is None else check_args_of:
         role = job.parties[party]
+        for key in job.party_args.get(party, {}):
+            _check_known(key, valid, f"parties-args.{party}.{key}", taker)
         for step in pipeline.steps:
             if not takes_part(step, role):
                 continue
             args = job.args_for(step, party)
+            _check_values(step, args, functools.partial(job.where_given, step, party))
             for name, ref in step.inputs.items():
                 if isinstance(ref, ArgRef) and ref.arg not in args:
                     raise DslError(

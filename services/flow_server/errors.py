@@ -43,7 +43,7 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _dsl_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DslError)
-    status = 400 if exc.code in _SYNTAX else 422
+    status = 413 if exc.code == "document_too_large" else 400 if exc.code in _SYNTAX else 422
     return JSONResponse(error_body(exc.code, exc.message, exc.where), status_code=status)
 
 

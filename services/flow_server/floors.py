@@ -5,9 +5,12 @@ Run once when this party submits a job (against its own args) and once when a pe
 For every step this party takes part in it checks the step's arguments as they would run here
 (pipeline args < common args < this party's args) against ``fedcore.floors.SecurityFloors``:
 the Paillier key size, the rows per ``hetero_lr`` batch while this party holds the labels, the
-bins per column, the runtime image (when the party lists its images, i.e. runs on Kubernetes),
-and which data may serve as the label-holding guest of another party's job (only data granted
-to that party ``--as guest``). Every floor crossed is named in one refusal (``security_floor``).
+bins per column and the runtime image (when the party lists its images, i.e. runs on
+Kubernetes). Every floor crossed is named in one refusal (``security_floor``). For a peer's
+proposal it runs inside ``flow_server.policy.judge``, so the refusal is recorded as a decision.
+The remaining floor, which data may serve as the label-holding guest of another party's job
+(``guest-data``: only data granted to that party ``--as guest``), is the grants' role check
+(``flow_server.grants``).
 
 The component checks the floors again on this party's side with the values it really uses (the
 key it makes, the smallest batch, the bins it fits), so an argument that only a peer sends at run
@@ -19,12 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, Final
 
-from sqlalchemy.orm import Session
-
 from fedcore import floors
 from fedcore.floors import FloorRefusal, SecurityFloors
-from flow_server.dsl import ArgRef, DslError, JobSpec, Pipeline, Step, takes_part
-from flow_server.grant_lookup import GrantLookup
+from flow_server.dsl import DslError, JobSpec, Pipeline, Step, takes_part
 
 CODE: Final = "security_floor"
 IMAGE_ARG: Final = "runtime-image"
@@ -36,15 +36,12 @@ GUEST: Final = "guest"
 
 
 def check_job(
-    session: Session,
     spec: JobSpec,
     pipeline: Pipeline,
     *,
     me: str,
-    initiator: str,
     party_floors: SecurityFloors,
     images: Collection[str],
-    grants: GrantLookup,
 ) -> None:
     """Raise ``DslError(security_floor)`` naming every floor the job crosses on party ``me``."""
     role = spec.parties[me]
@@ -55,8 +52,6 @@ def check_job(
         args = spec.args_for(step, me)
         for refusal in _step_refusals(step, role, args, party_floors, images):
             refusals.append(f"step '{step.name}' (steps[{i}]): {refusal}")
-        if role == GUEST and initiator != me:
-            refusals.extend(_guest_data_refusals(session, step, args, initiator, grants))
     if refusals:
         raise DslError(CODE, "; ".join(dict.fromkeys(refusals)), f"parties-args.{me}")
 
@@ -91,23 +86,6 @@ def _step_refusals(
             f"floor runtime-image: {IMAGE_ARG} {str(image)[:200]!r} is not one of this party's "
             f"images ({', '.join(images)})"
         )
-    return out
-
-
-def _guest_data_refusals(
-    session: Session, step: Step, args: Mapping[str, Any], initiator: str, grants: GrantLookup
-) -> list[str]:
-    """This party holds the labels of another party's job: each input it gives must be data
-    granted to the initiator ``--as guest``. Said the same way whether the file exists or not."""
-    out = []
-    for name, ref in step.inputs.items():
-        if not isinstance(ref, ArgRef) or ref.arg not in args:
-            continue
-        if not grants.guest_data_granted(session, initiator, str(args[ref.arg])):
-            out.append(
-                f"floor guest-data: input '{name}' (${ref.arg}) is not granted to {initiator} "
-                "as guest data: this party's labels serve only a job its grants allow"
-            )
     return out
 
 

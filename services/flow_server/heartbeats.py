@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import failures, topics
 from fedcore.envelope import Envelope
+from fedcore.messages import TaskStatus, WorkerHeartbeat
 from flow_server import protocol
 from flow_server.models import Job, JobState, Task, TaskState
 
@@ -52,24 +53,6 @@ class RunningStep:
 
 
 Lost = Callable[[RunningStep, float], Coroutine[Any, Any, None]]
-
-
-def reported_steps(env: Envelope) -> list[RunningStep]:
-    """The steps a heartbeat lists; malformed entries are skipped (and logged)."""
-    running = env.body.get("running")
-    if not isinstance(running, list):
-        log.warning("heartbeat %s from %s has no 'running' list", env.id, env.src)
-        return []
-    steps: list[RunningStep] = []
-    for item in running:
-        if not isinstance(item, dict):
-            continue
-        job_id, step, attempt = item.get("job_id"), item.get("task"), item.get("attempt")
-        if isinstance(job_id, str) and isinstance(step, str) and isinstance(attempt, int):
-            steps.append(RunningStep(job_id, step, attempt))
-        else:
-            log.warning("heartbeat %s from %s: bad entry %r", env.id, env.src, item)
-    return steps
 
 
 class HeartbeatWatch:
@@ -108,23 +91,29 @@ class HeartbeatWatch:
 
     def observe(self, env: Envelope) -> None:
         """Fold in one ``fl.status`` envelope: a heartbeat of this party's worker, or a status of
-        one of this party's steps (``running`` starts the watch, a final state ends it)."""
+        one of this party's steps (``running`` starts the watch, a final state ends it). A body
+        that does not fit its model raises ``pydantic.ValidationError``."""
         if env.type == HEARTBEAT:
-            if env.body.get("party", env.src) != self._me:
-                return
-            for step in reported_steps(env):
-                self.watch(step, seen_at=env.ts)
-        elif env.type == TASK_STATUS and env.src == self._me and env.task is not None:
-            if env.body.get("party", env.src) != self._me:
-                return
-            state, attempt = env.body.get("state"), env.body.get("attempt")
-            if not isinstance(attempt, int):
-                return
-            step = RunningStep(env.job_id, env.task, attempt)
-            if state == TaskState.RUNNING:
-                self.watch(step, seen_at=env.ts)
-            elif state in TaskState.TERMINAL:
-                self.forget(step)
+            self._heartbeat(env, WorkerHeartbeat.of(env))
+        elif env.type == TASK_STATUS:
+            self._status(env, TaskStatus.of(env))
+
+    def _heartbeat(self, env: Envelope, beat: WorkerHeartbeat) -> None:
+        if env.src != self._me or beat.party != self._me:
+            return
+        for item in beat.running:
+            self.watch(RunningStep(item.job_id, item.task, item.attempt), seen_at=env.ts)
+
+    def _status(self, env: Envelope, status: TaskStatus) -> None:
+        if env.src != self._me or env.task is None or status.attempt is None:
+            return
+        if (status.party or env.src) != self._me:
+            return
+        step = RunningStep(env.job_id, env.task, status.attempt)
+        if status.state == TaskState.RUNNING:
+            self.watch(step, seen_at=env.ts)
+        elif status.state in TaskState.TERMINAL:
+            self.forget(step)
 
     def _due(self, step: RunningStep) -> None:
         self._timers.pop(step, None)
@@ -191,6 +180,7 @@ def report_lost(
             "code": failures.WORKER_LOST,
             "outputs": {},
             "attempt": step.attempt,
+            "fault": protocol.PLATFORM,
         },
     )
     protocol.emit(session, topics.STATUS, env)

@@ -14,11 +14,17 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from fedcore.messages import BODIES
 from flow_server.models import Job, JobState
 
 __all__ = ["CONTENT_TYPE", "FlowServerMetrics"]
 
 _JOB_STATES = JobState.ALL
+
+
+def _type_label(kind: str) -> str:
+    # a peer chooses the type: only known ones become label values, so series stay few
+    return kind if kind in BODIES else "other"
 
 
 class FlowServerMetrics:
@@ -45,12 +51,24 @@ class FlowServerMetrics:
             "this party's running steps whose heartbeats are being watched",
             registry=r,
         )
+        self.dead_letters = Counter(
+            "tessera_flow_server_dead_letters",
+            "consumed envelopes that could not be applied, set aside on fl.dead, by type",
+            ["type"],
+            registry=r,
+        )
         self.jobs = Gauge(
             "tessera_flow_server_jobs",
             "jobs in this party's database, by state",
             ["state"],
             registry=r,
         )
+
+    def applied(self, kind: str) -> None:
+        self.events.labels(_type_label(kind)).inc()
+
+    def dead(self, kind: str) -> None:
+        self.dead_letters.labels(_type_label(kind)).inc()
 
     def watch(self, count: Callable[[], int]) -> None:
         self.watched.set_function(count)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -27,7 +28,9 @@ __all__ = [
     "Answer",
     "ApiToken",
     "Base",
+    "DataGrant",
     "DataTable",
+    "Decision",
     "Job",
     "JobParty",
     "JobState",
@@ -92,6 +95,9 @@ class Job(Base):
     # where this party writes the job's outputs and who chose it (flow_server.placement): its
     # own settings or job.yaml, or a peer's `output` under a prefix granted for outputs
     output_placement: Mapped[dict[str, Any] | None]
+    # step → reruns after this party's platform faults since the step last started afresh
+    # (absent: 0); this party's own count, against its PLATFORM_RETRIES
+    platform_retries: Mapped[dict[str, Any] | None]
     created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)
 
@@ -147,12 +153,19 @@ class Task(Base):
 
 
 class ProcessedMessage(Base):
-    """Ids of consumed envelopes already applied, so a redelivered one is skipped."""
+    """Consumed envelopes already applied, by sender and id, so a redelivered one is skipped.
+
+    The sender is part of the key: a party cannot make this one skip another party's message by
+    sending its id first.
+    """
 
     __tablename__ = "processed_messages"
 
+    src: Mapped[str] = mapped_column(String(32), primary_key=True)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+    __table_args__ = (PrimaryKeyConstraint("src", "id", name="pk_processed_messages"),)
 
 
 class OutboxRecord(Base):
@@ -219,3 +232,57 @@ class ApiToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell it
     created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
+# --- grants and decisions: what this party lets its peers use, and what it decided -------------
+
+
+class DataGrant(Base):
+    """Data of this party that one peer may name in the jobs it proposes (``flow_server.grants``).
+
+    An ``input`` grant names a registered table (``table_id``) or a path (``path``: a file, or a
+    directory whose files are all granted); ``role`` is the role the data may serve (``host``
+    only, or ``guest`` — the label-holding side, which may also serve as host); ``components``,
+    when not empty, are the only components the party runs in such a job. An ``output`` grant
+    names a directory the peer may give as this party's ``output``. A grant is never deleted:
+    revoking it stamps ``revoked_ms``, so the decisions that used it stay explainable.
+    """
+
+    __tablename__ = "data_grants"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    peer: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "input" or "output"
+    table_id: Mapped[str | None] = mapped_column(String(32))
+    path: Mapped[str | None] = mapped_column(Text)
+    role: Mapped[str | None] = mapped_column(String(16))  # input grants: "host" or "guest"
+    components: Mapped[list[str]]
+    expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_ms: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Decision(Base):
+    """One decision about a proposal this party received: append-only, kept after the job is
+    deleted (the audit trail). Each row repeats the proposal as it arrived (this party's own args
+    before any reference was resolved), so a later approval re-checks exactly what was asked."""
+
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    initiator: Mapped[str] = mapped_column(String(32))
+    pipeline_name: Mapped[str] = mapped_column(String(200))
+    pipeline_yaml: Mapped[str] = mapped_column(Text)
+    parties: Mapped[list[str]]
+    common_args: Mapped[dict[str, Any]]
+    party_args: Mapped[dict[str, Any]]
+    # accepted / rejected / pending_approval / approved / expired
+    decision: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(Text)  # which rule of this party's policy decided
+    decided_by: Mapped[str] = mapped_column(String(200))  # "policy", "deadline" or a token name
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, index=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from flow_server.grant_lookup import GrantLookup
+from flow_server import grants
 from flow_server.models import Job
 
 OUTPUT_ARG = "output"
@@ -49,7 +49,6 @@ def choose(
     requested: str | None,
     default_root: Path,
     state_dir: Path,
-    grants: GrantLookup,
 ) -> OutputPlacement:
     """Where party ``me`` writes the outputs of a job ``initiator`` submitted."""
     default = str(default_root)
@@ -60,7 +59,7 @@ def choose(
     resolved = os.path.realpath(requested)
     if not os.path.isabs(requested) or _inside(resolved, os.path.realpath(state_dir)):
         why = "is not an absolute path outside this party's state directory"
-    elif grants.output_prefix_granted(session, initiator, resolved):
+    elif grants.output_grant(session, peer=initiator, path=resolved) is not None:
         return OutputPlacement(
             resolved, "grant", requested, f"under a prefix granted to {initiator}"
         )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorOut(BaseModel):
@@ -175,3 +175,113 @@ class ModelList(BaseModel):
 
 class Deleted(BaseModel):
     deleted: str
+
+
+# --- grants, approvals and decisions -----------------------------------------------------------
+
+
+class GrantCreate(BaseModel):
+    """Grant one peer the use of a table or a path of this party's (see ``flow_server.grants``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    peer: str = Field(pattern=r"^\d{1,32}$", description="the party id granted to")
+    kind: Literal["input", "output"] = "input"
+    table: str | None = Field(default=None, max_length=200, description="a table's name or id")
+    path: str | None = Field(
+        default=None, max_length=4096, description="an absolute file or directory path"
+    )
+    role: Literal["host", "guest"] | None = Field(
+        default=None,
+        description="input grants: the role the data may serve (guest: the label-holding side, "
+        "which may serve as host too); default host",
+    )
+    components: list[str] = Field(
+        default_factory=list, max_length=64, description="the only components allowed (empty: any)"
+    )
+    expires_ms: int | None = Field(default=None, description="epoch ms after which it lapses")
+
+
+class GrantOut(BaseModel):
+    grant_id: str
+    peer: str
+    kind: str
+    table_id: str | None
+    table_name: str | None
+    path: str | None
+    role: str | None
+    components: list[str]
+    expires_ms: int | None
+    state: str  # active / expired / revoked
+    created_ms: int
+    created_by: str
+    revoked_ms: int | None
+    revoked_by: str | None
+
+
+class GrantList(BaseModel):
+    items: list[GrantOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class RejectJob(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500, description="sent to the initiator")
+
+
+class DecisionOut(BaseModel):
+    decision_id: int
+    job_id: str
+    initiator: str
+    pipeline_name: str
+    parties: list[str]
+    party_args: dict[str, Any]  # this party's args as the proposal gave them
+    common_args: dict[str, Any]
+    decision: str  # accepted / rejected / pending_approval / approved / expired
+    code: str | None
+    rule: str
+    decided_by: str  # "policy", "deadline" or the API token's name
+    reason: str | None
+    decided_ms: int
+
+
+class DecisionList(BaseModel):
+    items: list[DecisionOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class ParameterOut(BaseModel):
+    """One declared parameter of a component (or of the platform), JSON-schema-like."""
+
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    required: bool = False
+    nullable: bool = False
+    choices: list[Any] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    exclusive_minimum: float | None = None
+    exclusive_maximum: float | None = None
+
+
+class ComponentOut(BaseModel):
+    name: str
+    description: str
+    roles: list[str]
+    inputs: list[str]
+    outputs: list[str]
+    version: str
+    parameters: list[ParameterOut]
+
+
+class ComponentList(BaseModel):
+    items: list[ComponentOut]
+    # keys every step may be given besides its component's parameters (paths, retries, timeouts)
+    platform_args: list[ParameterOut]

@@ -5,8 +5,12 @@ flow_server decides whether a state may be written. An illegal transition raises
 ``IllegalTransition`` naming the job (and step and party), the current state and the new one, so a
 bug or a contradictory event never silently overwrites a state.
 
-Jobs: ``waiting → running ⇄ paused → success | failed | canceled | timeout``, plus ``rejected``::
+Jobs: ``waiting → running ⇄ paused → success | failed | canceled | timeout``, plus ``rejected``;
+a job proposed to a party whose policy wants its operator's decision starts there in
+``pending_approval``::
 
+    pending_approval ─┬─> waiting (approved)
+                      └─> rejected | failed | canceled | timeout
     waiting ─┬─> running ⇄ paused
              │     │         │
              │     └────┬────┘
@@ -21,6 +25,11 @@ event can never revive a job.
 ``waiting → failed``: a party that accepted may hear that the job failed elsewhere before its
 ``job.start`` arrives (a third party's failure, or the initiator failing to start); it must end too
 rather than wait forever. ``waiting → timeout``: the acceptance deadline passed.
+
+``pending_approval`` exists only on a party a job was proposed to (``flow_server.approval``): its
+operator approves (``→ waiting``, and ``job.accept`` goes to the initiator) or rejects
+(``→ rejected``); the acceptance deadline (``→ timeout``) or the job ending elsewhere (``failed``,
+``canceled``, ``timeout``, told by another party) ends it too.
 
 Tasks (one step on one party, one attempt): ``waiting → running → success | failed | canceled |
 timeout``; a task may also end straight from ``waiting`` (a status whose ``running`` was not seen,
@@ -58,6 +67,7 @@ __all__ = [
 
 
 class JobState:
+    PENDING_APPROVAL = "pending_approval"
     WAITING = "waiting"
     RUNNING = "running"
     PAUSED = "paused"
@@ -67,7 +77,17 @@ class JobState:
     TIMEOUT = "timeout"
     REJECTED = "rejected"
 
-    ALL = (WAITING, RUNNING, PAUSED, SUCCESS, FAILED, CANCELED, TIMEOUT, REJECTED)
+    ALL = (
+        PENDING_APPROVAL,
+        WAITING,
+        RUNNING,
+        PAUSED,
+        SUCCESS,
+        FAILED,
+        CANCELED,
+        TIMEOUT,
+        REJECTED,
+    )
     TERMINAL = frozenset({SUCCESS, FAILED, CANCELED, TIMEOUT, REJECTED})
     # endings a rerun may start again from
     RERUNNABLE = frozenset({FAILED, CANCELED, TIMEOUT})
@@ -87,6 +107,7 @@ class TaskState:
 
 _J = JobState
 JOB_TRANSITIONS: Mapping[str, frozenset[str]] = {
+    _J.PENDING_APPROVAL: frozenset({_J.WAITING, _J.REJECTED, _J.FAILED, _J.CANCELED, _J.TIMEOUT}),
     _J.WAITING: frozenset({_J.RUNNING, _J.REJECTED, _J.FAILED, _J.CANCELED, _J.TIMEOUT}),
     _J.RUNNING: frozenset({_J.PAUSED, _J.SUCCESS, _J.FAILED, _J.CANCELED, _J.TIMEOUT}),
     _J.PAUSED: frozenset({_J.RUNNING, _J.FAILED, _J.CANCELED, _J.TIMEOUT}),

@@ -19,17 +19,20 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from fedcore import failures, topics
+from pydantic import ValidationError
+
+from fedcore import failures, messages, paths, topics
 from fedcore.bus import Bus, Subscription
+from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
 from fedcore.floors import SecurityFloors
 from task_engine import frames
-from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime
+from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime, StepRuntimeError
 from task_engine.step import SOCKET_FILE, write_spec
 
 RUNNING: Final = "running"
@@ -37,6 +40,7 @@ SUCCESS: Final = "success"
 FAILED: Final = "failed"
 CANCELED: Final = "canceled"
 TIMEOUT: Final = "timeout"
+PLATFORM_FAULT: Final = "platform"  # task.status ``fault``: see flow_server.protocol.faults
 # a step's own wall-clock limit, in seconds: its ``timeout`` arg, else the job's ``task-timeout``
 TIMEOUT_ARGS: Final = ("timeout", "task-timeout")
 
@@ -67,36 +71,39 @@ class Task:
     attempt: int
 
     @classmethod
-    def from_envelope(cls, env: Envelope) -> Task:
-        body = env.body
+    def from_envelope(cls, env: Envelope, *, roots: Sequence[Path]) -> Task:
+        """The task of a ``task.run`` envelope (:class:`fedcore.messages.TaskRun`);
+        :class:`TaskError` says what is wrong with it.
+
+        The job id and step name become directories of the work dir, so each must be one plain
+        path component; the inputs and the output dir must lie under ``roots`` (the party's
+        state and data roots) once resolved, and are handed on resolved.
+        """
         if not env.task:
             raise TaskError("task.run envelope has no task (step name)")
-        missing = [
-            key
-            for key in ("component", "role", "party_id", "parties", "output_dir", "fed_since_ms")
-            if body.get(key) is None
-        ]
-        if missing:
-            raise TaskError(f"task.run body is missing {missing}")
-        parties = body["parties"]
-        if not isinstance(parties, dict) or not all(isinstance(v, list) for v in parties.values()):
-            raise TaskError("task.run parties must be {role: [party ids]}")
+        try:
+            run = messages.TaskRun.of(env)
+        except ValidationError as exc:
+            raise TaskError(messages.describe(exc)) from exc
         try:
             return cls(
-                job_id=env.job_id,
-                step=env.task,
-                component=str(body["component"]),
-                role=str(body["role"]),
-                party_id=str(body["party_id"]),
-                parties={str(r): [str(p) for p in ids] for r, ids in parties.items()},
-                args=dict(body.get("args") or {}),
-                inputs={str(k): str(v) for k, v in (body.get("inputs") or {}).items()},
-                output_dir=str(body["output_dir"]),
-                fed_since_ms=int(body["fed_since_ms"]),
-                attempt=int(body.get("attempt") or 0),
+                job_id=paths.name(env.job_id, what="job id"),
+                step=paths.name(env.task, what="step name"),
+                component=run.component,
+                role=run.role,
+                party_id=run.party_id,
+                parties={role: list(ids) for role, ids in run.parties.items()},
+                args=dict(run.args),
+                inputs={
+                    name: str(paths.under(path, roots, what=f"input {name[:64]!r}"))
+                    for name, path in run.inputs.items()
+                },
+                output_dir=str(paths.under(run.output_dir, roots, what="output_dir")),
+                fed_since_ms=run.fed_since_ms,
+                attempt=run.attempt,
             )
-        except (TypeError, ValueError) as exc:
-            raise TaskError(f"malformed task.run body: {exc}") from exc
+        except paths.PathRefused as exc:
+            raise TaskError(str(exc)) from exc
 
     def timeout_s(self, default_s: float) -> float:
         """The step's wall-clock limit: its own (``TIMEOUT_ARGS``), at most the worker's."""
@@ -142,22 +149,22 @@ def status_envelope(
     reason: str | None = None,
     code: str | None = None,
     outputs: Mapping[str, str] | None = None,
+    fault: str | None = None,
 ) -> Envelope:
     """A step's state for this party's flow_server and dashboard: ``reason`` is the local detail,
     ``code`` (``fedcore.failures``) what the flow_server may forward to the other parties."""
+    body: dict[str, Any] = {
+        "party": task.party_id,
+        "state": state,
+        "reason": reason,
+        "code": code,
+        "outputs": dict(outputs or {}),
+        "attempt": task.attempt,
+    }
+    if fault is not None:
+        body["fault"] = fault
     return Envelope(
-        type="task.status",
-        job_id=task.job_id,
-        task=task.step,
-        src=task.party_id,
-        body={
-            "party": task.party_id,
-            "state": state,
-            "reason": reason,
-            "code": code,
-            "outputs": dict(outputs or {}),
-            "attempt": task.attempt,
-        },
+        type="task.status", job_id=task.job_id, task=task.step, src=task.party_id, body=body
     )
 
 
@@ -189,6 +196,7 @@ class Outcome:
     reason: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     code: str | None = None
+    fault: str | None = None  # "platform": the platform ended the step, not its own error
 
 
 class StepExecution:
@@ -199,6 +207,7 @@ class StepExecution:
         task: Task,
         *,
         bus: Bus,
+        dead: DeadLetters,
         runtime: StepRuntime,
         state_dir: Path,
         timeout_s: float,
@@ -208,6 +217,7 @@ class StepExecution:
         self.task = task
         self._floors = floors if floors is not None else SecurityFloors()
         self._bus = bus
+        self._dead = dead
         self._runtime = runtime
         self._timeout_s = task.timeout_s(timeout_s)
         self._imports = imports
@@ -275,10 +285,15 @@ class StepExecution:
             raise
 
     def _launch(self) -> StepLaunch:
+        # The step checks the master against the party's offer (fedalgo.computing.choice) and
+        # fails with the reason; the runtime only sizes the sandbox by it.
+        master = self.task.args.get("spark-master-name")
+        spark_master = master.strip() if isinstance(master, str) else ""
         return StepLaunch(
             self.work_dir,
-            inputs=tuple(Path(p) for p in self.task.inputs.values()),
+            inputs=tuple(Path(p) for p in self.task.inputs.values() if "://" not in p),
             writable=(Path(self.task.output_dir),),
+            spark_master=spark_master,
         )
 
     async def supervise(self) -> Outcome:
@@ -286,6 +301,11 @@ class StepExecution:
         assert self._handle is not None, "start() first"
         try:
             outcome = await self._await_end(self._handle)
+        except (StepRuntimeError, OSError) as exc:
+            # e.g. the Kubernetes API failed the watch: this step ends, the worker carries on
+            outcome = Outcome(
+                FAILED, bounded(f"the step's runtime failed: {exc}"), code=failures.RUNTIME_FAILED
+            )
         finally:
             await self._close()
         await self._bus.publish(
@@ -296,6 +316,7 @@ class StepExecution:
                 reason=outcome.reason,
                 code=outcome.code,
                 outputs=outcome.outputs,
+                fault=outcome.fault,
             ),
         )
         _log.info(
@@ -380,7 +401,8 @@ class StepExecution:
             if self._result.state == SUCCESS:
                 return Outcome(SUCCESS, None, existing_files(self._result.outputs))
             return self._result
-        return Outcome(FAILED, ended.describe(), code=failures.STEP_CRASHED)
+        fault = PLATFORM_FAULT if ended.platform_fault is not None else None
+        return Outcome(FAILED, ended.describe(), code=failures.STEP_CRASHED, fault=fault)
 
     async def _close(self) -> None:
         for relay in self._relays:
@@ -470,6 +492,13 @@ class StepExecution:
             )
         elif kind == frames.DONE:
             outputs = {str(k): str(v) for k, v in dict(frame["outputs"]).items()}
+            try:
+                # the flow_server registers and exports what is reported here
+                for name, path in outputs.items():
+                    paths.under(path, [Path(t.output_dir)], what=f"output {name[:64]!r}")
+            except paths.PathRefused as exc:
+                await self._fail_protocol(str(exc))
+                return
             self._result = Outcome(SUCCESS, None, outputs)
         elif kind == frames.FAILED:
             code = failures.known(frame.get("code"))
@@ -494,10 +523,30 @@ class StepExecution:
             ):
                 continue
             self._seen_fed.add(env.id)
-            frame = {"kind": frames.FED, "src": env.src, "tag": env.body["tag"]}
-            frame["value"] = env.body.get("value")
+            try:
+                fed = checked_fed(env, t)
+            except FedRefused as exc:
+                await self._dead.put_envelope(env, str(exc), source=topics.IN_FED)
+                continue
+            frame = {"kind": frames.FED, "src": env.src, "tag": fed.tag, "value": fed.value}
             try:
                 await frames.write_frame(writer, frame)
             except (ConnectionError, frames.FrameError) as exc:
                 await self._fail_protocol(f"could not hand a message to the step: {exc}")
                 return
+
+
+class FedRefused(ValueError):
+    """A ``fed`` envelope for a step that cannot be handed to it; the message says why."""
+
+
+def checked_fed(env: Envelope, task: Task) -> messages.Fed:
+    """The body of a ``fed`` envelope addressed to ``task``'s step, if a party of the step sent
+    a well-formed one."""
+    try:
+        fed = messages.Fed.of(env)
+    except ValidationError as exc:
+        raise FedRefused(messages.describe(exc)) from exc
+    if env.src not in task.peers:
+        raise FedRefused(f"a fed message from {env.src}, not a party of this step")
+    return fed

@@ -10,18 +10,24 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fedcore.hostcheck import HostCheck
+from fedcore.settings import PartySettings
 from task_engine.metrics import CONTENT_TYPE
 
 
 def health_app(
-    party_id: str,
+    settings: PartySettings,
     running: Callable[[], list[dict[str, Any]]],
     metrics: Callable[[], bytes] | None = None,
 ) -> Starlette:
+    """The endpoint's app; on loopback it answers only its own address (Host header)."""
+    party_id = settings.party_id
+
     async def health(request: Request) -> JSONResponse:
         steps = running()
         return JSONResponse({"status": "ok", "party": party_id, "running": steps})
@@ -34,7 +40,7 @@ def health_app(
             return Response(render(), media_type=CONTENT_TYPE)
 
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, middleware=[Middleware(HostCheck, settings=settings)])
 
 
 class HealthServer(uvicorn.Server):

@@ -9,6 +9,7 @@ list / watch, and their logs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,10 +17,15 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from task_engine.runtime import StepRuntimeError
+
 SA_DIR: Final = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# how long one watch request may last (the API server may end it sooner); it is then resumed
+WATCH_TIMEOUT_S: Final = 300
+WATCH_RETRIES: Final = 10  # dropped watch connections in a row before the watch is an error
 
 
-class KubernetesError(RuntimeError):
+class KubernetesError(StepRuntimeError):
     """The API server refused or failed a request; the message has its status and reason."""
 
 
@@ -33,7 +39,8 @@ class KubeApi(Protocol):
         ...
 
     def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
-        """The Job's states as it changes (``{"type": ..., "object": job}``), until it is gone."""
+        """The Job's state and then its changes (``{"type": ..., "object": job}``), until it is
+        gone; a watch the API server ends is resumed."""
         ...
 
     async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None: ...
@@ -94,13 +101,65 @@ class HttpKubeApi:
         return items
 
     async def watch_job(self, namespace: str, name: str) -> AsyncIterator[dict[str, Any]]:
-        params = {"watch": "1", "fieldSelector": f"metadata.name={name}"}
+        """The Job's current state, then its changes, for as long as it exists.
+
+        The API server ends a watch after a while (minutes, or at ``timeoutSeconds``); it is
+        resumed from the last ``resourceVersion`` seen, so no change is missed or repeated. A
+        version too old to resume from (410 Gone) means listing the Job again. A dropped
+        connection is retried :data:`WATCH_RETRIES` times in a row before it is an error.
+        """
         url = f"/apis/batch/v1/namespaces/{namespace}/jobs"
-        async with self._client.stream("GET", url, params=params, headers=self._headers()) as r:
-            await self._check(r)
-            async for line in r.aiter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        selector = f"metadata.name={name}"
+        version: str | None = None
+        failures = 0
+        while True:
+            try:
+                if version is None:  # (re)list: the current state and where to watch from
+                    r = await self._client.get(
+                        url, params={"fieldSelector": selector}, headers=self._headers()
+                    )
+                    await self._check(r)
+                    listed = r.json()
+                    version = str(listed["metadata"]["resourceVersion"])
+                    if not listed.get("items"):
+                        yield {"type": "DELETED", "object": {}}
+                        return
+                    yield {"type": "MODIFIED", "object": listed["items"][0]}
+                params = {
+                    "watch": "1",
+                    "fieldSelector": selector,
+                    "resourceVersion": version,
+                    "allowWatchBookmarks": "true",
+                    "timeoutSeconds": str(WATCH_TIMEOUT_S),
+                }
+                async with self._client.stream(
+                    "GET", url, params=params, headers=self._headers()
+                ) as r:
+                    if r.status_code == 410:
+                        version = None
+                        continue
+                    await self._check(r)
+                    async for line in r.aiter_lines():
+                        if not line.strip():
+                            continue
+                        event = json.loads(line)
+                        obj = event.get("object") or {}
+                        if event.get("type") == "ERROR":
+                            if obj.get("code") == 410:
+                                version = None  # expired: list again
+                                break
+                            raise KubernetesError(f"watch of Job {name}: {obj.get('message')}")
+                        version = str(obj.get("metadata", {}).get("resourceVersion") or version)
+                        failures = 0
+                        if event.get("type") != "BOOKMARK":
+                            yield event
+                            if event.get("type") == "DELETED":
+                                return
+            except (httpx.TransportError, json.JSONDecodeError) as exc:
+                failures += 1
+                if failures > WATCH_RETRIES:
+                    raise KubernetesError(f"watch of Job {name} keeps failing: {exc!r}") from exc
+                await asyncio.sleep(min(2.0**failures, 30.0) / 10)
 
     async def job_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         r = await self._client.get(

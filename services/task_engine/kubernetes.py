@@ -81,6 +81,11 @@ class KubernetesConfig:
     ttl_after_finished_s: int = 600
     # the other images a job's ``runtime-image`` may name (STEP_IMAGES; ``image`` always may)
     allowed_images: tuple[str, ...] = ()
+    # Spark (fedalgo.computing.choice): the master this party configured, a Spark step's memory,
+    # and the ServiceAccount a step on Spark-on-Kubernetes runs under (the chart's spark-driver).
+    spark_master: str = ""
+    spark_memory_mb: int = 8192
+    spark_service_account: str = ""
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KubernetesConfig:
@@ -102,7 +107,15 @@ class KubernetesConfig:
             allowed_images=tuple(
                 i for i in re.split(r"[,\s]+", environ.get("STEP_IMAGES", "")) if i
             ),
+            spark_master=environ.get("SPARK_MASTER", ""),
+            spark_memory_mb=int(environ.get("SPARK_STEP_MEMORY_MB", "8192")),
+            spark_service_account=environ.get("STEP_SPARK_SERVICE_ACCOUNT", ""),
         )
+
+    def on_spark_cluster(self, launch: StepLaunch) -> bool:
+        """Whether the step's job names this party's Spark cluster master (not local[...])."""
+        master = launch.spark_master
+        return bool(master) and master == self.spark_master and not master.startswith("local")
 
 
 def job_name(work_dir: Path) -> str:
@@ -128,6 +141,16 @@ def render_job(
     """The Job manifest of one step (pure: tested against the Kubernetes schemas)."""
     name = job_name(launch.work_dir)
     all_labels = {"app.kubernetes.io/part-of": "tessera", "tessera.io/role": "step", **labels}
+    cluster = config.on_spark_cluster(launch)
+    memory_mb = config.spark_memory_mb if launch.spark_master else config.memory_mb
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(launch.env.items())]
+    if cluster:
+        # The NetworkPolicy spark-driver-steps lets only these pods reach the cluster; its
+        # executors connect back to the driver at the pod's address.
+        all_labels["tessera.io/spark"] = "cluster"
+        env.append(
+            {"name": "SPARK_DRIVER_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+        )
     mounts: list[dict[str, Any]] = [
         {"name": "state", "mountPath": str(config.volume_root), "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
@@ -152,10 +175,10 @@ def render_job(
                 "image": image,
                 "command": ["python", "-m", "task_engine.step"],
                 "workingDir": str(launch.work_dir),
-                "env": [{"name": k, "value": v} for k, v in sorted(launch.env.items())],
+                "env": env,
                 "resources": {
-                    "requests": {"cpu": "100m", "memory": f"{min(config.memory_mb, 256)}Mi"},
-                    "limits": {"cpu": config.cpu_limit, "memory": f"{config.memory_mb}Mi"},
+                    "requests": {"cpu": "100m", "memory": f"{min(memory_mb, 256)}Mi"},
+                    "limits": {"cpu": config.cpu_limit, "memory": f"{memory_mb}Mi"},
                 },
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
@@ -171,6 +194,10 @@ def render_job(
             {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         ],
     }
+    if cluster and config.spark_service_account and launch.spark_master.startswith("k8s://"):
+        # Spark on Kubernetes: the driver creates its executor pods through the API server.
+        pod_spec["serviceAccountName"] = config.spark_service_account
+        pod_spec["automountServiceAccountToken"] = True
     if config.node_name:
         # The step's socket lives on this node's mount of the claim.
         pod_spec["affinity"] = {
@@ -215,12 +242,42 @@ def _finished(job: dict[str, Any]) -> str | None:
     return None
 
 
+def _timed_out(job: dict[str, Any]) -> bool:
+    """The Job failed at its ``activeDeadlineSeconds`` (its pod deleted for it: no fault)."""
+    return any(
+        cond.get("type") == "Failed" and cond.get("reason") == "DeadlineExceeded"
+        for cond in job.get("status", {}).get("conditions", []) or []
+    )
+
+
 def _terminated(pod: dict[str, Any] | None) -> dict[str, Any]:
     for status in (pod or {}).get("status", {}).get("containerStatuses", []) or []:
         terminated = status.get("state", {}).get("terminated")
         if terminated:
             return dict(terminated)
     return {}
+
+
+# pod status reasons the kubelet or the node controller set when they, not the step, ended a pod
+_PLATFORM_REASONS: Final = frozenset({"Evicted", "NodeLost", "Preempting", "Terminated"})
+MAX_FAULT_CHARS: Final = 300
+
+
+def platform_fault(pod: dict[str, Any] | None) -> str | None:
+    """What the platform did to a failed step's pod (evicted it, lost or drained its node), or
+    None if the step failed on its own. A failed Job whose pod is gone lost it with its node."""
+    if pod is None:
+        return "step pod lost (its node is gone)"
+    status = pod.get("status", {}) or {}
+    message = str(status.get("message") or "")[:MAX_FAULT_CHARS]
+    if status.get("reason") in _PLATFORM_REASONS:
+        return f"step pod {str(status['reason']).lower()}: {message}".rstrip(": ")
+    for cond in status.get("conditions", []) or []:
+        # set by evictions, preemptions and the taint manager of an unreachable node
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            why = str(cond.get("reason") or "disrupted")[:MAX_FAULT_CHARS]
+            return f"step pod disrupted ({why}): {message}".rstrip(": ")
+    return None
 
 
 class JobHandle:
@@ -257,20 +314,24 @@ class JobHandle:
     async def wait(self) -> StepExit:
         ns = self._config.namespace
         outcome: str | None = None
+        job: dict[str, Any] = {}
         async for event in self._api.watch_job(ns, self.name):
             if event.get("type") == "DELETED":
                 break
-            outcome = _finished(event.get("object", {}))
+            job = event.get("object", {})
+            outcome = _finished(job)
             if outcome:
                 break
-        terminated = _terminated(await self._api.job_pod(ns, self.name))
+        pod = await self._api.job_pod(ns, self.name)
+        terminated = _terminated(pod)
         await self._stop_log()
         with contextlib.suppress(KubernetesError):
             await self._api.delete_job(ns, self.name, 0)
         if self._killed or outcome is None:
             return StepExit(None, signal.SIGKILL, tail(self._work_dir / STDERR_FILE))
         code = terminated.get("exitCode", 0 if outcome == "Complete" else 1)
-        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE))
+        fault = platform_fault(pod) if outcome == "Failed" and not _timed_out(job) else None
+        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE), fault)
 
     async def _stop_log(self) -> None:
         if self._log_task is not None:

@@ -47,6 +47,11 @@ class WorkerMetrics:
             buckets=_STEP_BUCKETS_S,
             registry=r,
         )
+        self.dead = Counter(
+            "tessera_task_engine_dead_letters",
+            "envelopes the worker could not apply and set aside on fl.dead",
+            registry=r,
+        )
         self.heartbeats = Counter(
             "tessera_task_engine_heartbeats_sent", "worker.heartbeat envelopes sent", registry=r
         )

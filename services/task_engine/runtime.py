@@ -25,15 +25,23 @@ STDERR_FILE: Final = "stderr.log"
 STDERR_TAIL_BYTES: Final = 2000
 
 
+class StepRuntimeError(RuntimeError):
+    """A runtime could not start, watch or stop a step (e.g. the Kubernetes API refused); the
+    step is reported failed with this reason, and the worker carries on."""
+
+
 @dataclass(frozen=True)
 class StepLaunch:
-    """What to start: the step's work dir, any environment to add for it, and the paths it may
-    use besides its work dir (a sandbox makes ``inputs`` readable and ``writable`` writable)."""
+    """What to start: the step's work dir, any environment to add for it, the paths it may
+    use besides its work dir (a sandbox makes ``inputs`` readable and ``writable`` writable),
+    and the Spark master its job names ('' for the local engine; a sandbox sizes its limits and
+    network by it, see :mod:`task_engine.sandbox`)."""
 
     work_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     inputs: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()
+    spark_master: str = ""
 
 
 @dataclass(frozen=True)
@@ -43,8 +51,13 @@ class StepExit:
     returncode: int | None
     signal: int | None
     stderr_tail: str
+    # what the platform did to the step, if it ended it (an evicted pod, a lost node): a fault
+    # the flow_server retries apart from the step's auto-retries
+    platform_fault: str | None = None
 
     def describe(self) -> str:
+        if self.platform_fault is not None:
+            return self.platform_fault
         if self.signal is not None:
             how = f"was killed by {signal.Signals(self.signal).name}"
         else:

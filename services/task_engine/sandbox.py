@@ -13,8 +13,10 @@ compute, not to behave. Inside its sandbox a step
   read-only;
 * can talk to: its worker, through the Unix socket ``step.sock`` in the work dir, and nothing
   else: it has its own network namespace (loopback only, no route out, no abstract Unix sockets
-  of the host), its own PID namespace (it sees only its own processes and cannot signal others),
-  IPC namespace (no host SysV/POSIX shared memory) and UTS namespace;
+  of the host; the one exception is a step whose job names the Spark cluster master this party
+  configured, which shares the host's network: :class:`SparkSandbox`), its own PID namespace
+  (it sees only its own processes and cannot signal others), IPC namespace (no host SysV/POSIX
+  shared memory) and UTS namespace;
 * cannot see: the rest of ``state_dir`` (other jobs' work dirs, the flow_server database; it is
   covered by an empty tmpfs before the step's own paths are bound back), the worker's
   environment (``--clearenv``: no keys or database URLs leak through variables), home
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -87,6 +90,11 @@ ETC_FILES: Final = (
     "/etc/group",
     "/etc/nsswitch.conf",
 )
+# Name resolution for a Spark step: pyspark binds by "localhost" and the JVM looks its own host
+# name up. In its own network namespace the step gets SANDBOX_HOSTS as /etc/hosts; on the
+# host's network, the host's files.
+SANDBOX_HOSTS: Final = "127.0.0.1 localhost tessera-step\n::1 localhost\n"
+NETWORK_ETC_FILES: Final = ("/etc/hosts", "/etc/resolv.conf", "/etc/host.conf")
 SYSTEM_DIRS: Final = ("/usr", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin")
 PROBE_TIMEOUT_S: Final = 15.0
 NAMESPACE_EXIT_TIMEOUT_S: Final = 5.0
@@ -107,6 +115,63 @@ class SandboxLimits:
     memory_mb: int = 2048
     cpu_s: int = 3600
     max_procs: int = 256
+
+
+@dataclass(frozen=True)
+class SparkSandbox:
+    """How a step that computes on Spark is sandboxed (its launch names a Spark master).
+
+    ``limits`` replace the step limits: a JVM reserves several GiB of address space (heap,
+    class space, code cache, a malloc arena per thread) and starts a hundred threads. The step
+    keeps its private network namespace, where a ``local[...]`` driver and its executors talk
+    over loopback, unless it names ``cluster_master``, the master this party configured: then it
+    shares the host's network, as a Spark driver must reach that master and its executors must
+    reach the driver (docs/architecture.md, "Steps on Spark"). ``read_only`` are the party's
+    Hadoop configuration and extra libraries, when they are local paths.
+    """
+
+    limits: SandboxLimits = SandboxLimits(memory_mb=8192, max_procs=1024)
+    cluster_master: str = ""
+    read_only: tuple[Path, ...] = ()
+
+    def shares_network(self, master: str) -> bool:
+        return bool(master) and master == self.cluster_master and not master.startswith("local")
+
+    @staticmethod
+    def environ(master: str) -> dict[str, str]:
+        """What a JVM needs in the sandbox: Java's home (``/usr/bin/java`` is a link through
+        ``/etc/alternatives``, which is not bound), few malloc arenas (each reserves address
+        space), and loopback as the local driver's address (the host name does not resolve)."""
+        env = {"MALLOC_ARENA_MAX": "2"}
+        home = java_home()
+        if home is not None:
+            env["JAVA_HOME"] = str(home)
+        if master.startswith("local"):
+            env["SPARK_LOCAL_IP"] = "127.0.0.1"
+        return env
+
+
+@functools.cache
+def java_home() -> Path | None:
+    java = shutil.which("java")
+    return None if java is None else Path(os.path.realpath(java)).parent.parent
+
+
+@functools.cache
+def jdk_config_files() -> tuple[Path, ...]:
+    """What the JDK's configuration links point to outside ``/usr`` (Debian keeps
+    ``java.security`` and the CA store under ``/etc``); without them a JVM cannot start."""
+    home = java_home()
+    if home is None:
+        return ()
+    found = []
+    for sub in ("conf", "lib"):
+        for path in (home / sub).rglob("*"):
+            if path.is_symlink():
+                target = Path(os.path.realpath(path))
+                if target.exists() and not target.is_relative_to("/usr"):
+                    found.append(target)
+    return tuple(_dedupe(found))
 
 
 class SandboxHandle(ProcessHandle):
@@ -215,9 +280,11 @@ class BubblewrapRuntime:
         python: str = sys.executable,
         bwrap: str = "bwrap",
         kill_grace_s: float = 3.0,
+        spark: SparkSandbox | None = None,
     ) -> None:
         self._state_dir = Path(state_dir).absolute()
         self._limits = limits or SandboxLimits()
+        self._spark = spark or SparkSandbox()
         self._extra_env = dict(extra_env or {})
         self._python = python
         self._bwrap = bwrap
@@ -232,16 +299,21 @@ class BubblewrapRuntime:
 
     # -- argv ------------------------------------------------------------------------------
 
-    def _namespaces(self) -> list[str]:
-        common = ["--die-with-parent", "--new-session", "--hostname", "tessera-step"]
+    def _namespaces(self, share_net: bool = False) -> list[str]:
+        # A step on the host's network keeps the host's name, which its /etc/hosts resolves
+        # (a Spark driver looks its own address up).
+        common = ["--die-with-parent", "--new-session"]
+        common += [] if share_net else ["--hostname", "tessera-step"]
         if self._as_root:
             # Real privileges set the sandbox up; setpriv below drops them before the step runs.
-            ns = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts"]
+            ns = ["--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+            ns += [] if share_net else ["--unshare-net"]
             ns += ["--unshare-cgroup-try", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
             return ns + common
-        return ["--unshare-all", "--cap-drop", "ALL", *common]
+        net = ["--share-net"] if share_net else []
+        return ["--unshare-all", *net, "--cap-drop", "ALL", *common]
 
-    def _system_mounts(self) -> list[str]:
+    def _system_mounts(self, etc_extra: Sequence[tuple[str, str]] = ()) -> list[str]:
         args: list[str] = []
         for name in SYSTEM_DIRS:
             path = Path(name)
@@ -249,15 +321,20 @@ class BubblewrapRuntime:
                 args += ["--symlink", os.readlink(path), name]
             elif path.is_dir():
                 args += ["--ro-bind", name, name]
-        for name in ETC_FILES:
-            args += ["--ro-bind-try", name, name]
+        # Made here, traversable: bubblewrap would make /etc 0700 for the files below, which
+        # the step uid (under root) could then not read (a JVM needs its configuration there).
+        args += ["--perms", "0755", "--dir", "/etc"]
+        for src, dest in (*((name, name) for name in ETC_FILES), *etc_extra):
+            args += ["--ro-bind-try", src, dest]
         # A private /dev/shm the step uid can write: multiprocessing's semaphores live there.
         return [*args, "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm"]
 
     def _path_mounts(self, inputs: Sequence[Path], writable: Sequence[Path]) -> list[str]:
         """/tmp, code, the hidden state dir, then the step's own paths, parents before children
         (bubblewrap mounts in argument order, and a later mount covers an earlier one)."""
-        mounts: list[tuple[Path, list[str]]] = [(Path("/tmp"), ["--tmpfs", "/tmp"])]
+        # /tmp writable by the step uid, sticky (a JVM and Spark keep their scratch there).
+        tmp = ["--perms", "1777", "--tmpfs", "/tmp"]
+        mounts: list[tuple[Path, list[str]]] = [(Path("/tmp"), tmp)]
         mounts += [(p, ["--ro-bind", str(p), str(p)]) for p in self._read_only]
         mounts.append((self._state_dir, ["--tmpfs", str(self._state_dir)]))
         mounts += [(p, ["--ro-bind-try", str(p), str(p)]) for p in inputs]
@@ -275,7 +352,7 @@ class BubblewrapRuntime:
                     made.add(parent)
             args += mount
             made.add(dest)
-            if mount[0] != "--tmpfs":
+            if "--tmpfs" not in mount:
                 bound.append(dest)
         return args
 
@@ -295,8 +372,7 @@ class BubblewrapRuntime:
             args += ["--setenv", key, value]
         return args
 
-    def _limits_prefix(self) -> list[str]:
-        lim = self._limits
+    def _limits_prefix(self, lim: SandboxLimits) -> list[str]:
         prefix: list[str] = []
         if self._as_root:
             prefix += ["setpriv", f"--reuid={STEP_UID}", f"--regid={STEP_GID}", "--clear-groups"]
@@ -320,14 +396,27 @@ class BubblewrapRuntime:
         writable: Sequence[Path] = (),
         env: Mapping[str, str] | None = None,
         info_fd: int | None = None,
+        spark_master: str = "",
     ) -> list[str]:
-        """The whole bubblewrap command line for ``command`` run in ``work_dir``."""
+        """The whole bubblewrap command line for ``command`` run in ``work_dir`` (a step that
+        names a Spark master gets :class:`SparkSandbox`'s limits, environment and network)."""
         info = [] if info_fd is None else ["--info-fd", str(info_fd)]
+        share_net = self._spark.shares_network(spark_master)
+        limits, env = self._limits, dict(env or {})
+        etc_extra: list[tuple[str, str]] = []
+        if share_net:
+            etc_extra = [(name, name) for name in NETWORK_ETC_FILES]
+        elif spark_master:
+            etc_extra = [(str(self._sandbox_hosts()), "/etc/hosts")]
+        if spark_master:
+            limits = self._spark.limits
+            env = {**SparkSandbox.environ(spark_master), **env}
+            inputs = [*inputs, *self._spark.read_only, *jdk_config_files()]
         return [
             self._bwrap,
             *info,
-            *self._namespaces(),
-            *self._system_mounts(),
+            *self._namespaces(share_net),
+            *self._system_mounts(etc_extra),
             *self._path_mounts(inputs, [work_dir, *writable]),
             # The hiding tmpfs and the root read-only; the step's own mounts on them stay as bound.
             "--remount-ro",
@@ -336,11 +425,19 @@ class BubblewrapRuntime:
             "/",
             "--chdir",
             str(work_dir),
-            *self._env(env or {}),
+            *self._env(env),
             "--",
-            *self._limits_prefix(),
+            *self._limits_prefix(limits),
             *command,
         ]
+
+    def _sandbox_hosts(self) -> Path:
+        path = self._state_dir / "sandbox-hosts"
+        if not path.is_file() or path.read_text() != SANDBOX_HOSTS:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(SANDBOX_HOSTS)
+            path.chmod(0o644)
+        return path
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -367,6 +464,7 @@ class BubblewrapRuntime:
                 writable=writable,
                 env=launch.env,
                 info_fd=info_w,
+                spark_master=launch.spark_master,
             )
             with (
                 (work_dir / STDOUT_FILE).open("wb") as out,
@@ -436,6 +534,8 @@ async def select_runtime(
     the plain-process runtime is used only when asked for, with a warning. What the runtime holds
     open (the Kubernetes API client) is closed with ``stack``.
     """
+    # Every runtime hands the party's Spark offer to its steps (fedalgo.computing.choice).
+    extra_env = {**settings.spark_environ(), **(extra_env or {})}
     if settings.step_runtime == "kubernetes":
         # Imported here: only a Kubernetes install needs the API client.
         from task_engine.kubeapi import HttpKubeApi
@@ -469,6 +569,19 @@ async def select_runtime(
             max_procs=settings.step_max_procs,
         ),
         extra_env=extra_env,
+        spark=SparkSandbox(
+            limits=SandboxLimits(
+                memory_mb=settings.spark_step_memory_mb,
+                cpu_s=settings.step_cpu_s,
+                max_procs=settings.spark_step_max_procs,
+            ),
+            cluster_master=settings.spark_master,
+            read_only=tuple(
+                Path(p)
+                for p in (settings.hadoop_conf_dir, settings.spark_extra_libs_path)
+                if p and "://" not in p
+            ),
+        ),
     )
     try:
         await runtime.check()

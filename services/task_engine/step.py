@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -43,28 +44,40 @@ def run_component(spec: dict[str, Any], channel: StepChannel) -> dict[str, str]:
     """Run the spec's component against the channel; its outputs ``{name: path}``."""
     # Imported here so that a broken algorithms package is reported as this step's failure.
     from fedalgo.components import get_component
+    from fedalgo.computing.choice import SparkOffer, choose, open_computing
     from fedalgo.context import Context
 
     for module in spec.get("imports", ()):
         importlib.import_module(module)
     component = get_component(spec["component"])
-    if spec["role"] not in component.roles:
-        raise ValueError(f"component {component.name} has no role {spec['role']!r}")
     output_dir = Path(spec["output_dir"])
     output_dir.mkdir(parents=True, exist_ok=True)
     outputs = {name: str(output_dir / name) for name in component.outputs}
-    ctx = Context(
-        role=spec["role"],
-        party_id=spec["party_id"],
-        parties=spec["parties"],
-        args=spec["args"],
-        inputs=spec["inputs"],
-        outputs=outputs,
-        federation=StepFederation(channel),
-        on_metric=channel.metric,
-        floors=SecurityFloors.model_validate(spec.get("floors") or {}),
-    )
-    component.fn(ctx)
+    # The engine: what the job asks for, within what this party offers (its settings, handed
+    # to the step as environment variables by the worker).
+    choice = choose(spec["args"], SparkOffer.from_environ(os.environ))
+    os.environ.update(choice.env)
+    with open_computing(choice) as computing:
+        _log.info(
+            "computing on the %s engine (master %s, %d executors)",
+            computing.name,
+            computing.master,
+            computing.executors,
+        )
+        channel.metric("computing", computing.describe(), None)
+        ctx = Context(
+            role=spec["role"],
+            party_id=spec["party_id"],
+            parties=spec["parties"],
+            args=spec["args"],
+            inputs=spec["inputs"],
+            outputs=outputs,
+            federation=StepFederation(channel),
+            on_metric=channel.metric,
+            computing=computing,
+            floors=SecurityFloors.model_validate(spec.get("floors") or {}),
+        )
+        component.run(ctx)  # checks the role and the args against its declaration
     return outputs
 
 

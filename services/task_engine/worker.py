@@ -43,9 +43,11 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from aiokafka.errors import KafkaError
+from pydantic import ValidationError
 
-from fedcore import failures, logs, topics
+from fedcore import failures, logs, messages, topics
 from fedcore.bus import Bus
+from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
 from task_engine.execution import (
@@ -58,7 +60,7 @@ from task_engine.execution import (
 )
 from task_engine.health import HealthServer, bind_tcp, health_app, health_server
 from task_engine.metrics import CountingBus, WorkerMetrics
-from task_engine.runtime import StepRuntime
+from task_engine.runtime import StepRuntime, StepRuntimeError
 from task_engine.sandbox import select_runtime
 
 SHUTDOWN_TIMEOUT_S: Final = 20.0
@@ -67,6 +69,10 @@ REMEMBERED_JOBS: Final = 1000
 HEARTBEAT: Final = "worker.heartbeat"
 
 _log = logging.getLogger(__name__)
+
+
+class ControlError(ValueError):
+    """An ``fl.control`` command this worker cannot apply (unknown, or a malformed body)."""
 
 
 class Worker:
@@ -97,6 +103,7 @@ class Worker:
             f"task_engine-{settings.party_id}",
             produced=self.metrics.produced,
         )
+        self._dead = DeadLetters(self._bus, "task_engine", on_dead=self.metrics.dead.inc)
         self._slots = asyncio.Semaphore(max(1, settings.worker_concurrency))
         self._executions: dict[asyncio.Task[None], StepExecution] = {}
         self._stop = asyncio.Event()
@@ -168,7 +175,7 @@ class Worker:
         """Health server and task consumption until stopped; then every step is stopped."""
         async with self._bus:
             self._health = health_server(
-                health_app(self.settings.party_id, lambda: self.running, self.metrics.render),
+                health_app(self.settings, lambda: self.running, self.metrics.render),
                 self.settings.bind_host,
                 self.settings.task_engine_port,
             )
@@ -235,7 +242,7 @@ class Worker:
                     env = await anext(envelopes)
                     self.metrics.consumed.labels(topics.TASKS).inc()
                     with logs.bind_envelope(env):  # the step's supervisor task inherits it
-                        started = await self._take(env)
+                        started = await self._guarded_take(env)
                     self.metrics.tasks.labels("started" if started else "skipped").inc()
                 except BaseException:
                     self._slots.release()
@@ -262,28 +269,37 @@ class Worker:
         ) as sub:
             async for env in sub:
                 self.metrics.consumed.labels(topics.CONTROL).inc()
-                await self.on_control(env)
+                try:
+                    await self.on_control(env)
+                except ControlError as exc:
+                    await self._dead.put_envelope(env, str(exc), source=topics.CONTROL)
 
     async def on_control(self, env: Envelope) -> None:
-        """Apply one ``fl.control`` command to this worker's steps of the job."""
+        """Apply one ``fl.control`` command to this worker's steps of the job; a command that
+        cannot be applied is a :class:`ControlError`."""
         if env.dst is not None and env.dst != self.settings.party_id:
             return
         mine = [e for e in self._executions.values() if e.task.job_id == env.job_id]
+        if env.type not in ("job.stop", "job.pause", "job.resume"):
+            raise ControlError(f"unknown control command {env.type!r}")
+        try:
+            command = messages.Command.of(env)
+        except ValidationError as exc:
+            raise ControlError(messages.describe(exc)) from exc
         if env.type == "job.stop":
-            reason = str(env.body.get("reason") or "stopped")
+            reason = command.reason or "stopped"
+            upto = command.attempt
             if env.task is None:
                 _remember(self._stopped_jobs, env.job_id, env.ts)
                 self._paused_jobs.pop(env.job_id, None)
             else:
-                upto = env.body.get("attempt")
                 mine = [
                     e
                     for e in mine
-                    if e.task.step == env.task
-                    and (not isinstance(upto, int) or e.task.attempt <= upto)
+                    if e.task.step == env.task and (upto is None or e.task.attempt <= upto)
                 ]
             _log.info("stopping %d step(s) of job %s: %s", len(mine), env.job_id, reason)
-            await asyncio.gather(*(e.stop(reason, state=CANCELED) for e in mine))
+            await self._stop_all(mine, reason, state=CANCELED)
         elif env.type == "job.pause":
             _remember(self._paused_jobs, env.job_id, None)
             for execution in mine:
@@ -292,27 +308,53 @@ class Worker:
             self._paused_jobs.pop(env.job_id, None)
             for execution in mine:
                 execution.resume()
-        else:
-            _log.warning("unknown control command %s for job %s", env.type, env.job_id)
+
+    async def _stop_all(
+        self, executions: list[StepExecution], reason: str, *, state: str = FAILED
+    ) -> None:
+        """Stop each step; one that cannot be stopped (its runtime failed) does not keep the
+        others running."""
+        results = await asyncio.gather(
+            *(e.stop(reason, state=state) for e in executions), return_exceptions=True
+        )
+        for execution, result in zip(executions, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, StepRuntimeError | OSError):
+                    raise result
+                t = execution.task
+                _log.error(bounded(f"could not stop step {t.job_id}/{t.step}: {result}", 1024))
+
+    async def _guarded_take(self, env: Envelope) -> bool:
+        """:meth:`_take` for any envelope: one that cannot be applied fails its task (where it
+        names one) and goes to the dead-letter topic, and never stops the worker. Only a Kafka
+        error propagates (it is the worker's, not the message's: the task is read again)."""
+        try:
+            return await self._take(env)
+        except KafkaError:
+            raise
+        except (TaskError, ValueError) as exc:
+            reason = bounded(f"task.run refused: {exc}")
+        except Exception as exc:  # the guard: a bug must cost one task, not the worker
+            reason = bounded(f"task.run could not be applied: {type(exc).__name__}: {exc}")
+            _log.exception("applying %s %s", env.type[:64], env.id[:64])
+        if env.type == "task.run" and env.task:
+            await self._bus.publish(topics.STATUS, _rejected(env, reason, self.settings))
+        await self._dead.put_envelope(env, reason, source=topics.TASKS)
+        return False
 
     async def _take(self, env: Envelope) -> bool:
         """Start the step of one ``fl.tasks`` envelope (True: the step owns the slot now) or skip
-        it (False); either way the envelope is committed afterwards."""
+        it (False); either way the envelope is committed afterwards. A ``task.run`` this worker
+        cannot apply raises (:class:`TaskError` for a malformed one)."""
         if env.type != "task.run":
-            _log.warning("skipping %s envelope on %s", env.type, topics.TASKS)
-            return False
-        try:
-            task = Task.from_envelope(env)
-        except TaskError as exc:
-            _log.error("rejecting task.run for job %s step %s: %s", env.job_id, env.task, exc)
-            if env.task:
-                await self._bus.publish(topics.STATUS, _rejected(env, str(exc), self.settings))
-            return False
-        if task.party_id != self.settings.party_id:
+            raise TaskError(f"a {env.type[:64]!r} envelope on {topics.TASKS}")
+        if str(env.body.get("party_id")) != self.settings.party_id:
+            # another party's (parties sharing one broker, as in tests): not this worker's
             _log.warning(
-                "skipping task.run for party %s (this is %s)", task.party_id, self.settings.party_id
+                "skipping a task.run for another party (this is %s)", self.settings.party_id
             )
             return False
+        task = Task.from_envelope(env, roots=self.settings.roots)
         if any(
             (e.task.job_id, e.task.step, e.task.attempt) == (task.job_id, task.step, task.attempt)
             for e in self._executions.values()
@@ -337,6 +379,7 @@ class Worker:
         execution = StepExecution(
             task,
             bus=self._bus,
+            dead=self._dead,
             runtime=self._runtime,
             state_dir=Path(self.settings.state_dir),
             timeout_s=self.settings.task_timeout_s,
@@ -345,16 +388,13 @@ class Worker:
         )
         try:
             await execution.start()
-        except OSError as exc:
-            _log.error("could not start step %s/%s: %s", task.job_id, task.step, exc)
+        except (StepRuntimeError, OSError) as exc:
+            # the task was fine but its step could not be started here: failed, not set aside
+            reason = bounded(f"could not start the step: {exc}")
+            _log.error("step %s/%s: %s", task.job_id, task.step, reason)
             await self._bus.publish(
                 topics.STATUS,
-                status_envelope(
-                    task,
-                    FAILED,
-                    reason=f"could not start the step: {exc}",
-                    code=failures.RUNTIME_FAILED,
-                ),
+                status_envelope(task, FAILED, reason=reason, code=failures.RUNTIME_FAILED),
             )
             return False
         if task.job_id in self._paused_jobs:
@@ -369,7 +409,7 @@ class Worker:
             self.metrics.step_duration.labels(execution.task.component, outcome.state).observe(
                 time.time() - execution.started_at
             )
-        except Exception as exc:  # e.g. Kafka refused the final status: fatal, run() re-raises
+        except Exception as exc:  # Kafka refused the final status: fatal, run() re-raises
             self._failure = exc
             self._stop.set()
         finally:
@@ -382,9 +422,7 @@ class Worker:
         if not self._executions:
             return
         supervisors = list(self._executions)
-        await asyncio.gather(
-            *(execution.stop("worker stopped") for execution in self._executions.values())
-        )
+        await self._stop_all(list(self._executions.values()), "worker stopped")
         # The supervisors report each step as failed; bounded, since Kafka may be gone.
         _, pending = await asyncio.wait(supervisors, timeout=self._shutdown_timeout_s / 2)
         for task in pending:
@@ -402,7 +440,13 @@ def _remember(jobs: OrderedDict[str, _V], job_id: str, value: _V) -> None:
         jobs.popitem(last=False)
 
 
+MAX_ATTEMPT: Final = messages.MAX_ATTEMPT
+
+
 def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
+    attempt = env.body.get("attempt")
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or not 1 <= attempt <= MAX_ATTEMPT:
+        attempt = None  # the flow_server then matches the step's current attempt
     return Envelope(
         type="task.status",
         job_id=env.job_id,
@@ -412,7 +456,8 @@ def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
             "party": settings.party_id,
             "state": FAILED,
             "reason": reason,
+            "code": failures.BAD_ARGUMENTS,
             "outputs": {},
-            "attempt": env.body.get("attempt"),
+            "attempt": attempt,
         },
     )

@@ -74,7 +74,8 @@ def party(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Part
     env_file.write_text(
         f"PARTY_ID={PARTY}\nKAFKA_BOOTSTRAP={kafka.bootstrap}\nFLOW_SERVER_PORT={port}\n"
         f"TASK_ENGINE_PORT={free_port()}\nSTATE_DIR={root / 'state'}\nSTEP_RUNTIME=process\n"
-        "REQUIRE_API_TOKEN=1\n"
+        f"DATA_ROOTS={root}\nREQUIRE_API_TOKEN=1\n"
+        "OTHER_PARTIES=40000\nPARTY_MQ_HTTP_URL_40000=http://127.0.0.1:9\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     log_path = root / "services.log"
@@ -305,3 +306,60 @@ def test_version_and_the_local_stack_commands(party: Party) -> None:
     lines = [line.split() for line in result.stdout.splitlines()]
     services = {row[1] for row in lines if row and row[0] == PARTY}
     assert {"flow_server", "task_engine", "federation_bridge", "dashboard"} <= services
+
+
+def test_grant_add_list_revoke_and_the_decisions(authed: Party) -> None:
+    data = authed.root / "granted"
+    data.mkdir(exist_ok=True)
+    result = authed.run(
+        "grant", "add", "40000", "--path", str(data), "--as", "guest",
+        "--component", "intersect", "--expires-in", "30d", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    grant = json.loads(result.stdout)
+    assert (grant["peer"], grant["role"], grant["components"]) == ("40000", "guest", ["intersect"])
+    assert grant["state"] == "active" and grant["created_by"] == "ci"  # the token's name
+    assert grant["expires_ms"] > time.time() * 1000 + 29 * 86400 * 1000
+    listed = authed.run("grant", "list", "--peer", "40000")
+    assert grant["grant_id"] in listed.stdout and "as guest" in listed.stdout
+    revoked = authed.run("grant", "revoke", grant["grant_id"])
+    assert revoked.exit_code == 0 and revoked.stdout.rstrip().endswith("revoked")
+    assert grant["grant_id"] not in authed.run("grant", "list", "--active").stdout
+    bad = authed.run("grant", "add", "40000", "--path", "relative/dir")
+    assert bad.exit_code == 1 and "not an absolute path" in bad.stderr
+    unknown = authed.run("grant", "add", "50000", "--path", str(data))
+    assert unknown.exit_code == 1 and "not a peer" in unknown.stderr
+    expiry = authed.run("grant", "add", "40000", "--path", str(data), "--expires-in", "soon")
+    assert expiry.exit_code == 2 and "--expires-in" in expiry.stderr
+    assert authed.run("decision", "list").exit_code == 0
+
+
+def test_approving_a_job_that_waits_for_nobody_is_refused(authed: Party) -> None:
+    result = authed.run("job", "approve", "no-such-job")
+    assert result.exit_code == 1 and "job_not_found" in result.stderr
+
+
+def test_component_list_and_show_give_the_declared_parameters(authed: Party) -> None:
+    result = authed.run("component", "list")
+    assert result.exit_code == 0, result.output
+    names = [line.split("\t")[0] for line in result.stdout.splitlines()]
+    assert {"intersect", "hetero_lr", "hetero_secureboost", "predict"} <= set(names)
+    result = authed.run("component", "show", "hetero_lr")
+    assert result.exit_code == 0, result.output
+    assert "roles: guest, host" in result.stdout
+    assert "  key-bits\tinteger\tdefault 2048; one of 1024, 2048\t" in result.stdout
+    assert "  max-iter\tinteger\tdefault 30; >= 1, <= 10000\t" in result.stdout
+    result = authed.run("component", "show", "hetero_lr", "--json")
+    shown = json.loads(result.stdout)
+    assert {p["name"] for p in shown["parameters"]} >= {"learning-rate", "batch-size"}
+    result = authed.run("component", "show", "nope")
+    assert result.exit_code == 1 and "no component with id 'nope'" in result.stderr
+
+
+def test_a_misspelt_argument_is_refused_with_the_valid_names(authed: Party) -> None:
+    bad = authed.root / "misspelt.yaml"
+    bad.write_text(PIPELINE + "    args: {treshold: 0.4}\n")
+    result = authed.run("pipeline", "upload", str(bad))
+    assert result.exit_code == 1
+    assert "step 'evaluate' (evaluation) takes no argument 'treshold'" in result.stderr
+    assert "did you mean 'threshold'?" in result.stderr and "unknown_arg" in result.stderr

@@ -253,3 +253,47 @@ def test_a_peers_task_state_from_fl_in_ctl_counts_but_its_job_status_does_not() 
     assert job.state == "running"  # this party's flow_server has not said otherwise yet
     assert job.steps["train"].tasks[HOST].state == "failed"
     assert job.steps["train"].tasks[HOST].reason == "disk full"
+
+
+def _decision(job_id: str, decision: str, ms: int, **body: object) -> Envelope:
+    return Envelope(
+        type="proposal.decision",
+        job_id=job_id,
+        src=HOST,
+        ts=ms / 1000,
+        body={
+            "initiator": GUEST,
+            "decision": decision,
+            "rule": "ACCEPT_POLICY=manual",
+            "decided_by": "policy",
+            "decided_ms": ms,
+            **body,
+        },
+    )
+
+
+def test_decisions_about_a_proposal_are_shown_once_each_in_order() -> None:
+    held = _decision(JOB, "pending_approval", 1_000)
+    approved = _decision(JOB, "approved", 2_000, decided_by="alice", rule="approved by …")
+    pending = job_status(JOB, "pending_approval", 1.0, initiator=GUEST)
+    agg = fold([pending, held, approved, held])  # a replayed record changes nothing
+    job = agg.get(JOB)
+    assert job is not None and job.state == "pending_approval"
+    detail = JobDetail.of(job)
+    assert [(d.decision, d.decided_by) for d in detail.decisions] == [
+        ("pending_approval", "policy"),
+        ("approved", "alice"),
+    ]
+    from dashboard import render
+
+    html = render.decisions_section(detail)
+    assert 'action="/jobs/' in html and "/approve" in html and "/reject" in html
+    assert "alice" in html
+    done = render.decisions_section(detail.model_copy(update={"state": "running"}))
+    assert "Decisions" in done and "<form" not in done
+    assert render.decisions_section(JobDetail.of(fold(sample_job(BAD, T0)).get(BAD))) == ""  # type: ignore[arg-type]
+
+
+def test_a_malformed_decision_is_skipped() -> None:
+    agg = fold([_decision(JOB, "accepted", 1_000, decided_ms="soon")])
+    assert agg.get(JOB) is None and agg.skipped == 1

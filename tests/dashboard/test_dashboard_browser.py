@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ import yaml
 from dashboard.api import MAX_COMPARE
 from real_parts import chromium
 from tessera.envfiles import local_parties, write_env_files
-from tessera.example import PIPELINE_YAML, make_demo_data, render_job
+from tessera.example import PIPELINE_YAML, grant_host_data, make_demo_data, render_job
 from tessera.sdk import Dashboard, Tessera
 from tessera.stack import Stack
 
@@ -52,6 +53,11 @@ END_STATES = ("success", "failed", "canceled")
 class Live:
     stack: Stack
     job_text: str
+    token: str  # the guest's API token: its dashboard and flow_server require one
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
 
     @property
     def dashboard(self) -> str:
@@ -66,10 +72,26 @@ class Live:
 def live(kafka_pair: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root = tmp_path_factory.mktemp("browser")
     parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
+    env_files = write_env_files(parties, root / "env", data_roots=[root])
+    token = f"tsr_{secrets.token_urlsafe(32)}"
+    for path in env_files:
+        # tokens even on loopback, as off it; the installer's token (registered at start)
+        with path.open("a") as env:
+            env.write(f"REQUIRE_API_TOKEN=1\nTESSERA_API_TOKEN={token}\n")
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
-        yield Live(stack, _short_job(render_job(data, root / "output")))
+        with Tessera(stack.party(HOST).flow_server_url, token=token) as host:
+            grant_host_data(host, GUEST, data)
+        yield Live(stack, _short_job(render_job(data, root / "output")), token)
+
+
+def _log_in(page: Any, live: Live, path: str = "/") -> None:
+    """Open ``path``: the dashboard sends the browser to its login page first."""
+    page.goto(live.dashboard + path)
+    page.wait_for_url("**/login?next=**")
+    page.get_by_label("API token").fill(live.token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live.dashboard + path)
 
 
 def _short_job(job_text: str) -> str:
@@ -126,17 +148,34 @@ def _wait_for_the_end(page: Any, live: Live, job_id: str) -> None:
     deadline = time.monotonic() + JOB_TIMEOUT_MS / 1000
     done = page.locator('#job-state [data-state="success"]')
     while done.count() == 0:
-        with Tessera(live.flow) as flow:
+        with Tessera(live.flow, token=live.token) as flow:
             job = flow.job(job_id)
         assert job.state not in ("failed", "canceled"), job.failure_reason()
         assert time.monotonic() < deadline, f"job {job_id} is still {job.state} on the page"
         page.wait_for_timeout(1000)
 
 
+def test_logging_in_takes_a_valid_token(live: Live, page: Any) -> None:
+    page.goto(live.dashboard + "/jobs/x")
+    page.wait_for_url("**/login?next=/jobs/x")
+    page.get_by_label("API token").fill("tsr_not-a-token")
+    page.get_by_role("button", name="Log in").click()
+    assert "not a valid API token" in page.content()
+    cookies = page.context.cookies()
+    assert not any(c["name"] == "tessera_session" for c in cookies)
+    page.get_by_label("API token").fill(live.token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(live.dashboard + "/jobs/x")
+    (session,) = [c for c in page.context.cookies() if c["name"] == "tessera_session"]
+    assert session["httpOnly"] and session["sameSite"] == "Strict"
+    assert page.evaluate("document.cookie") == ""  # out of the page's scripts' reach
+    assert httpx.get(live.dashboard + "/api/jobs").status_code == 401  # no token, no session
+
+
 def test_a_running_job_is_followed_live_from_the_list_to_its_page(live: Live, page: Any) -> None:
-    page.goto(live.dashboard + "/")
+    _log_in(page, live)
     _mark_loaded(page)
-    with Tessera(live.flow) as flow:
+    with Tessera(live.flow, token=live.token) as flow:
         pipeline_id = flow.upload_pipeline(PIPELINE_YAML.read_bytes()).pipeline_id
         job_id = flow.submit_job(pipeline_id, live.job_text.encode()).job_id
 
@@ -173,9 +212,9 @@ def test_a_running_job_is_followed_live_from_the_list_to_its_page(live: Live, pa
 
     # The charts say what the API says.
     page.wait_for_function("() => document.getElementById('job-ks').textContent !== '—'")
-    with Dashboard(live.dashboard) as dash:
+    with Dashboard(live.dashboard, token=live.token) as dash:
         metrics = dash.metrics(job_id)
-    detail = httpx.get(f"{live.dashboard}/api/jobs/{job_id}").json()
+    detail = httpx.get(f"{live.dashboard}/api/jobs/{job_id}", headers=live.auth).json()
     (ARTIFACTS / "job.json").write_text(json.dumps(detail, indent=2))
     auc, ks = metrics.auc, metrics.ks
     assert page.locator("#job-auc").inner_text() == f"{auc:.4f}"
@@ -198,11 +237,11 @@ def test_a_running_job_is_followed_live_from_the_list_to_its_page(live: Live, pa
 
 
 def test_the_task_flow_and_compare_views_list_the_job(live: Live, page: Any) -> None:
-    page.goto(live.dashboard + "/pipelines")
+    _log_in(page, live, "/pipelines")
     page.locator("#pipelines tr").first.wait_for()
     assert "intersect" in page.locator("#pipelines").inner_text()
     # The session's brokers carry other modules' jobs too: compare finished ones, within the cap.
-    items = httpx.get(live.dashboard + "/api/jobs").json()["items"]
+    items = httpx.get(live.dashboard + "/api/jobs", headers=live.auth).json()["items"]
     job_ids = [j["job_id"] for j in items if j["auc"] is not None][:MAX_COMPARE]
     assert job_ids
     query = "&".join(f"jobs={j}" for j in job_ids)
@@ -211,14 +250,16 @@ def test_the_task_flow_and_compare_views_list_the_job(live: Live, page: Any) -> 
 
 
 def test_bad_input_gets_a_404_or_422_page_or_json(live: Live, page: Any) -> None:
+    _log_in(page, live)
     response = page.goto(live.dashboard + "/jobs/no-such-job")
     assert response.status == 404 and "No job" in page.content()
     response = page.goto(live.dashboard + "/?offset=-3")
     assert response.status == 422 and "Bad request" in page.content()
     response = page.goto(live.dashboard + "/nowhere")
     assert response.status == 404 and "Traceback" not in page.content()
-    api = httpx.get(live.dashboard + "/api/jobs", params={"limit": "many"})
+    api = httpx.get(live.dashboard + "/api/jobs", params={"limit": "many"}, headers=live.auth)
     assert api.status_code == 422 and api.json()["detail"]
     started = time.monotonic()
-    assert httpx.get(live.dashboard + "/api/jobs/nope/analysis").status_code == 404
+    nope = httpx.get(live.dashboard + "/api/jobs/nope/analysis", headers=live.auth)
+    assert nope.status_code == 404
     assert time.monotonic() - started < 5

@@ -31,6 +31,9 @@ class _FlakySource:
         async with self._memory.open() as records:
             yield records
 
+    async def set_aside(self, env: Envelope, reason: str) -> None:
+        await self._memory.set_aside(env, reason)
+
 
 async def test_the_consumer_retries_after_a_kafka_error_and_replays_into_a_clear_view() -> None:
     source = _FlakySource(sample_job(JOB, 1.0))
@@ -74,3 +77,50 @@ async def test_a_waiting_listener_is_woken_by_close() -> None:
     await asyncio.sleep(0)
     changes.close()
     assert await asyncio.wait_for(waiter, 1) == 0
+
+
+GOOD, LATE = "3" * 32, "4" * 32
+
+
+def _nested(depth: int) -> list[object]:
+    value: list[object] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+async def test_records_the_aggregator_cannot_apply_are_set_aside_and_the_consumer_goes_on() -> None:
+    poison = [
+        job_status("1" * 32, "running", 1.0, parties={"guest": 5}),
+        Envelope(
+            type="metric", job_id="2" * 32, src="20000", body={"name": "x", "value": _nested(5000)}
+        ),
+    ]
+    source = MemorySource([*poison, *sample_job(GOOD, 2.0)])
+    aggregator, changes = Aggregator(), Changes()
+    consumer = Consumer(source, aggregator, changes)
+    consumer.start()
+    try:
+
+        async def done() -> bool | None:
+            job = aggregator.get(GOOD)
+            return (job is not None and job.state == "success") or None
+
+        await eventually(done, timeout_s=5)
+        assert [env for env, _ in source.set_aside_envelopes] == poison
+        reasons = [reason for _, reason in source.set_aside_envelopes]
+        assert reasons[0].startswith("dashboard refuses job.status: JobStatus:")
+        assert "parties: Input should be a valid list" in reasons[0]
+        assert reasons[1].startswith("dashboard refuses metric:")
+        assert "nested deeper than" in reasons[1]
+        assert all(len(r) <= 512 for r in reasons)
+        assert consumer.status.set_aside == 2 and consumer.status.error is None
+
+        source.publish(job_status(LATE, "running", 3.0))  # still following
+
+        async def late() -> bool | None:
+            return aggregator.get(LATE) is not None or None
+
+        await eventually(late, timeout_s=5)
+    finally:
+        await consumer.stop(timeout_s=2)

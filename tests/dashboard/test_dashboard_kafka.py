@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 from dashboard_helpers import GUEST, LOSSES, eventually, metric, sample_job, serving
 
 from brokers import Broker, free_port
@@ -57,7 +58,7 @@ async def _next_event(lines: Any) -> dict[str, Any]:
 
 
 async def test_published_records_are_served_and_rebuilt_after_a_restart(kafka: Broker) -> None:
-    job_id = f"dash-{uuid.uuid4().hex}"
+    job_id = uuid.uuid4().hex
     settings = PartySettings(party_id=GUEST, kafka_bootstrap=kafka.bootstrap)
     async with Bus(kafka.bootstrap, "dashboard-test") as bus:
         for env in sample_job(job_id):
@@ -122,3 +123,40 @@ async def _open_events(client: httpx.AsyncClient) -> httpx.Response | None:
         return await client.send(client.build_request("GET", "/api/events"), stream=True)
     except httpx.ConnectError:
         return None  # not listening yet
+
+
+async def test_a_record_the_dashboard_cannot_apply_goes_to_fl_dead(kafka: Broker) -> None:
+    poison = Envelope(
+        type="job.status",
+        job_id=uuid.uuid4().hex,
+        src=GUEST,
+        body={"state": "running", "parties": {"guest": 5}},
+    )
+    good = uuid.uuid4().hex
+    settings = PartySettings(party_id=GUEST, kafka_bootstrap=kafka.bootstrap)
+    async with Bus(kafka.bootstrap, "dashboard-test") as bus:
+        await bus.publish(topics.STATUS, poison)
+        for env in sample_job(good):
+            await bus.publish(_topic(env), env)
+        async with serving(create_app(settings)) as client:
+            await _complete_view(client, good)  # read past the poison
+            health = (await client.get("/health")).json()
+            assert health["status"] == "ok" and health["consumer"]["set_aside"] >= 1
+    consumer = AIOKafkaConsumer(
+        topics.DEAD, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+
+        async def found() -> dict[str, str] | None:
+            batches = await consumer.getmany(timeout_ms=500)
+            for record in (r for records in batches.values() for r in records):
+                if record.key == poison.job_id.encode():
+                    return {k: v.decode() for k, v in record.headers}
+            return None
+
+        headers = await eventually(found, timeout_s=30)
+    finally:
+        await consumer.stop()
+    assert headers["dead_service"] == "dashboard"
+    assert headers["dead_reason"].startswith("dashboard refuses job.status:")

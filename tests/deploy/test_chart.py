@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from deploy_helpers import (
     CHART,
     Manifest,
@@ -18,6 +20,7 @@ from deploy_helpers import (
     render_text,
 )
 
+from fedcore.apitokens import is_loopback
 from fedcore.settings import PartySettings
 
 APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
@@ -127,6 +130,43 @@ def test_bridge_is_exposed_over_tls_only(party_a: list[Manifest]) -> None:
     assert any(v.get("secret", {}).get("secretName") == "bridge-tls" for v in pod["volumes"])
     config = by_kind(party_a, "ConfigMap")["bridge-tls-proxy"]["data"]["nginx.conf"]
     assert "listen 9443 ssl;" in config and "proxy_pass http://127.0.0.1:9370;" in config
+
+
+def test_the_bridge_health_and_metrics_stay_inside_the_party(party_a: list[Manifest]) -> None:
+    config = by_kind(party_a, "ConfigMap")["bridge-tls-proxy"]["data"]["nginx.conf"]
+    # peers reach the signed endpoints only: everything else ends at the proxy
+    locations = " ".join(config.split()).split("location ")[1:]
+    assert [loc.split(" {")[0] for loc in locations] == ["/v1/", "/"]
+    assert locations[1].startswith("/ { return 404; }")
+    bridge = pod_specs(party_a)["Deployment/federation-bridge"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in bridge["env"]}
+    assert (env["BRIDGE_INTERNAL_HOST"], env["BRIDGE_INTERNAL_PORT"]) == ("0.0.0.0", "9390")
+    for probe in (bridge["readinessProbe"], bridge["livenessProbe"]):
+        assert probe["httpGet"] == {"path": "/health", "port": "internal"}
+    assert bridge["ports"] == [{"name": "internal", "containerPort": 9390}]
+    service = by_kind(party_a, "Service")["federation-bridge"]
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["https"]
+    from_peers = by_kind(party_a, "NetworkPolicy")["bridge-from-peers"]["spec"]["ingress"]
+    assert from_peers == [{"ports": [{"port": 9443, "protocol": "TCP"}]}]
+
+
+def test_a_web_certificate_turns_tls_on_at_the_ingress(tools: Tools, env_dir: Path) -> None:
+    keys = env_dir / "keys" / "10000"
+    docs = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            INGRESS_TLS_CERT=f"{keys}/bridge-tls.crt",
+            INGRESS_TLS_KEY=f"{keys}/bridge-tls.key",
+        ),
+    )
+    secret = by_kind(docs, "Secret")["ingress-tls"]
+    assert secret["type"] == "kubernetes.io/tls" and set(secret["data"]) == {"tls.crt", "tls.key"}
+    ingress = by_kind(docs, "Ingress")["tessera"]["spec"]
+    assert ingress["tls"] == [{"hosts": ["party-a.tessera.example"], "secretName": "ingress-tls"}]
+    plain = by_kind(render(tools, env_file(env_dir, "10000")), "Ingress")["tessera"]["spec"]
+    assert "tls" not in plain
 
 
 def test_load_balancer_bridge(tools: Tools, env_dir: Path) -> None:
@@ -317,6 +357,7 @@ def test_deadlines_and_heartbeats_default_to_the_services_defaults(
     assert env["ACCEPT_TIMEOUT_S"] == "60" and env["TASK_TIMEOUT_S"] == "3600"
     assert env["HEARTBEAT_INTERVAL_S"] == "5"
     assert "HEARTBEAT_TIMEOUT_S" not in env, "unset: the flow_server waits three intervals"
+    assert env["PLATFORM_RETRIES"] == "2"
 
 
 def test_the_partys_floors_and_images_reach_every_service(party_a: list[Manifest]) -> None:
@@ -341,6 +382,7 @@ def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path)
             TASK_TIMEOUT_S="1000000",
             HEARTBEAT_INTERVAL_S="0.5",
             HEARTBEAT_TIMEOUT_S="20",
+            PLATFORM_RETRIES="0",
         ),
     )
     env = _party_env(docs)
@@ -349,7 +391,8 @@ def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path)
         env["TASK_TIMEOUT_S"],
         env["HEARTBEAT_INTERVAL_S"],
         env["HEARTBEAT_TIMEOUT_S"],
-    ) == ("300", "1000000", "0.5", "20")
+        env["PLATFORM_RETRIES"],
+    ) == ("300", "1000000", "0.5", "20", "0")
 
 
 def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.CompletedProcess[str]:
@@ -373,6 +416,14 @@ def _helm_template(tools: Tools, env_dir: Path, *sets: str) -> subprocess.Comple
         (
             ("timing.heartbeatIntervalS=10", "timing.heartbeatTimeoutS=10"),
             "timing.heartbeatTimeoutS (10) must exceed timing.heartbeatIntervalS (10)",
+        ),
+        (
+            ("platformRetries=-1",),
+            'platformRetries must be a whole number of retries (0 or more), got "-1"',
+        ),
+        (
+            ("extraEnv.PLATFORM_RETRIES=5",),
+            "extraEnv.PLATFORM_RETRIES: the chart sets PLATFORM_RETRIES from platformRetries",
         ),
         (
             ("extraEnv.HEARTBEAT_TIMEOUT_S=9",),
@@ -407,3 +458,52 @@ def test_services_log_json_on_kubernetes_unless_told_otherwise(
     rendered = _helm_template(tools, env_dir, "logFormat=text")
     assert rendered.returncode == 0, rendered.stderr
     assert "    LOG_FORMAT=text\n" in rendered.stdout
+
+
+def test_the_acceptance_policy_comes_from_the_values(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    env = _party_env(party_a)
+    assert (env["ACCEPT_POLICY"], env["ACCEPT_MANUAL_PEERS"]) == ("auto", "")
+    rendered = _helm_template(
+        tools,
+        env_dir,
+        "acceptance.policy=manual",
+        "acceptance.manualPeers={20000}",
+        "acceptance.components={intersect,hetero_lr}",
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    for line in ("ACCEPT_POLICY=manual", "ACCEPT_MANUAL_PEERS=20000"):
+        assert f"    {line}\n" in rendered.stdout
+    assert "    ACCEPT_COMPONENTS=intersect,hetero_lr\n" in rendered.stdout
+    refused = _helm_template(tools, env_dir, "acceptance.policy=sometimes")
+    assert refused.returncode != 0
+    assert 'acceptance.policy must be auto or manual, got "sometimes"' in refused.stderr
+
+
+def _container_env(docs: list[Manifest], deployment: str) -> dict[str, Any]:
+    (container,) = by_kind(docs, "Deployment")[deployment]["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_the_published_dashboard_requires_the_partys_api_tokens(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    """It listens off loopback, where it requires a token (a login page or a bearer token), and
+    reads the tokens from the flow_server's database; the ingress publishes nothing else of it."""
+    env = _container_env(party_a, "dashboard")
+    assert not is_loopback(env["BIND_HOST"]), "off loopback the dashboard requires a token"
+    assert env["DATABASE_URL"] == _container_env(party_a, "flow-server")["DATABASE_URL"]
+    assert env["DATABASE_URL"]["secretKeyRef"] == {"name": "party-secrets", "key": "database-url"}
+    assert _party_env(party_a)["DATA_ROOTS"] == "/var/lib/tessera"
+
+    hidden = [
+        d
+        for d in yaml.safe_load_all(
+            _helm_template(tools, env_dir, "dashboard.publish=false").stdout
+        )
+        if d
+    ]
+    (ingress,) = [d for d in hidden if d["kind"] == "Ingress"]
+    paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {"/flow-server"}

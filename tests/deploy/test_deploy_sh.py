@@ -20,6 +20,17 @@ def errors_of(tools: Tools, path: Path, command: str = "setup") -> str:
     return result.stderr
 
 
+def test_a_party_without_a_web_certificate_is_warned_loudly(tools: Tools, env_dir: Path) -> None:
+    plain = run_deploy(tools, "--dry-run", "setup", env_file(env_dir, "20000"))
+    assert plain.returncode == 0 and "WARNING" in plain.stderr and "PLAIN HTTP" in plain.stderr
+    named = env_file(env_dir, "20000", INGRESS_TLS_SECRET="party-b-tls")
+    assert "WARNING" not in run_deploy(tools, "--dry-run", "setup", named).stderr
+    both = env_file(
+        env_dir, "20000", INGRESS_TLS_SECRET="party-b-tls", INGRESS_TLS_CERT="keys/x.crt"
+    )
+    assert "both name the web certificate" in errors_of(tools, both)
+
+
 def test_dry_run_prints_the_manifests(tools: Tools, env_dir: Path) -> None:
     result = run_deploy(tools, "--dry-run", "setup", env_file(env_dir, "20000"))
     assert result.returncode == 0, result.stderr
@@ -53,6 +64,7 @@ def test_dry_run_prints_the_manifests(tools: Tools, env_dir: Path) -> None:
         ({"ACCEPT_TIMEOUT_S": "0"}, "ACCEPT_TIMEOUT_S='0' is malformed"),
         ({"HEARTBEAT_INTERVAL_S": "-1"}, "HEARTBEAT_INTERVAL_S='-1' is malformed"),
         ({"HEARTBEAT_TIMEOUT_S": "4"}, "HEARTBEAT_TIMEOUT_S=4 must exceed HEARTBEAT_INTERVAL_S=5"),
+        ({"PLATFORM_RETRIES": "two"}, "PLATFORM_RETRIES='two' is malformed: expected a whole"),
         (
             {"HEARTBEAT_INTERVAL_S": "0.5", "HEARTBEAT_TIMEOUT_S": "0.5"},
             "HEARTBEAT_TIMEOUT_S=0.5 must exceed HEARTBEAT_INTERVAL_S=0.5",

@@ -4,6 +4,7 @@ spoken to over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import signal
@@ -14,6 +15,9 @@ import httpx
 import pytest
 from deploy_helpers import Tools, kubeconform
 
+from fedcore.envelope import Envelope
+from fedcore.messages import TaskStatus, parse_body
+from task_engine.execution import Task, status_envelope
 from task_engine.kubeapi import HttpKubeApi, KubernetesError
 from task_engine.kubernetes import (
     JobHandle,
@@ -21,9 +25,10 @@ from task_engine.kubernetes import (
     KubernetesRuntime,
     WorkerPod,
     job_name,
+    platform_fault,
     render_job,
 )
-from task_engine.runtime import StepLaunch
+from task_engine.runtime import StepExit, StepLaunch
 from task_engine.step import write_spec
 
 API = "https://kubernetes.test"
@@ -95,10 +100,31 @@ def test_paths_off_the_volume_are_refused(tmp_path: Path) -> None:
 
 class FakeApiServer:
     """The API server's Job and Pod endpoints over HTTP (httpx.MockTransport), in memory: a Job
-    created completes with ``exit_code``; one deleted before it completed is gone."""
+    created completes with ``exit_code``; one deleted before it completed is gone.
 
-    def __init__(self, exit_code: int = 0) -> None:
+    Like a real API server, it ends each watch after a while: every watch request answers
+    after ``watch_s`` with at most one event and closes, and the Job completes only at watch
+    request number ``completes_at``; the watch requests numbered in ``gone`` are answered 410
+    Gone (the even ones as a status, the odd ones as an ERROR event), as when the version asked
+    for is too old.
+    """
+
+    def __init__(
+        self,
+        exit_code: int = 0,
+        *,
+        completes_at: int = 1,
+        watch_s: float = 0.0,
+        gone: frozenset[int] = frozenset(),
+        pod_status: dict[str, Any] | None = None,
+    ) -> None:
         self.exit_code = exit_code
+        self.pod_status = pod_status or {}  # more of the step pod's status (an eviction...)
+        self.completes_at = completes_at
+        self.watch_s = watch_s
+        self.gone = gone
+        self.version = 100
+        self.watches: list[dict[str, str]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
         self.deleted: list[tuple[str, dict[str, Any]]] = []
         self.requests: list[httpx.Request] = []
@@ -118,12 +144,14 @@ class FakeApiServer:
             }
         }
 
-    def _handle(self, request: httpx.Request) -> httpx.Response:
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         path, params = request.url.path, request.url.params
         jobs = re.fullmatch(rf"/apis/batch/v1/namespaces/{NS}/jobs(?:/([a-z0-9-]+))?", path)
         if jobs and request.method == "POST":
             manifest = json.loads(request.content)
+            self.version += 1
+            manifest["metadata"]["resourceVersion"] = str(self.version)
             self.jobs[manifest["metadata"]["name"]] = manifest
             return httpx.Response(201, json=manifest)
         if jobs and request.method == "DELETE":
@@ -131,7 +159,12 @@ class FakeApiServer:
             self.deleted.append((name, json.loads(request.content)))
             return httpx.Response(200 if self.jobs.pop(name, None) else 404, json={})
         if jobs and params.get("watch"):
-            return httpx.Response(200, text=self._watch(params["fieldSelector"]))
+            return await self._watch(dict(params))
+        if jobs and "fieldSelector" in params:
+            name = params["fieldSelector"].removeprefix("metadata.name=")
+            items = [self.jobs[name]] if name in self.jobs else []
+            meta = {"resourceVersion": str(self.version)}
+            return httpx.Response(200, json={"metadata": meta, "items": items})
         if jobs:
             wanted = dict(term.split("=") for term in params["labelSelector"].split(","))
             items = [
@@ -147,16 +180,27 @@ class FakeApiServer:
             return httpx.Response(200, content=b"step says hello\n")
         return httpx.Response(404, json={"reason": f"{request.method} {path}"})
 
-    def _watch(self, field_selector: str) -> str:
-        name = field_selector.removeprefix("metadata.name=")
+    async def _watch(self, params: dict[str, str]) -> httpx.Response:
+        self.watches.append(params)
+        number = len(self.watches)
+        await asyncio.sleep(self.watch_s)
+        if number in self.gone:
+            if number % 2 == 0:
+                return httpx.Response(410, json={"kind": "Status", "code": 410})
+            error = {"type": "ERROR", "object": {"kind": "Status", "code": 410}}
+            return httpx.Response(200, text=json.dumps(error) + "\n")
+        name = params["fieldSelector"].removeprefix("metadata.name=")
         if name not in self.jobs:
-            return json.dumps({"type": "DELETED", "object": {}}) + "\n"
+            return httpx.Response(200, text=json.dumps({"type": "DELETED", "object": {}}) + "\n")
+        self.version += 1
+        job = self.jobs[name]
+        job["metadata"]["resourceVersion"] = str(self.version)
+        if number < self.completes_at:  # still running: a bookmark, then the server ends it
+            event = {"type": "BOOKMARK", "object": {"metadata": dict(job["metadata"])}}
+            return httpx.Response(200, text=json.dumps(event) + "\n")
         kind = "Complete" if self.exit_code == 0 else "Failed"
-        done = {"status": {"conditions": [{"type": kind, "status": "True"}]}}
-        return "".join(
-            json.dumps(event) + "\n"
-            for event in ({"type": "ADDED", "object": {}}, {"type": "MODIFIED", "object": done})
-        )
+        job["status"] = {"conditions": [{"type": kind, "status": "True"}]}
+        return httpx.Response(200, text=json.dumps({"type": "MODIFIED", "object": job}) + "\n")
 
     def _pod(self, job: str) -> dict[str, Any]:
         return {
@@ -164,6 +208,7 @@ class FakeApiServer:
             "status": {
                 "phase": "Succeeded" if self.exit_code == 0 else "Failed",
                 "containerStatuses": [{"state": {"terminated": {"exitCode": self.exit_code}}}],
+                **self.pod_status,
             },
         }
 
@@ -209,6 +254,60 @@ async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None
         {"propagationPolicy": "Background", "gracePeriodSeconds": 0},
     )
     assert not server.jobs
+
+
+async def test_an_evicted_step_pod_is_a_platform_fault(tmp_path: Path) -> None:
+    message = "The node was low on resource: memory."
+    server = FakeApiServer(exit_code=137, pod_status={"reason": "Evicted", "message": message})
+    exit_ = await (await _start(tmp_path, server, {})).wait()
+    assert exit_.platform_fault == f"step pod evicted: {message}"
+    assert exit_.describe() == exit_.platform_fault
+
+
+async def test_a_step_that_fails_on_its_own_is_no_platform_fault(tmp_path: Path) -> None:
+    server = FakeApiServer(exit_code=3)
+    exit_ = await (await _start(tmp_path, server, {})).wait()
+    assert exit_.platform_fault is None and exit_.returncode == 3
+
+
+def test_the_workers_status_of_a_platform_fault_says_so() -> None:
+    run = Envelope(
+        type="task.run",
+        job_id="1" * 32,
+        task="train",
+        src="20000",
+        body={
+            "component": "hetero_lr",
+            "role": "host",
+            "party_id": "20000",
+            "parties": {"host": ["20000"]},
+            "output_dir": "/o",
+            "fed_since_ms": 0,
+            "attempt": 1,
+        },
+    )
+    exit_ = StepExit(137, None, "", "step pod evicted: low on memory")
+    status = status_envelope(
+        Task.from_envelope(run, roots=[Path("/")]),
+        "failed",
+        reason=exit_.describe(),
+        fault="platform",
+    )
+    body = parse_body(status)
+    assert isinstance(body, TaskStatus)
+    assert (body.state, body.fault, body.reason) == ("failed", "platform", exit_.platform_fault)
+
+
+def test_which_failed_pods_the_platform_ended() -> None:
+    disrupted = {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager"}
+    assert platform_fault({"status": {"conditions": [disrupted]}}) == (
+        "step pod disrupted (DeletionByTaintManager)"
+    )
+    assert platform_fault(None) == "step pod lost (its node is gone)"
+    assert platform_fault({"status": {"reason": "NodeLost", "message": "x" * 5000}}) == (
+        "step pod nodelost: " + "x" * 300
+    )
+    assert platform_fault({"status": {"phase": "Failed", "reason": "Error"}}) is None
 
 
 async def test_default_image_and_kill(tmp_path: Path) -> None:
@@ -314,3 +413,22 @@ def test_config_from_the_chart_environment() -> None:
     assert cfg.allowed_images == ("x:1", "y:2")
     assert cfg.memory_mb == 512 and cfg.node_name == "n1" and cfg.volume_root.name == "tessera"
     assert cfg.worker_pod == WorkerPod("task-engine-1", WORKER_UID) and cfg.timeout_s == 7200
+
+
+async def test_a_long_step_outlives_many_watch_closes_and_a_410(tmp_path: Path) -> None:
+    """The API server ends the watch every 0.3 s (a real one: every few minutes), twice with
+    410 Gone; the step "runs" through 20 watches and ends with its real outcome."""
+    server = FakeApiServer(exit_code=3, completes_at=20, watch_s=0.3, gone=frozenset({6, 11}))
+    handle = await _start(tmp_path, server, {})
+    exit_ = await asyncio.wait_for(handle.wait(), 30)
+    assert exit_.returncode == 3 and exit_.signal is None
+    assert len(server.watches) == 20
+    versions = [int(w["resourceVersion"]) for w in server.watches]
+    assert versions == sorted(versions), "each watch resumes where the last one ended"
+    lists = [
+        r
+        for r in server.requests
+        if r.method == "GET" and "fieldSelector" in r.url.params and "watch" not in r.url.params
+    ]
+    assert len(lists) == 3, "one list at the start, one after each 410"
+    assert server.deleted[-1][0] == handle.name and not server.jobs

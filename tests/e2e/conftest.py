@@ -1,8 +1,9 @@
 """The one way an end-to-end module gets its two-party stack: the ``two_parties`` fixture.
 
 Each module gets its own stack (module scope) on the session's two real brokers (``kafka_pair``),
-from env files with free ports. A module that needs other party settings overrides ``party_env``
-(both parties') or ``own_env`` (one party's, such as its DATABASE_URL).
+from env files with free ports; the host has granted the guest its demo CSV, as the README
+shows. A module that needs other party settings overrides ``party_env`` (both parties') or
+``own_env`` (one party's, such as its DATABASE_URL).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 from e2e_stack import GUEST, HOST, TwoParties
 
 from tessera.envfiles import local_parties, write_env_files
-from tessera.example import make_demo_data
+from tessera.example import grant_host_data, make_demo_data
 from tessera.stack import Stack
 
 
@@ -40,11 +41,14 @@ def two_parties(
 ) -> Iterator[TwoParties]:
     root = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
     parties = local_parties([GUEST, HOST], kafka_ports=[b.port for b in kafka_pair])
-    env_files = write_env_files(parties, root / "env")
+    env_files = write_env_files(parties, root / "env", data_roots=[root])
     for party, path in zip((GUEST, HOST), env_files, strict=True):
         variables = {**party_env, **own_env.get(party, {})}
         with path.open("a") as env:
             env.writelines(f"{key}={value}\n" for key, value in variables.items())
     data = make_demo_data(root / "data")
     with Stack(env_files, start_brokers=False) as stack:
-        yield TwoParties(stack, data, root)
+        two = TwoParties(stack, data, root)
+        with two.flow(HOST) as host:
+            grant_host_data(host, GUEST, data)  # the README's grant step
+        yield two

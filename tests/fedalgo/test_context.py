@@ -7,11 +7,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import Field
 
 import fedalgo
 from fedalgo import ArgumentError, Context, UnknownComponentError, get_component
 from fedalgo.components import all_components
 from fedalgo.federation import InMemoryFederation
+from fedcore.params import Params
 
 PARTIES = {"guest": ["1"], "host": ["2", "3"]}
 
@@ -67,44 +69,24 @@ def test_context_checks_its_own_role() -> None:
         ctx_for(InMemoryFederation(), "1", "host")
 
 
-@pytest.mark.parametrize(
-    ("raw", "kind", "expected"),
-    [
-        ("30", int, 30),
-        (30.0, int, 30),
-        ("0.5", float, 0.5),
-        (1, float, 1.0),
-        ("true", bool, True),
-        ("No", bool, False),
-        (False, bool, False),
-        (7, str, "7"),
-    ],
-)
-def test_arg_converts(raw: Any, kind: type, expected: Any) -> None:
-    ctx = ctx_for(InMemoryFederation(), "1", "guest", args={"max-iter": raw})
-    assert ctx.arg("max-iter", kind) == expected
+class _Args(Params):
+    max_iter: int = Field(30, ge=1)
+    flag: bool = False
 
 
-def test_arg_errors_name_the_argument() -> None:
+def test_params_reads_the_declared_keys_and_leaves_the_rest() -> None:
     ctx = ctx_for(
-        InMemoryFederation(), "1", "guest", args={"max-iter": "ten", "flag": 2, "n": True}
+        InMemoryFederation(), "1", "guest", args={"max-iter": "5", "flag": "yes", "input": "x.csv"}
     )
-    with pytest.raises(ArgumentError, match="'max-iter' must be int, got 'ten'"):
-        ctx.arg("max-iter", int)
-    with pytest.raises(ArgumentError, match="'flag' must be bool"):
-        ctx.arg("flag", bool)
-    with pytest.raises(ArgumentError, match="'n' must be int"):
-        ctx.arg("n", int)
-    with pytest.raises(ArgumentError, match="'alpha' is required"):
-        ctx.arg("alpha", float)
-    assert ctx.arg("alpha", float, 0.1) == 0.1
-    with pytest.raises(ArgumentError, match="one of"):
-        ctx_for(InMemoryFederation(), "1", "guest", args={"m": "x"}).choice("m", ("a", "b"), "a")
+    assert ctx.params(_Args) == _Args.model_validate({"max-iter": 5, "flag": True})
 
 
-def test_underscored_argument_names_are_accepted() -> None:
-    ctx = ctx_for(InMemoryFederation(), "1", "guest", args={"max_iter": 5})
-    assert ctx.arg("max-iter", int, 1) == 5
+def test_params_errors_name_the_argument_and_the_bound() -> None:
+    ctx = ctx_for(InMemoryFederation(), "1", "guest", args={"max-iter": 0, "flag": 2})
+    with pytest.raises(ArgumentError) as err:
+        ctx.params(_Args)
+    assert "'max-iter' should be greater than or equal to 1, got 0" in str(err.value)
+    assert "'flag' should be a valid boolean" in str(err.value)
 
 
 def test_input_and_output_errors_are_clear(tmp_path: Any) -> None:

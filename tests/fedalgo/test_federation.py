@@ -14,16 +14,20 @@ from fedalgo.context import Context
 from fedalgo.errors import FederationTimeout
 from fedalgo.federation import InMemoryFederation, run_parties
 from fedcore.codec import CodecError
+from fedcore.params import Params
 
 
 @pytest.fixture
 def temp_component() -> Iterator[None]:
     """Register throw-away components for these tests, and remove them afterwards."""
 
-    @registry.component("t_ping", roles=("guest", "host"))
+    class PingParams(Params):
+        value: int = 0
+
+    @registry.component("t_ping", roles=("guest", "host"), params=PingParams)
     def ping(ctx: Context) -> None:
         if ctx.role == "guest":
-            ctx.send("host", "ping", ctx.arg("value", int))
+            ctx.send("host", "ping", ctx.params(PingParams).value)
             ctx.metric("pong", ctx.recv("host", "pong"))
         else:
             ctx.send("guest", "pong", ctx.recv("guest", "ping") + 1)

@@ -213,10 +213,10 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ({"key-bits": 512}, "'key-bits' must be 1024 or 2048, got 512"),
-        ({"learning-rate": 0}, "'learning-rate' must be > 0"),
+        ({"key-bits": 512}, "'key-bits' should be 1024 or 2048, got 512"),
+        ({"learning-rate": 0}, "'learning-rate' should be greater than 0"),
         ({"batch-size": 0}, "'batch-size' must be -1 or >= 1"),
-        ({"max-iter": "many"}, "'max-iter' must be int"),
+        ({"max-iter": "many"}, "'max-iter' should be a valid integer"),
     ],
 )
 def test_bad_arguments(tmp_path: Path, tiny, args: dict, message: str) -> None:
@@ -264,5 +264,5 @@ def test_penalty_none_and_unknown_penalty(tmp_path: Path, tiny) -> None:
     unpenalised = weights({"alpha": 0.0})
     assert weights({"penalty": "none", "alpha": 5.0}) == pytest.approx(unpenalised, abs=1e-12)
     assert weights({"alpha": 5.0}) != pytest.approx(unpenalised, abs=1e-6)
-    with pytest.raises(ArgumentError, match="'penalty' must be one of"):
+    with pytest.raises(ArgumentError, match="'penalty' should be 'L2' or 'none'"):
         run_lr(tmp_path, *tiny, args={"penalty": "L1"})

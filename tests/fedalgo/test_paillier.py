@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedalgo import paillier
+from fedalgo.computing import LocalComputing
 from fedalgo.errors import ProtocolError
 from real_parts import not_applicable
 
@@ -339,13 +340,13 @@ def test_indexing_takes_sub_vectors() -> None:
     assert enc.shape == (4,)
 
 
-# -- the process pool ------------------------------------------------------------------------
+# -- the local engine's process pool -----------------------------------------------------------
 
 
 def test_pool_spreads_work_and_closes() -> None:
     _, sk = keys()
     enc = encryptor()
-    with paillier.PaillierPool(max_workers=2, min_items=4) as pool:
+    with LocalComputing(max_workers=2, min_items=4) as pool:
         if not pool.splits(8):
             not_applicable("one core: the pool never leaves the calling process")
         vector = enc.encrypt_ints(list(range(-4, 4)), pool=pool)
@@ -360,6 +361,6 @@ def test_pool_spreads_work_and_closes() -> None:
 
 def test_pool_parameters() -> None:
     with pytest.raises(ValueError, match="max_workers"):
-        paillier.PaillierPool(max_workers=0)
+        LocalComputing(max_workers=0)
     with pytest.raises(ValueError, match="min_items"):
-        paillier.PaillierPool(min_items=0)
+        LocalComputing(min_items=0)

@@ -59,7 +59,7 @@ def test_label_text_is_kept_verbatim(tmp_path: Path) -> None:
 def test_bad_method_and_bad_values(tmp_path: Path) -> None:
     guest = write_rows(tmp_path / "g.csv", ["id", "y", "a"], [["p", "1", 1]])
     host = write_rows(tmp_path / "hh.csv", ["id", "b"], [["p", "x"]])
-    with pytest.raises(ArgumentError, match="'method' must be one of"):
+    with pytest.raises(ArgumentError, match="'method' should be 'standard' or 'min-max'"):
         run_scale(tmp_path, guest, guest, {"method": "robust"})
     with pytest.raises(DataError, match="column 'b' has non-numeric value 'x'"):
         run_scale(tmp_path, guest, host)

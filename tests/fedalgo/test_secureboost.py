@@ -13,11 +13,12 @@ from fedalgo_helpers import GUEST, HOST, HOST2, party, read_matrix, read_rows, w
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 
-from fedalgo import histogram, paillier
+from fedalgo import paillier
 from fedalgo.bin_edges import fit_binning
+from fedalgo.computing import LocalComputing
 from fedalgo.errors import ArgumentError, DataError
 from fedalgo.federation import RunResult, run_parties
-from fedalgo.histogram import GradientPacking, bin_sums, pooled_bin_sums
+from fedalgo.histogram import GradientPacking, bin_sums
 
 OUTPUTS = ("model", "predictions")
 SETTINGS = {"num-trees": 5, "max-depth": 3, "learning-rate": 0.3}
@@ -173,22 +174,22 @@ def test_packed_encrypted_histograms_equal_plaintext_sums() -> None:
         )
 
 
-def test_histograms_over_the_pool_equal_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_histograms_over_the_pool_equal_one_process() -> None:
     public_key, private_key = paillier.generate_keypair(1024)
     encryptor = paillier.Encryptor(public_key, private_key=private_key)
     rng = np.random.default_rng(1)
     values = rng.integers(0, 1000, 500)
     cts = encryptor.encrypt_ints(values.tolist()).ciphertexts
     flat = np.stack([rng.integers(0, 4, 500), rng.integers(4, 9, 500)], axis=1)
-    monkeypatch.setattr(histogram, "POOL_MIN_ROWS", 100)
-    with paillier.PaillierPool(max_workers=2, min_items=100) as pool:
-        assert pool.splits(len(cts))
-        pooled = pooled_bin_sums(pool, cts, flat, 9, public_key.nsquare)
+    with LocalComputing(max_workers=2, min_items=100) as pool:
+        if not pool.splits(len(cts)):
+            pytest.skip("one core: the pool never leaves the calling process")
+        pooled = bin_sums(cts, flat, 9, public_key.nsquare, pool)
     local = bin_sums(cts, flat, 9, public_key.nsquare)
     assert pooled == local  # the same products, multiplied in another order
     expected = [int(values[flat[:, 0] == b].sum()) for b in range(4)]
     got = paillier.decrypt_ints(private_key, paillier.EncryptedVector(public_key, pooled[:4], 0))
     assert got == expected
     with pytest.raises(ValueError, match="499 rows of bins but 500 ciphertexts"):
-        with paillier.PaillierPool(max_workers=2, min_items=100) as pool:
-            pooled_bin_sums(pool, cts, flat[1:], 9, public_key.nsquare)
+        with LocalComputing(max_workers=2, min_items=100) as pool:
+            bin_sums(cts, flat[1:], 9, public_key.nsquare, pool)

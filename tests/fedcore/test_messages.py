@@ -103,6 +103,15 @@ VALID: dict[str, dict[str, Any]] = {
 }
 
 
+def test_platform_faults_fit() -> None:
+    lost = {"party": "20000", "state": "failed", "reason": "worker lost", "attempt": 1}
+    assert parse_body(env("task.status", {**lost, "fault": "platform"})) == TaskStatus(
+        party="20000", state="failed", reason="worker lost", attempt=1, fault="platform"
+    )
+    rerun = parse_body(env("job.rerun", {"attempts": {"train": 2}, "fault": "platform"}))
+    assert rerun == JobRerun(attempts={"train": 2}, fault="platform")
+
+
 def test_every_type_has_a_model_and_an_example() -> None:
     assert set(VALID) == set(BODIES)
 
@@ -130,6 +139,9 @@ def test_what_the_services_send_fits(kind: str) -> None:
         (TaskStatus, {"state": "failed", "reason": "a\x00b"}, "reason"),
         (TaskStatus, {"state": "failed", "party": "../x"}, "party"),
         (TaskStatus, {"state": "failed", "smuggled": 1}, "smuggled"),
+        (TaskStatus, {"state": "failed", "fault": "step"}, "fault"),
+        (JobRerun, {"attempts": {"train": 2}, "fault": "user"}, "fault"),
+        (JobPropose, {**VALID["job.propose"], "tessera_version": "1.0\n"}, "tessera_version"),
         (JobPropose, {**VALID["job.propose"], "common_args": {"x": b"\x00"}}, "common_args"),
         (JobPropose, {**VALID["job.propose"], "common_args": {"x": nested(50)}}, "common_args"),
         (JobPropose, {**VALID["job.propose"], "party_args": {"x": 2**70}}, "party_args"),

@@ -29,6 +29,16 @@ def test_env_file_gives_party_kafka_and_peers(tmp_path: Path) -> None:
     assert s.bridge_port == 9370
 
 
+def test_platform_retries_default_to_two_and_may_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV)
+    assert PartySettings.from_env(path, environ={}).platform_retries == 2
+    off = PartySettings.from_env(path, environ={"PLATFORM_RETRIES": "0"})
+    assert off.platform_retries == 0
+    with pytest.raises(SettingsError, match="platform_retries"):
+        PartySettings.from_env(path, environ={"PLATFORM_RETRIES": "-1"})
+
+
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = tmp_path / "p.env"
     path.write_text(ENV)
@@ -81,3 +91,35 @@ def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
     path.write_text("PARTY_ID=1\nthis is not an assignment\n")
     with pytest.raises(SettingsError, match=r"p\.env:2"):
         read_env_file(path)
+
+
+def test_the_acceptance_policy_and_input_grants(tmp_path: Path) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(
+        ENV
+        + "ACCEPT_POLICY=manual\nACCEPT_MANUAL_PEERS=30000\nACCEPT_COMPONENTS=intersect, scale\n"
+        + "ACCEPT_ROLES=host\nGRANT_INPUT_PATHS_20000=/data/a /data/b.csv\n"
+    )
+    s = PartySettings.from_env(path, environ={})
+    assert s.accept_policy == "manual"
+    assert s.manual_peers == ["30000"]
+    assert s.accept_components == ["intersect", "scale"]
+    assert s.accept_roles == ["host"]
+    assert s.input_grants == {"20000": [Path("/data/a"), Path("/data/b.csv")]}
+    defaults = PartySettings.from_env(tmp_path / "p.env", environ={"ACCEPT_POLICY": "auto"})
+    assert defaults.accept_policy == "auto"
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("ACCEPT_POLICY=sometimes", "accept_policy"),
+        ("ACCEPT_ROLES=boss", "accept_roles"),
+        ("GRANT_INPUT_PATHS_40000=/data", "40000"),
+    ],
+)
+def test_a_bad_policy_names_the_variable(tmp_path: Path, line: str, needle: str) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV + line + "\n")
+    with pytest.raises(SettingsError, match=needle):
+        PartySettings.from_env(path, environ={})

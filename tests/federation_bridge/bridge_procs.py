@@ -82,6 +82,9 @@ class BridgeProcess:
     ) -> None:
         self.party, self.port = party, port
         self.url = f"{scheme}://127.0.0.1:{port}"
+        self.internal_port = free_port()
+        # /health and /metrics: plain HTTP on the internal port, whatever the peers' port speaks
+        self.internal_url = f"http://127.0.0.1:{self.internal_port}"
         self.verify = verify
         self.log = root / f"bridge-{party}.log"
         host, kafka_port = bootstrap.split(":")
@@ -90,6 +93,7 @@ class BridgeProcess:
             "INTERNAL_MQ_HOST": host,
             "INTERNAL_MQ_TCP_PORT": kafka_port,
             "EXPOSE_MQ_HTTP_PORT": str(port),
+            "BRIDGE_INTERNAL_PORT": str(self.internal_port),
             "OTHER_PARTIES": ",".join(peers),
             "STATE_DIR": str(root / f"state-{party}"),
             "PARTY_PRIVATE_KEY": str(keys / party / "private.pem"),
@@ -115,11 +119,11 @@ class BridgeProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded machine starts Kafka clients slowly
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"bridge {self.party} exited:\n{self.tail()}"
             try:
-                resp = httpx.get(f"{self.url}/health", timeout=1, verify=self.verify)
+                resp = httpx.get(f"{self.internal_url}/health", timeout=1)
                 if resp.status_code == 200:
                     return self
             except httpx.TransportError:
@@ -149,16 +153,16 @@ class BridgeProcess:
             self.proc = None
 
     async def health(self) -> dict[str, Any]:
-        async with httpx.AsyncClient(timeout=5, verify=self.verify) as client:
-            resp = await client.get(f"{self.url}/health")
+        async with httpx.AsyncClient(timeout=5) as client:
+            resp = await client.get(f"{self.internal_url}/health")
         assert resp.status_code == 200, resp.text
         data: dict[str, Any] = resp.json()
         return data
 
     async def metrics(self) -> dict[str, float]:
         """The /metrics samples as ``name{labels}`` -> value."""
-        async with httpx.AsyncClient(timeout=5, verify=self.verify) as client:
-            resp = await client.get(f"{self.url}/metrics")
+        async with httpx.AsyncClient(timeout=5) as client:
+            resp = await client.get(f"{self.internal_url}/metrics")
         assert resp.status_code == 200, resp.text
         out: dict[str, float] = {}
         for line in resp.text.splitlines():
@@ -245,7 +249,7 @@ def id_in(ids: set[bytes]) -> Callable[[ConsumerRecord], bool]:
 def fed(src: str, dst: str, **body: Any) -> Envelope:
     return Envelope(
         type="fed",
-        job_id=f"job-{uuid.uuid4().hex[:8]}",
+        job_id=uuid.uuid4().hex,
         task="train",
         src=src,
         dst=dst,

@@ -53,7 +53,7 @@ def _pair(kafka_pair: Any, keys: Path, root: Path) -> tuple[BridgeProcess, Bridg
 
 def _stream(jobs: int, per_job: int) -> list[Envelope]:
     """Records of several jobs, interleaved as concurrent jobs would write them."""
-    names = [f"job-{uuid.uuid4().hex[:8]}" for _ in range(jobs)]
+    names = [uuid.uuid4().hex for _ in range(jobs)]
     return [
         Envelope(
             type="fed", job_id=job, task="t", src=SRC, dst=DST, body={"i": i, "pad": "x" * 200}

@@ -7,6 +7,7 @@ Records are checked on B's topics by tailing them from before each test's first 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import stat
 import time
 import uuid
@@ -14,13 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
 from bridge_procs import A, B, BridgeProcess, Tail, fed, free_port, has_id, keygen, stopped_after
 
-from fedcore import topics
+from fedcore import codec, topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from federation_bridge import signing
@@ -213,6 +215,96 @@ async def test_the_receiver_refuses_forged_unknown_and_misattributed_batches(
     assert rejected["bad_signature"] >= 2 and rejected["src_mismatch"] >= 2
 
 
+async def post_signed_body(url: str, key_file: Path, body: bytes) -> httpx.Response:
+    sig = signing.sign(signing.load_private_key(key_file), body)
+    async with httpx.AsyncClient(timeout=30) as client:
+        return await client.post(
+            url + PATH, content=body, headers={PARTY_HEADER: A, SIGNATURE_HEADER: sig}
+        )
+
+
+async def test_a_batch_of_five_million_empty_records_is_refused_at_once_in_one_log_line(
+    bridges: Any, keys: Path, kafka_pair: Any
+) -> None:
+    _, b = bridges
+    now_ms = int(time.time() * 1000)
+    batch = {"src": A, "dst": B, "batch_id": uuid.uuid4().hex, "sent_ms": now_ms}
+    # 5 MB of msgpack, each record an empty array: pydantic would report each one
+    body = codec.packb({**batch, "records": [[]] * 5_000_000})
+    log_before = b.log.stat().st_size
+    resp = await post_signed_body(b.url, keys / A / "private.pem", body)
+    assert (resp.status_code, resp.json()["error"]) == (400, "malformed"), resp.text[:500]
+    assert "10000" in resp.json()["reason"] and len(resp.text) < 1024
+    grown = b.log.read_bytes()[log_before:]
+    assert grown.count(b"\n") == 1 and len(grown) <= 1100, grown[:2000]
+    assert (await b.health())["receiver"]["rejected"]["malformed"] >= 1
+    # the bridge still takes a legitimate batch from the same peer
+    env = fed(A, B)
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        ok = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
+        got = await tail.collect(has_id(env.id), count=1, settle_s=0)
+    assert ok.json()["produced"] == 1 and len(got) == 1
+
+
+async def _until_metric(bridge: BridgeProcess, name: str, value: float) -> None:
+    for _ in range(300):  # the bridge is another process: poll its /metrics
+        if (await bridge.metrics()).get(name) == value:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} never became {value}:\n{bridge.tail()}")
+
+
+async def _answer_to_headers(bridge: BridgeProcess, headers: dict[str, str]) -> int:
+    """The status the bridge answers to a request's head alone (no body is ever sent)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", bridge.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"POST {PATH} HTTP/1.1\r\nHost: bridge\r\n{head}\r\n".encode())
+    await writer.drain()
+    status_line = await asyncio.wait_for(reader.readline(), 30)
+    writer.close()
+    return int(status_line.split()[1])
+
+
+async def test_a_peer_over_its_share_is_told_to_retry_and_bodies_are_read_only_when_declared(
+    bridges: Any, keys: Path, kafka_pair: Any
+) -> None:
+    _, b = bridges
+    key = signing.load_private_key(keys / A / "private.pem")
+    headers = {PARTY_HEADER: A, SIGNATURE_HEADER: signing.sign(key, b"unused")}
+    release = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b"x"
+        await release.wait()  # then ends short of what it declared
+
+    async def hold(client: httpx.AsyncClient) -> None:
+        declared = {**headers, "Content-Length": "64000000"}  # the most one body may be
+        # the client gives up on a body shorter than it declared (h11 says so, not httpx)
+        with contextlib.suppress(httpx.HTTPError, h11.LocalProtocolError):
+            await client.post(b.url + PATH, content=slow_body(), headers=declared)
+
+    gauge = f'tessera_bridge_peer_bytes_in_progress{{peer="{A}"}}'
+    # a body over the limit is refused on its declared size, one of undeclared size (chunked)
+    # is not taken at all: both answered before a byte of the body was sent
+    assert await _answer_to_headers(b, {**headers, "Content-Length": str(300 * 2**20)}) == 413
+    assert await _answer_to_headers(b, {**headers, "Transfer-Encoding": "chunked"}) == 411
+    async with httpx.AsyncClient(timeout=30) as client:
+        # two bodies of 64 MB in progress: A's share of bytes (128 MB) is taken
+        holders = [asyncio.create_task(hold(client)) for _ in range(2)]
+        await _until_metric(b, gauge, 128_000_000)
+        busy = await signed_post(b.url, A, keys / A / "private.pem", batch_of(fed(A, B)))
+        assert (busy.status_code, busy.json()["error"]) == (429, "too_many_bytes")
+        assert busy.headers["Retry-After"] == "1"
+        release.set()
+        await asyncio.gather(*holders)
+    await _until_metric(b, gauge, 0)
+    env = fed(A, B)
+    async with Tail(kafka_pair[1].bootstrap, topics.IN_FED) as tail:
+        ok = await signed_post(b.url, A, keys / A / "private.pem", batch_of(env))
+        assert ok.status_code == 200, ok.text
+        assert len(await tail.collect(has_id(env.id), count=1, settle_s=0)) == 1
+
+
 async def test_a_replayed_batch_is_produced_once(bridges: Any, keys: Path, kafka_pair: Any) -> None:
     _, b = bridges
     env = fed(A, B)
@@ -242,7 +334,7 @@ async def test_records_wait_in_kafka_for_a_peer_that_is_down_and_arrive_once_in_
     a = BridgeProcess(tmp_path, "11000", broker_a.bootstrap, port_a, {"21000": port_b}, keys, small)
     b = BridgeProcess(tmp_path, "21000", broker_b.bootstrap, port_b, {"11000": port_a}, keys)
     await ensure_topics(broker_b.bootstrap)
-    job = f"job-{uuid.uuid4().hex[:8]}"
+    job = uuid.uuid4().hex
     envs = [
         Envelope(type="fed", job_id=job, task="t", src="11000", dst="21000", body={"i": i})
         for i in range(12)

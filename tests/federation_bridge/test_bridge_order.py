@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fedcore import topics
 from fedcore.bus import RawRecord
+from fedcore.envelope import Envelope
 from federation_bridge import signing
 from federation_bridge.dedup import DedupStore
 from federation_bridge.ordering import OutOfTurn, StreamOrder
@@ -26,7 +28,8 @@ KEY = Ed25519PrivateKey.generate()
 
 
 class FakeProducer:
-    """Notes records in the order they are queued; each call's delivery waits for :meth:`ack`."""
+    """Notes record names in the order they are queued; each call's delivery waits for
+    :meth:`ack`."""
 
     def __init__(self) -> None:
         self.queued: list[bytes] = []
@@ -34,7 +37,7 @@ class FakeProducer:
         self._more = asyncio.Event()
 
     async def queue_raw_many(self, records: Sequence[RawRecord]) -> asyncio.Future[None]:
-        self.queued.extend(r.value for r in records)
+        self.queued.extend(Envelope.from_bytes(r.value).body["name"].encode() for r in records)
         self._more.set()
         self.deliveries.append(asyncio.get_running_loop().create_future())
         return self.deliveries[-1]
@@ -64,12 +67,17 @@ def _receiver(producer: FakeProducer, dedup: DedupStore, order_wait_s: float = 5
         dedup=dedup,
         max_age_s=3600,
         order_wait_s=order_wait_s,
+        max_records=100,
     )
 
 
 def _record(name: str) -> WireRecord:
-    headers = [("id", name.encode()), ("src", SRC.encode()), ("dst", DST.encode())]
-    return WireRecord(topic=topics.IN_FED, key=b"job", value=name.encode(), headers=headers)
+    # the same name is the same record (its id), as when a sender re-sends it
+    record_id = uuid.uuid5(uuid.NAMESPACE_URL, name).hex
+    env = Envelope(
+        id=record_id, type="fed", job_id="ab" * 16, src=SRC, dst=DST, body={"name": name}
+    )
+    return WireRecord(topic=topics.IN_FED, key=b"job", value=env.to_bytes(), headers=env.headers())
 
 
 def _body(seq: int, base: int, *names: str, stream: str = "s1") -> bytes:

@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from fedcore import topics
 from fedcore.bus import Bus
 from federation_bridge import diag, signing
+from federation_bridge.wire import PATH
 from tessera.cli import app as cli
 from tessera.diagnose import DiagnoseOptions, diagnose
 
@@ -126,14 +127,14 @@ def test_plain_http_and_clients_without_a_certificate_are_refused(
 ) -> None:
     _, b = tls_bridges
     with pytest.raises(httpx.TransportError):
-        httpx.get(b.url.replace("https://", "http://") + "/health", timeout=5)
+        httpx.post(b.url.replace("https://", "http://") + PATH, timeout=5)
     # the server's certificate checks out, but the client presents none: the handshake fails
     with pytest.raises(httpx.TransportError):
-        httpx.get(b.url + "/health", timeout=5, verify=_context(pki, None))
+        httpx.post(b.url + PATH, timeout=5, verify=_context(pki, None))
     # a certificate from another CA is refused too
     other = make_pki(pki.root / "other", "other-ca")
     with pytest.raises(httpx.TransportError):
-        httpx.get(b.url + "/health", timeout=5, verify=_context(pki, other.issue("intruder")))
+        httpx.post(b.url + PATH, timeout=5, verify=_context(pki, other.issue("intruder")))
 
 
 async def test_diagnose_over_mtls_reports_every_figure(tls_bridges: Any) -> None:

@@ -11,13 +11,24 @@ import pytest
 from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from fedcore import codec
+from fedcore.envelope import Envelope
 from fedcore.settings import SettingsError
 from federation_bridge import diag, signing, tls
+from federation_bridge.admission import PeerAdmission
 from federation_bridge.buffer import PeerBuffer
 from federation_bridge.dedup import DedupStore
 from federation_bridge.offsets import OffsetTracker
 from federation_bridge.options import BridgeOptions
-from federation_bridge.wire import SIGNATURE_HEADER, Batch, WireError, WireRecord
+from federation_bridge.receiver import Rejected
+from federation_bridge.wire import (
+    MAX_WIRE_RECORD_BYTES,
+    SIGNATURE_HEADER,
+    Batch,
+    WireError,
+    WireRecord,
+    record_problem,
+)
 
 TP = TopicPartition("fl.out.fed", 0)
 
@@ -99,11 +110,84 @@ def test_batch_round_trips_bytes_and_header_order() -> None:
         headers=[("id", b"1"), ("chunk", b"0/2"), ("id", b"dup")],
     )
     batch = Batch(src="1", dst="2", batch_id="b", sent_ms=1, records=[record])
-    assert Batch.decode(batch.encode()) == batch
+    assert Batch.decode(batch.encode(), max_records=1) == batch
     with pytest.raises(WireError):
-        Batch.decode(b"\xc1")
+        Batch.decode(b"\xc1", max_records=1)
     with pytest.raises(WireError):
-        Batch.decode(Batch.model_validate({**batch.model_dump(), "src": "1"}).encode()[:-3])
+        Batch.decode(batch.encode()[:-3], max_records=1)
+
+
+def _raw_batch(**fields: object) -> bytes:
+    base = {"src": "1", "dst": "2", "batch_id": "b", "sent_ms": 1, "records": []}
+    return codec.packb({**base, **fields})
+
+
+def test_a_batch_is_bounded_before_it_is_validated() -> None:
+    # five million empty records: refused while reading the array's header, in one short text
+    with pytest.raises(WireError, match="5000000 exceeds max_array_len") as refused:
+        Batch.decode(_raw_batch(records=[[]] * 5_000_000), max_records=10_000)
+    assert len(str(refused.value)) < 200
+    # one more record than allowed, a value over a record, a long string, an extension type
+    record = {"topic": "fl.in.fed", "key": None, "value": b"v", "headers": []}
+    for body in (
+        _raw_batch(records=[record] * 11),
+        _raw_batch(records=[{**record, "value": b"x" * (MAX_WIRE_RECORD_BYTES + 1)}]),
+        _raw_batch(batch_id="b" * 1000),
+        _raw_batch(sent_ms=2**70),
+        _raw_batch(records=[{**record, "headers": [["h", b"v"]] * 17}]),
+    ):
+        with pytest.raises(WireError) as exc:
+            Batch.decode(body, max_records=10)
+        assert len(str(exc.value)) < 300, str(exc.value)
+    # many invalid records: the error names the first and counts the others, without the input
+    with pytest.raises(WireError) as many:
+        Batch.decode(_raw_batch(records=[{"topic": 1}] * 500), max_records=1000)
+    assert "records.0" in str(many.value) and "more" in str(many.value)
+    assert len(str(many.value)) < 300
+
+
+def _record(env: Envelope, **changes: object) -> WireRecord:
+    record = WireRecord(topic="fl.in.ctl", key=b"k", value=env.to_bytes(), headers=env.headers())
+    return record.model_copy(update=changes)
+
+
+def test_a_record_crosses_only_if_its_envelope_and_headers_name_the_signer() -> None:
+    env = Envelope(type="job.stop", job_id="ab" * 16, src="10000", dst="20000")
+    assert record_problem(_record(env), src="10000", dst="20000") is None
+    cases = {
+        "src_mismatch": _record(env.model_copy(update={"src": "30000"})),
+        "dst_mismatch": _record(env.model_copy(update={"dst": "30000"})),
+        # headers say 10000, the body another party: what a consumer trusting the body would see
+        "body_mismatch": _record(env, value=env.model_copy(update={"src": "30000"}).to_bytes()),
+        "not_an_envelope": _record(env, value=b"\x93\x01\x02\x03"),
+        "no_id": _record(env, headers=[h for h in env.headers() if h[0] != "id"]),
+        "bad_chunk": _record(env, headers=[*env.headers(), ("chunk", b"0/1000000")]),
+        "bad_header": _record(env, headers=[*env.headers(), ("x", b"y" * 300)]),
+    }
+    for code, record in cases.items():
+        problem = record_problem(record, src="10000", dst="20000")
+        assert problem is not None and problem.code == code, (code, problem)
+    # a body whose src is repeated: the last one counts, as when a consumer decodes it
+    twice = codec.packb({"src": "10000", **env.model_dump()} | {"src": "30000"})
+    assert record_problem(_record(env, value=twice), src="10000", dst="20000") is not None
+    # a chunk carries only part of the body: its headers are checked, its body after reassembly
+    chunk = _record(env, value=b"part", headers=[*env.headers(), ("chunk", b"1/3")])
+    assert record_problem(chunk, src="10000", dst="20000") is None
+
+
+def test_a_peer_is_admitted_within_its_share_of_requests_and_bytes() -> None:
+    gate = PeerAdmission(max_requests=2, max_bytes=100)
+    with gate.admit("a", 60), gate.admit("a", 10):
+        with pytest.raises(Rejected) as busy, gate.admit("a", 1):
+            pass
+        assert (busy.value.status, busy.value.code) == (429, "too_many_requests")
+        assert busy.value.retry_after_s is not None
+        with gate.admit("b", 100):  # another peer has its own share
+            assert gate.in_progress("b") == (1, 100)
+    with gate.admit("a", 60):
+        with pytest.raises(Rejected, match="bytes in progress"), gate.admit("a", 41):
+            pass
+    assert gate.in_progress("a") == (0, 0)
 
 
 async def test_dedup_remembers_across_reopen_and_forgets_after_retention(tmp_path: Path) -> None:
@@ -117,7 +201,15 @@ async def test_dedup_remembers_across_reopen_and_forgets_after_retention(tmp_pat
     async with DedupStore(path, retention_s=0.05) as store:
         await asyncio.sleep(0.1)
         assert await store.seen(keys) == set()
-        assert await store.prune() == 2
+        await store.prune()  # opening may already have pruned them: count what is left
+        assert store.conn.execute("SELECT COUNT(*) FROM seen").fetchone() == (0,)
+
+
+async def test_dedup_keys_on_the_sender_too(tmp_path: Path) -> None:
+    # the same record id from another party is another record (a peer cannot mask another's)
+    async with DedupStore(tmp_path / "dedup.sqlite", retention_s=3600) as store:
+        await store.mark([("10000", "m1", "")])
+        assert await store.seen([("10000", "m1", ""), ("30000", "m1", "")]) == {("10000", "m1", "")}
 
 
 # -- TLS options and the diagnostic ping ---------------------------------------------------------

@@ -5,21 +5,38 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import psycopg
+from pydantic import Field
 
 from fedcore.envelope import Envelope
+from fedcore.params import Params
 from flow_server.catalog import Catalog, ComponentInfo
 from flow_server.models import Job
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "hetero_lr"
 
+
+class LRParams(Params):
+    """The parameters of the example's hetero_lr step (a subset of the real declaration)."""
+
+    learning_rate: float = Field(0.15, gt=0, description="the step size")
+    max_iter: int = Field(30, ge=1, description="the most epochs")
+    batch_size: int = Field(-1, ge=-1, description="rows per batch")
+    penalty: Literal["L2", "none"] = Field("L2", description="regularisation")
+    alpha: float = Field(0.01, ge=0, description="the L2 weight")
+    tol: float = Field(1e-4, ge=0, description="the loss change that stops training")
+    key_bits: Literal[1024, 2048] = Field(2048, description="the Paillier key size")
+
+
 # The fedalgo registry's interface, fixed so these tests do not depend on the algorithms' code.
 CATALOG: Catalog = {
     "intersect": ComponentInfo("intersect", ("guest", "host"), ("data",), ("data",)),
     "scale": ComponentInfo("scale", ("guest", "host"), ("data",), ("data", "model")),
-    "hetero_lr": ComponentInfo("hetero_lr", ("guest", "host"), ("data",), ("model", "predictions")),
+    "hetero_lr": ComponentInfo(
+        "hetero_lr", ("guest", "host"), ("data",), ("model", "predictions"), params=LRParams
+    ),
     "evaluation": ComponentInfo("evaluation", ("guest",), ("predictions",), ("metrics",)),
 }
 
@@ -52,7 +69,9 @@ parties-args:
 class LocalParty:
     """One party's flow_server state in a database, driven directly (no Kafka, no HTTP)."""
 
-    def __init__(self, me: str, peers: set[str], db_url: str, out: Path) -> None:
+    def __init__(
+        self, me: str, peers: set[str], db_url: str, out: Path, *, granted: Path | None = None
+    ) -> None:
         from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
         from flow_server.protocol import PartyContext
 
@@ -60,6 +79,22 @@ class LocalParty:
         upgrade_to_head(self.engine)
         self.sessions = make_sessionmaker(self.engine)
         self.ctx = PartyContext(me, frozenset(peers), CATALOG, out)
+        if granted is not None:
+            for peer in sorted(peers):
+                self.grant(peer, path=str(granted), role="guest")
+
+    def grant(self, peer: str, **kwargs: object) -> str:
+        """Grant ``peer`` a table or a path of this party's (``grants.create_grant``'s keywords)."""
+        from flow_server import grants
+
+        with self.sessions.begin() as s:
+            return grants.create_grant(
+                s,
+                peer=peer,
+                kind=str(kwargs.pop("kind", "input")),
+                created_by="test",
+                **kwargs,  # type: ignore[arg-type]
+            ).id
 
     def submit(self, pipeline_text: str, job_text: str) -> str:
         from flow_server import crud, protocol

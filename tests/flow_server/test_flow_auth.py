@@ -19,7 +19,7 @@ from flow_server.models import ApiToken
 
 pytestmark = pytest.mark.kafka
 
-BASE = "http://flow/flow-server"
+BASE = "http://127.0.0.1:9380/flow-server"  # the Host a loopback flow_server answers
 SETUP_TOKEN = "tsr_generated-by-the-installer-0123456789"
 PROTECTED = ["/jobs", "/pipelines", "/data", "/models", "/jobs/x", "/data/x", "/models/x/export"]
 

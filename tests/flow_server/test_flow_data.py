@@ -18,7 +18,7 @@ from flow_server.datasets import detect_schema
 
 pytestmark = pytest.mark.kafka
 
-BASE = "http://flow/flow-server"
+BASE = "http://127.0.0.1:9380/flow-server"  # the Host a loopback flow_server answers
 
 GUEST = "id,y,x0,x1,city\n" + "".join(
     f"{i},{i % 2},{i * 0.5},{i},{'ab'[i % 2]}\n" for i in range(25)

@@ -13,6 +13,7 @@ from flow_server.dsl import (
     DslError,
     OutputRef,
     check_job,
+    check_step_args,
     parse_job,
     parse_pipeline,
 )
@@ -21,6 +22,13 @@ from flow_server.dsl import (
 def bad_pipeline(text: str | bytes, catalog: Catalog) -> DslError:
     with pytest.raises(DslError) as info:
         parse_pipeline(text, catalog)
+    return info.value
+
+
+def bad_step_args(text: str, catalog: Catalog) -> DslError:
+    pipeline = parse_pipeline(text, catalog)  # a stored pipeline is always readable
+    with pytest.raises(DslError) as info:
+        check_step_args(pipeline)
     return info.value
 
 
@@ -168,8 +176,8 @@ def test_dependencies_follow_inputs_and_depends(catalog: Catalog) -> None:
 
 
 def test_dates_stay_strings(catalog: Catalog) -> None:
-    p = parse_pipeline(PIPELINE.replace("max-iter: 5", "since: 2024-01-01"), catalog)
-    assert p.step("train").args["since"] == "2024-01-01"
+    p = parse_pipeline(PIPELINE.replace("max-iter: 5", "runtime-image: 2024-01-01"), catalog)
+    assert p.step("train").args["runtime-image"] == "2024-01-01"
 
 
 # --- job.yaml --------------------------------------------------------------------------------
@@ -274,16 +282,14 @@ def test_a_missing_input_argument(catalog: Catalog) -> None:
     assert (info.value.code, info.value.where) == ("missing_arg", "parties-args.20000")
 
 
-def test_args_precedence_and_unknown_keys_kept(catalog: Catalog) -> None:
+def test_args_precedence(catalog: Catalog) -> None:
     pipeline = parse_pipeline(PIPELINE, catalog)
-    job = parse_job(
-        job_yaml("g.csv", "h.csv", "/out").replace("max-iter: 30", "max-iter: 30, x: 1")
-    )
+    job = parse_job(job_yaml("g.csv", "h.csv", "/out"))
     train = pipeline.step("train")
     guest = job.args_for(train, "10000")
     assert guest["learning-rate"] == 0.15  # the step's own
     assert guest["max-iter"] == 30  # common-args over the step's args
-    assert guest["spark-master-name"] == "local[*]"  # unknown keys are kept
+    assert guest["spark-master-name"] == "local[*]"  # a platform key reaches every step
     assert guest["input"] == "g.csv"
     host = job.args_for(train, "20000")
     assert host["hadoop-config"] == "/etc/hadoop"
@@ -315,3 +321,91 @@ def test_the_example_pipeline_parses_with_the_real_registry() -> None:
         assert set(info.outputs) <= set(real[name].outputs), name
     pipeline = parse_pipeline((EXAMPLES / "pipeline.yaml").read_bytes(), real)
     assert pipeline.step_names == ["intersect", "scale", "train", "evaluate"]
+
+
+# --- arguments against the components' declarations ------------------------------------------
+
+
+def test_a_misspelt_step_arg_is_refused_with_the_valid_names(catalog: Catalog) -> None:
+    err = bad_step_args(PIPELINE.replace("max-iter: 5", "max-iters: 5"), catalog)
+    assert (err.code, err.where) == ("unknown_arg", "steps[1].args.max-iters")
+    assert "step 'train' (hetero_lr) takes no argument 'max-iters'" in err.message
+    assert "did you mean 'max-iter'?" in err.message
+    assert "learning-rate" in err.message and "auto-retries" in err.message  # the valid names
+
+
+def test_an_out_of_range_step_arg_is_refused_with_the_bound(catalog: Catalog) -> None:
+    err = bad_step_args(PIPELINE.replace("max-iter: 5", "max-iter: 0"), catalog)
+    assert (err.code, err.where) == ("invalid_arg", "steps[1].args.max-iter")
+    assert "step 'train' (hetero_lr): 'max-iter' should be greater than or equal to 1" in str(err)
+
+
+def test_a_parameter_of_another_step_is_not_a_step_arg(catalog: Catalog) -> None:
+    err = bad_step_args(
+        PIPELINE.replace(
+            "inputs: {data: $input}", "args: {max-iter: 3}\n    inputs: {data: $input}"
+        ),
+        catalog,
+    )
+    assert (err.code, err.where) == ("unknown_arg", "steps[0].args.max-iter")
+
+
+@pytest.mark.parametrize(
+    ("common", "party_extra", "code", "where", "says"),
+    [
+        ("max-iters: 3", "", "unknown_arg", "common-args.max-iters", "did you mean 'max-iter'?"),
+        ("", ", batchsize: 3", "unknown_arg", "parties-args.20000.batchsize", "'batchsize'"),
+        ("key-bits: 512", "", "invalid_arg", "common-args.key-bits", "should be 1024 or 2048"),
+        ("", ", max-iter: 0", "invalid_arg", "parties-args.20000.max-iter", "greater than or"),
+        ("auto-retries: -1", "", "invalid_arg", "common-args.auto-retries", "auto-retries"),
+        ("timeout: ten", "", "invalid_arg", "common-args.timeout", "valid number"),
+        ("max-iter: true", "", "invalid_arg", "common-args.max-iter", "not be true or false"),
+    ],
+)
+def test_job_args_are_checked_per_step_against_the_declarations(
+    catalog: Catalog, common: str, party_extra: str, code: str, where: str, says: str
+) -> None:
+    text = (
+        f'parties: ["10000=guest", "20000=host"]\ncommon-args: {{{common}}}\n'
+        f"parties-args:\n  10000: {{input: a}}\n  20000: {{input: b{party_extra}}}\n"
+    )
+    with pytest.raises(DslError) as info:
+        check(text, catalog)
+    assert (info.value.code, info.value.where) == (code, where), info.value
+    assert says in info.value.message
+    if code == "invalid_arg" and "retries" not in where and "timeout" not in where:
+        assert "step 'train' (hetero_lr)" in info.value.message
+
+
+def test_job_args_for_any_step_platform_keys_and_input_names_are_accepted(
+    catalog: Catalog,
+) -> None:
+    # max-iter reaches intersect and evaluate too: it is for the step that declares it
+    check(
+        'parties: ["10000=guest", "20000=host"]\n'
+        "common-args: {max-iter: 3, auto-retries: 1, task-timeout: 60, runtime-image: x}\n"
+        "parties-args:\n  10000: {input: a, output: /o}\n  20000: {input: b, hadoop-config: h}\n",
+        catalog,
+    )
+
+
+def test_a_peer_checks_only_its_own_args(catalog: Catalog) -> None:
+    job = parse_job(
+        'parties: ["10000=guest", "20000=host"]\n'
+        "parties-args:\n  10000: {input: a, max-iter: 0}\n  20000: {input: b}\n"
+    )
+    pipeline = parse_pipeline(PIPELINE, catalog)
+    check_job(job, pipeline, me="20000", check_args_of=["20000"])
+    with pytest.raises(DslError) as info:
+        check_job(job, pipeline, me="10000", check_args_of=["10000"])
+    assert info.value.where == "parties-args.10000.max-iter"
+
+
+def test_a_proposed_pipeline_s_step_args_are_checked_with_the_job(catalog: Catalog) -> None:
+    text = (
+        'parties: ["10000=guest", "20000=host"]\n'
+        "parties-args:\n  10000: {input: a}\n  20000: {input: b}\n"
+    )
+    with pytest.raises(DslError) as info:
+        check(text, catalog, pipeline=PIPELINE.replace("max-iter: 5", "max-iters: 5"))
+    assert (info.value.code, info.value.where) == ("unknown_arg", "steps[1].args.max-iters")

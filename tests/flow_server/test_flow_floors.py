@@ -1,18 +1,19 @@
-"""flow_server.floors and flow_server.placement: a party's own limits and output root against a
-job, as pure checks (the protocol and end-to-end tests drive them through proposals)."""
+"""flow_server.floors and flow_server.placement: a party's own limits against a job (pure checks),
+and where its outputs go by its output grants (on SQLite and PostgreSQL). The protocol, grants
+and end-to-end tests drive both through proposals."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
+from flow_helpers import Databases, LocalParty
 
 from fedcore.floors import SecurityFloors
 from flow_server import floors, placement
 from flow_server.catalog import component_catalog
 from flow_server.dsl import DslError, JobSpec, parse_pipeline
-from flow_server.grant_lookup import NoGrants
 
 ME, PEER = "20000", "10000"
 LR = """\
@@ -26,47 +27,28 @@ steps:
     inputs: {data: intersect.data}
     args: {key-bits: 2048}
 """
-SESSION = Session()  # the lookups below never touch it
 CATALOG = component_catalog()
-
-
-class Grants:
-    """A party that granted ``PEER`` outputs under ``prefix`` and ``guest`` data at ``data``."""
-
-    def __init__(self, prefix: str = "", data: str = "") -> None:
-        self.prefix, self.data = prefix, data
-
-    def output_prefix_granted(self, session: Session, peer: str, path: str) -> bool:
-        return peer == PEER and bool(self.prefix) and path.startswith(self.prefix)
-
-    def guest_data_granted(self, session: Session, peer: str, path: str) -> bool:
-        return peer == PEER and path == self.data
 
 
 def check(
     roles: dict[str, str],
     common: dict[str, object],
     *,
-    initiator: str = PEER,
-    grants: Grants | NoGrants | None = None,
     images: tuple[str, ...] = (),
     party_floors: SecurityFloors | None = None,
     pipeline: str = LR,
 ) -> None:
     spec = JobSpec(roles, common, {ME: {"input": "/data/mine.csv"}})
     floors.check_job(
-        SESSION,
         spec,
         parse_pipeline(pipeline, CATALOG),
         me=ME,
-        initiator=initiator,
         party_floors=party_floors or SecurityFloors(),
         images=images,
-        grants=grants or NoGrants(),
     )
 
 
-def test_the_role_flip_with_one_row_batches_names_both_floors() -> None:
+def test_the_role_flip_with_one_row_batches_names_the_floor() -> None:
     with pytest.raises(DslError) as refused:
         check({PEER: "host", ME: "guest"}, {"batch-size": 1})
     assert refused.value.code == "security_floor"
@@ -74,18 +56,13 @@ def test_the_role_flip_with_one_row_batches_names_both_floors() -> None:
     assert "floor min-batch-rows: a mini-batch of 1 row(s) is below this party's minimum of 64" in (
         text
     )
-    assert f"floor guest-data: input 'data' ($input) is not granted to {PEER}" in text
     assert "/data/mine.csv" not in text, "said the same whether the file exists or not"
 
 
-def test_guest_data_granted_to_the_initiator_passes_and_full_batches_are_fine() -> None:
-    check({PEER: "host", ME: "guest"}, {"batch-size": -1}, grants=Grants(data="/data/mine.csv"))
-    check({PEER: "host", ME: "guest"}, {"batch-size": 64}, grants=Grants(data="/data/mine.csv"))
-
-
-def test_a_host_is_not_held_to_the_batch_floor_and_its_own_data_needs_no_grant() -> None:
+def test_full_batches_pass_and_a_host_is_not_held_to_the_batch_floor() -> None:
+    check({PEER: "host", ME: "guest"}, {"batch-size": -1})
+    check({PEER: "host", ME: "guest"}, {"batch-size": 64})
     check({PEER: "guest", ME: "host"}, {"batch-size": 1})  # the labels are not this party's
-    check({ME: "guest", PEER: "host"}, {"batch-size": 64}, initiator=ME)  # its own job
 
 
 def test_key_bits_bins_and_images_below_or_beyond_the_floors() -> None:
@@ -105,42 +82,54 @@ def test_key_bits_bins_and_images_below_or_beyond_the_floors() -> None:
     check({PEER: "guest", ME: "host"}, {"runtime-image": "evil:1"})
 
 
-def choose(requested: str | None, tmp_path: Path, **kw: object) -> placement.OutputPlacement:
-    args: dict[str, object] = {
-        "me": ME,
-        "initiator": PEER,
-        "requested": requested,
-        "default_root": tmp_path / "state" / "output",
-        "state_dir": tmp_path / "state",
-        "grants": NoGrants(),
-        **kw,
-    }
-    return placement.choose(SESSION, **args)  # type: ignore[arg-type]
+@pytest.fixture
+def party(databases: Databases, tmp_path: Path) -> Iterator[LocalParty]:
+    local = LocalParty(ME, {PEER}, databases.new("floors"), tmp_path / "state" / "output")
+    yield local
+    local.close()
 
 
-def test_a_peers_output_is_honoured_only_under_a_granted_prefix(tmp_path: Path) -> None:
+def choose(
+    party: LocalParty, requested: str | None, tmp_path: Path, initiator: str = PEER
+) -> placement.OutputPlacement:
+    with party.sessions() as session:
+        return placement.choose(
+            session,
+            me=ME,
+            initiator=initiator,
+            requested=requested,
+            default_root=tmp_path / "state" / "output",
+            state_dir=tmp_path / "state",
+        )
+
+
+def test_a_peers_output_is_honoured_only_under_a_granted_prefix(
+    party: LocalParty, tmp_path: Path
+) -> None:
     default = str(tmp_path / "state" / "output")
     elsewhere = str(tmp_path / "shared" / "out")
-    assert choose(None, tmp_path).root == default
-    refused = choose(elsewhere, tmp_path)
+    assert choose(party, None, tmp_path).root == default
+    refused = choose(party, elsewhere, tmp_path)
     assert (refused.root, refused.chosen_by, refused.requested) == (default, "settings", elsewhere)
     assert f"not under a prefix this party granted to {PEER} for outputs" in refused.reason
-    granted = choose(elsewhere, tmp_path, grants=Grants(prefix=str(tmp_path / "shared")))
+    party.grant(PEER, kind="output", path=str(tmp_path / "shared"))
+    granted = choose(party, elsewhere, tmp_path)
     assert (granted.root, granted.chosen_by) == (elsewhere, "grant")
-    # a granted prefix does not reach into the state dir, nor does a relative path or '..'
-    wide = Grants(prefix="/")
-    for path in (str(tmp_path / "state" / "db"), "out", f"{tmp_path}/shared/../state/x"):
-        assert choose(path, tmp_path, grants=wide).chosen_by == "settings", path
+    # an input grant or a grant to another peer is no output grant
+    party.grant("30000", kind="output", path=str(tmp_path / "other"))
+    party.grant(PEER, path=str(tmp_path / "inputs"), role="host")
+    for path in (str(tmp_path / "other" / "x"), str(tmp_path / "inputs" / "x")):
+        assert choose(party, path, tmp_path).chosen_by == "settings", path
     # the party's own job.yaml is its operator's choice
-    own = choose(elsewhere, tmp_path, initiator=ME)
-    assert (own.root, own.chosen_by) == (elsewhere, "job.yaml")
+    own = choose(party, str(tmp_path / "mine"), tmp_path, initiator=ME)
+    assert (own.root, own.chosen_by) == (str(tmp_path / "mine"), "job.yaml")
 
 
-def test_a_symlink_under_a_granted_prefix_is_followed_before_the_check(tmp_path: Path) -> None:
+def test_a_granted_prefix_never_reaches_the_state_dir(party: LocalParty, tmp_path: Path) -> None:
+    party.grant(PEER, kind="output", path=str(tmp_path))  # wider than it should be
+    for path in (str(tmp_path / "state" / "db"), "out", f"{tmp_path}/shared/../state/x"):
+        assert choose(party, path, tmp_path).chosen_by == "settings", path
     (tmp_path / "shared").mkdir()
     (tmp_path / "state").mkdir()
     (tmp_path / "shared" / "link").symlink_to(tmp_path / "state")
-    chosen = choose(
-        str(tmp_path / "shared" / "link"), tmp_path, grants=Grants(prefix=str(tmp_path / "shared"))
-    )
-    assert chosen.chosen_by == "settings"
+    assert choose(party, str(tmp_path / "shared" / "link"), tmp_path).chosen_by == "settings"

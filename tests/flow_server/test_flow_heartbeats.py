@@ -9,12 +9,14 @@ so the timings asserted here are exact and nothing depends on how busy the machi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flow_helpers import Databases, LocalParty
+from sqlalchemy import select
 from test_flow_lifecycle import GUEST, HOST, Network, states, submit
 
 from fedcore import topics
@@ -28,6 +30,7 @@ from flow_server.heartbeats import (
     report_lost,
     running_here,
 )
+from flow_server.models import OutboxRecord
 
 TIMEOUT_S = 15.0
 EPOCH = 1_700_000_000.0  # the wall clock when the test's loop clock reads 0
@@ -78,6 +81,7 @@ def heartbeat(loop: ClockLoop, party: str, *steps: RunningStep, age_s: float = 0
         body={
             "party": party,
             "worker": "host:1:2",
+            "interval_s": 0.1,
             "running": [{"job_id": s.job_id, "task": s.step, "attempt": s.attempt} for s in steps],
         },
     )
@@ -190,8 +194,8 @@ def test_close_cancels_a_report_under_way(loop: ClockLoop) -> None:
 @pytest.fixture
 def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
     both = {
-        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a"),
-        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b"),
+        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a", granted=tmp_path),
+        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b", granted=tmp_path),
     }
     yield both
     for party in both.values():
@@ -208,10 +212,17 @@ def lose(party: LocalParty, step: RunningStep, silent_s: float = 15.0) -> bool:
         return report_lost(session, party.ctx, step, silent_s)
 
 
+def outbox(party: LocalParty) -> list[tuple[str, Envelope]]:
+    """What ``party`` has yet to publish, left in place."""
+    with party.sessions() as session:
+        rows = session.scalars(select(OutboxRecord).order_by(OutboxRecord.id))
+        return [(r.topic, Envelope.from_bytes(r.payload)) for r in rows]
+
+
 def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
     parties: dict[str, LocalParty], tmp_path: Path, loop: ClockLoop
 ) -> None:
-    job_id = submit(parties, tmp_path, "auto-retries: 1")
+    job_id = submit(parties, tmp_path)  # no auto-retries: a lost worker is the platform's fault
     net = Network(parties, hold_first_train)
     net.run()
     train = RunningStep(job_id, "train", 1)
@@ -242,23 +253,35 @@ def test_a_lost_step_is_retried_on_every_party_and_the_job_succeeds(
         ("task.status", "train", "failed", 1)
     ]
     assert (published[0].body["reason"] or "").startswith("worker lost: no heartbeat for ")
+    assert published[0].body["fault"] == "platform"
     assert not host.apply(published[0])  # the consumer reads it back: already applied
     assert host.job(job_id).step_attempts == {"train": 2}  # retried
+    assert host.job(job_id).platform_retries == {"train": 1}
 
 
 def test_report_lost_retries_kills_the_peers_old_copy_and_ignores_late_words(
     parties: dict[str, LocalParty], tmp_path: Path
 ) -> None:
-    job_id = submit(parties, tmp_path, "auto-retries: 1")
+    job_id = submit(parties, tmp_path)  # no auto-retries
     net = Network(parties, hold_first_train)
     net.run()
     train = RunningStep(job_id, "train", 1)
     net.running.pop((job_id, "train", HOST))  # the host's worker is gone, its copy with it
     assert lose(parties[HOST], train)
+    # the host restarted the step itself and tells the guest the new attempt, not the failure
+    to_guest = [e for t, e in outbox(parties[HOST]) if t == topics.OUT_CTL]
+    assert [(e.type, e.body) for e in to_guest] == [
+        ("job.rerun", {"attempts": {"train": 2}, "fault": "platform"})
+    ]
     net.run()
     assert states(parties, job_id) == ("success", "success")
     trains = sorted((r.body["party_id"], r.body["attempt"]) for r in net.runs if r.task == "train")
     assert trains == [(GUEST, 1), (GUEST, 2), (HOST, 1), (HOST, 2)]
+    # the host counts its platform retry; nobody's auto-retries were used
+    assert parties[HOST].job(job_id).platform_retries == {"train": 1}
+    assert not parties[GUEST].job(job_id).platform_retries
+    assert not parties[HOST].job(job_id).step_retries
+    assert not parties[GUEST].job(job_id).step_retries
     assert net.running == {}  # the guest's attempt 1, waiting for the dead host, was stopped
     stops = [e for e in net.control if e.type == "job.stop" and e.task == "train"]
     assert {(e.src, e.body["attempt"]) for e in stops} == {(GUEST, 1), (HOST, 1)}
@@ -276,16 +299,25 @@ def test_report_lost_retries_kills_the_peers_old_copy_and_ignores_late_words(
     assert (host_train.state, host_train.attempt) == ("success", 2)
 
 
-def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_reason(
+def hold_train(step: str, party: str, attempt: int) -> str | None:
+    """Every attempt of train stays running until a test ends it."""
+    return None if step == "train" else "success"
+
+
+def test_platform_retries_run_out_and_the_lost_step_fails_the_job_everywhere(
     parties: dict[str, LocalParty], tmp_path: Path
 ) -> None:
     job_id = submit(parties, tmp_path)
-    net = Network(parties, hold_first_train)
+    net = Network(parties, hold_train)
     net.run()
-    net.running.pop((job_id, "train", HOST))
-    assert lose(parties[HOST], RunningStep(job_id, "train", 1), 15.2)
-    net.run()
+    for attempt in (1, 2, 3):  # the default budget is 2: attempts 2 and 3 are the retries
+        assert states(parties, job_id) == ("running", "running")
+        assert net.running == {(job_id, "train", GUEST): attempt, (job_id, "train", HOST): attempt}
+        net.running.pop((job_id, "train", HOST))
+        assert lose(parties[HOST], RunningStep(job_id, "train", attempt), 15.2)
+        net.run()
     assert states(parties, job_id) == ("failed", "failed")
+    assert parties[HOST].job(job_id).platform_retries == {"train": 2}
     assert lost_reason(15.2) == "worker lost: no heartbeat for 15 s"
     for pid in (GUEST, HOST):
         reason = parties[pid].job(job_id).reason or ""
@@ -294,6 +326,107 @@ def test_without_retries_a_lost_step_fails_the_job_everywhere_with_the_reason(
     assert host_train.reason == "worker lost: no heartbeat for 15 s", "the detail stays here"
     assert net.running == {}  # the guest's copy was killed
     assert running_here(parties[HOST].sessions, HOST) == []
+
+
+def test_a_party_without_platform_retries_fails_a_lost_step_at_once(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    host = parties[HOST]
+    host.ctx = dataclasses.replace(host.ctx, platform_retries=0)
+    job_id = submit(parties, tmp_path)
+    net = Network(parties, hold_train)
+    net.run()
+    net.running.pop((job_id, "train", HOST))
+    assert lose(host, RunningStep(job_id, "train", 1))
+    net.run()
+    assert states(parties, job_id) == ("failed", "failed")
+    assert "worker lost: no heartbeat for 15 s" in (parties[GUEST].job(job_id).reason or "")
+
+
+def test_platform_retries_leave_the_auto_retries_budget_alone(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path, "auto-retries: 1")
+    net = Network(parties, hold_train)
+    net.run()
+    net.running.pop((job_id, "train", HOST))
+    assert lose(parties[HOST], RunningStep(job_id, "train", 1))  # platform retry: attempt 2
+    net.run()
+    for pid in (GUEST, HOST):
+        assert not parties[pid].job(job_id).step_retries
+    net.finish("train", HOST, "failed")  # the step's own failure: auto-retry, attempt 3
+    assert states(parties, job_id) == ("running", "running")
+    for pid in (GUEST, HOST):
+        job = parties[pid].job(job_id)
+        assert (job.step_attempts, job.step_retries) == ({"train": 3}, {"train": 1})
+    assert parties[HOST].job(job_id).platform_retries == {"train": 1}  # kept by the auto-retry
+    net.running.pop((job_id, "train", HOST))
+    assert lose(parties[HOST], RunningStep(job_id, "train", 3))  # second platform retry
+    net.run()
+    net.finish("train", GUEST)
+    net.finish("train", HOST)
+    assert states(parties, job_id) == ("success", "success")
+    assert parties[GUEST].job(job_id).step_attempts == {"train": 4}
+
+
+def test_a_workers_platform_fault_is_retried_a_peers_forwarded_failure_is_not(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    """An evicted step pod: the host's task_engine reports ``failed`` with ``fault``."""
+    job_id = submit(parties, tmp_path)
+    net = Network(parties, hold_train)
+    net.run()
+    net.running.pop((job_id, "train", HOST))
+    evicted = Envelope(
+        type="task.status",
+        job_id=job_id,
+        task="train",
+        src=HOST,
+        body={
+            "party": HOST,
+            "state": "failed",
+            "reason": "step pod evicted: The node was low on resource: memory.",
+            "attempt": 1,
+            "fault": "platform",
+        },
+    )
+    parties[HOST].apply(evicted)
+    net.run()
+    assert states(parties, job_id) == ("running", "running")
+    assert net.running == {(job_id, "train", GUEST): 2, (job_id, "train", HOST): 2}
+    # a peer cannot spend this party's budget: its "fault" is a plain failure here
+    net.running.pop((job_id, "train", GUEST))
+    forged = Envelope(
+        type="task.status",
+        job_id=job_id,
+        task="train",
+        src=GUEST,
+        body={"party": GUEST, "state": "failed", "attempt": 2, "fault": "platform"},
+    )
+    parties[HOST].apply(forged)
+    host_job = parties[HOST].job(job_id)
+    assert (host_job.state, host_job.step_attempts) == ("failed", {"train": 2})
+    assert host_job.platform_retries == {"train": 1}
+
+
+def test_a_platform_rerun_does_not_revive_a_job_that_ended(
+    parties: dict[str, LocalParty], tmp_path: Path
+) -> None:
+    job_id = submit(parties, tmp_path)
+    net = Network(parties, hold_train)
+    net.run()
+    net.finish("train", GUEST, "failed")  # the guest's own failure ends the job everywhere
+    assert states(parties, job_id) == ("failed", "failed")
+    late = Envelope(
+        type="job.rerun",
+        job_id=job_id,
+        src=HOST,
+        dst=GUEST,
+        body={"attempts": {"train": 2}, "fault": "platform"},
+    )
+    parties[GUEST].apply(late)
+    net.run()
+    assert states(parties, job_id) == ("failed", "failed")
 
 
 def test_a_lost_step_that_moved_on_is_left_alone(

@@ -26,8 +26,8 @@ Policy = Callable[[str, str, int], str | None]
 @pytest.fixture
 def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
     both = {
-        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a"),
-        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b"),
+        GUEST: LocalParty(GUEST, {HOST}, databases.new("a"), tmp_path / "out-a", granted=tmp_path),
+        HOST: LocalParty(HOST, {GUEST}, databases.new("b"), tmp_path / "out-b", granted=tmp_path),
     }
     yield both
     for party in both.values():

@@ -40,7 +40,9 @@ async def env(
     bus = Bus(kafka.bootstrap, client_id="flow-metrics-test")
     async with app.router.lifespan_context(app), bus:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://flow") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:9380"
+        ) as client:
             yield client, bus
 
 
@@ -73,7 +75,7 @@ async def test_heartbeats_and_applied_events_are_counted(
         type="worker.heartbeat",
         job_id="",
         src=ME,
-        body={"party": ME, "worker": "h:1:2", "running": []},
+        body={"party": ME, "worker": "h:1:2", "interval_s": 5.0, "running": []},
     )
     status = Envelope(  # of a job this party does not know: applied (a no-op) all the same
         type="task.status",

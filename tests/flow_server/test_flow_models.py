@@ -86,8 +86,12 @@ class Network:
 @pytest.fixture
 def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
     both = {
-        "10000": LocalParty("10000", {"20000"}, databases.new("a"), tmp_path / "out-a"),
-        "20000": LocalParty("20000", {"10000"}, databases.new("b"), tmp_path / "out-b"),
+        "10000": LocalParty(
+            "10000", {"20000"}, databases.new("a"), tmp_path / "out-a", granted=tmp_path
+        ),
+        "20000": LocalParty(
+            "20000", {"10000"}, databases.new("b"), tmp_path / "out-b", granted=tmp_path
+        ),
     }
     yield both
     for party in both.values():
@@ -199,7 +203,8 @@ parties-args:
         _submit_predict(parties["10000"], text)
     assert err.value.code == "table_not_found"
     assert err.value.where == "parties-args.10000.input"
-    # the initiator's references resolve; the host cannot resolve its own and rejects the job
+    # the initiator's references resolve; the host rejects a model it does not have in the words
+    # it uses for any input it did not grant (no oracle of which model ids exist)
     parties["20000"].ctx = protocol.PartyContext(
         "20000", frozenset({"10000"}), PREDICT_CATALOG, tmp_path / "out-b"
     )
@@ -209,4 +214,4 @@ parties-args:
     Network(parties).run()
     job = parties["10000"].job(job_id)
     assert job.state == "rejected"
-    assert "model_not_found" in (job.reason or "") or "no model 'nope'" in (job.reason or "")
+    assert "input 'model' ($model): not granted to 10000" in (job.reason or "")

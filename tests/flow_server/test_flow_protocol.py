@@ -17,6 +17,8 @@ from fedcore import topics
 from fedcore.envelope import Envelope
 from fedcore.version import TESSERA_VERSION
 from flow_server.dsl import DslError
+from flow_server.models import Job
+from flow_server.protocol import ProtocolError
 from flow_server.states import IllegalTransition
 
 Outbox = list[tuple[str, Envelope]]
@@ -27,8 +29,12 @@ LOCAL_DETAIL = "DataError: no column 'income' in /srv/secret/host.csv"
 @pytest.fixture
 def parties(databases: Databases, tmp_path: Path) -> Iterator[dict[str, LocalParty]]:
     both = {
-        "10000": LocalParty("10000", {"20000"}, databases.new("a"), tmp_path / "out-a"),
-        "20000": LocalParty("20000", {"10000"}, databases.new("b"), tmp_path / "out-b"),
+        "10000": LocalParty(
+            "10000", {"20000"}, databases.new("a"), tmp_path / "out-a", granted=tmp_path
+        ),
+        "20000": LocalParty(
+            "20000", {"10000"}, databases.new("b"), tmp_path / "out-b", granted=tmp_path
+        ),
     }
     yield both
     for party in both.values():
@@ -89,7 +95,8 @@ class Network:
                         for status in self.task_engine(env):
                             party.apply(status)
                     elif topic == topics.STATUS:
-                        self.announced.append(env)
+                        if env.type == "job.status":  # not the record of decisions
+                            self.announced.append(env)
                         assert not party.apply(env)  # our own job.status is skipped
 
 
@@ -208,27 +215,32 @@ def test_the_initiator_refuses_a_job_for_unknown_parties(
     assert info.value.code == "unknown_party"
 
 
-def test_a_proposal_from_an_unknown_party_is_rejected(parties: dict[str, LocalParty]) -> None:
+def test_a_proposal_from_an_unknown_party_is_refused_unanswered(
+    parties: dict[str, LocalParty],
+) -> None:
     host = parties["20000"]
+    job_id = uuid.uuid4().hex
     env = Envelope(
         type="job.propose",
-        job_id=uuid.uuid4().hex,
+        job_id=job_id,
         src="99999",
         dst="20000",
         body={
             "pipeline": PIPELINE,
+            "pipeline_name": "hetero-lr",
             "parties": ["99999=guest", "20000=host"],
             "common_args": {},
             "party_args": {"input": "x"},
             "initiator": "99999",
+            "tessera_version": TESSERA_VERSION,
+            "component_versions": {},
         },
     )
-    host.apply(env)
-    out = host.drain()
-    reject = [e for t, e in out if e.type == "job.reject"]
-    assert len(reject) == 1 and reject[0].dst == "99999"
-    assert "99999 is not a known peer" in reject[0].body["reason"]
-    assert host.job(env.job_id).state == "rejected"
+    with pytest.raises(ProtocolError, match="99999, not a known peer"):
+        host.apply(env)
+    assert host.drain() == []  # no answer goes to a party this one does not know
+    with host.sessions() as s:
+        assert s.get(Job, job_id) is None
 
 
 def test_every_event_applied_twice_is_harmless(

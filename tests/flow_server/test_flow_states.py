@@ -28,6 +28,13 @@ ILLEGAL_TASK = [(a, b) for a in T.ALL for b in T.ALL if a != b and b not in TASK
 
 def test_the_job_lifecycle_of_the_issue() -> None:
     assert set(JOB_TRANSITIONS) == set(J.ALL)
+    assert JOB_TRANSITIONS[J.PENDING_APPROVAL] == {
+        J.WAITING,
+        J.REJECTED,
+        J.FAILED,
+        J.CANCELED,
+        J.TIMEOUT,
+    }
     assert JOB_TRANSITIONS[J.WAITING] == {J.RUNNING, J.REJECTED, J.FAILED, J.CANCELED, J.TIMEOUT}
     assert JOB_TRANSITIONS[J.RUNNING] == {J.PAUSED, J.SUCCESS, J.FAILED, J.CANCELED, J.TIMEOUT}
     assert JOB_TRANSITIONS[J.PAUSED] == {J.RUNNING, J.FAILED, J.CANCELED, J.TIMEOUT}
@@ -112,3 +119,9 @@ def test_stale_task_states() -> None:
 
 def test_the_api_state_filter_lists_every_job_state() -> None:
     assert set(typing.get_args(StateFilter)) == set(J.ALL)
+
+
+def test_the_wire_knows_every_job_state() -> None:
+    from fedcore.messages import JobStateName
+
+    assert set(typing.get_args(JobStateName)) == set(J.ALL)

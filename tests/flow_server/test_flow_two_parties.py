@@ -73,11 +73,14 @@ async def party(
         peers={peer: "http://127.0.0.1:9"},
         state_dir=root / me,
         database_url=database_url,
+        input_grants={peer: [root]},  # each party lets the other name its test CSVs
     )
     app = create_app(settings, catalog=CATALOG)
     async with app.router.lifespan_context(app), Bus(broker.bootstrap, f"test-{me}") as bus:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://x/flow-server") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://127.0.0.1:9380/flow-server"
+        ) as c:
             yield c, bus
 
 

@@ -30,6 +30,7 @@ from fedcore import topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
+from task_engine.runtime import StepRuntime
 from task_engine.worker import Worker
 
 pytestmark = pytest.mark.kafka
@@ -71,8 +72,16 @@ def step_env() -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_worker(
-    broker: Broker, party: str, state_dir: Path, **settings: Any
+    broker: Broker,
+    party: str,
+    state_dir: Path,
+    *,
+    runtime: StepRuntime | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Worker]:
+    """A worker of ``party`` whose state is ``state_dir/party``; its data roots default to
+    ``state_dir``, where the tests put their inputs and outputs."""
+    settings.setdefault("data_roots", [state_dir])
     config = PartySettings(
         party_id=party,
         kafka_bootstrap=broker.bootstrap,
@@ -80,7 +89,7 @@ async def running_worker(
         task_engine_port=free_port(),
         **settings,
     )
-    worker = Worker(config, runtime_env=step_env(), component_modules=COMPONENTS)
+    worker = Worker(config, runtime=runtime, runtime_env=step_env(), component_modules=COMPONENTS)
     await start_group_at_end(broker.bootstrap, worker.group_id)
     serving = asyncio.create_task(worker.run())
     started = asyncio.create_task(worker.wait_started())
@@ -127,9 +136,10 @@ async def workers(
 ) -> AsyncIterator[tuple[Worker, Worker]]:
     state = tmp_path_factory.mktemp("task_engine")
     a, b = kafka_pair
+    roots = [tmp_path_factory.getbasetemp()]  # each test's tmp_path holds its inputs and outputs
     async with (
-        running_worker(a, GUEST, state, task_timeout_s=60) as guest,
-        running_worker(b, HOST, state, task_timeout_s=60) as host,
+        running_worker(a, GUEST, state, task_timeout_s=60, data_roots=roots) as guest,
+        running_worker(b, HOST, state, task_timeout_s=60, data_roots=roots) as host,
     ):
         yield guest, host
 
@@ -145,7 +155,7 @@ def task_run(
     parties: dict[str, list[str]] | None = None,
     args: dict[str, Any] | None = None,
     inputs: dict[str, str] | None = None,
-    attempt: int = 0,
+    attempt: int = 1,
 ) -> Envelope:
     return Envelope(
         type="task.run",
@@ -228,7 +238,7 @@ def processes_in(work_dir: Path) -> list[int]:
     return found
 
 
-def work_dir(state_dir: Path, party: str, job: str, step: str, attempt: int = 0) -> Path:
+def work_dir(state_dir: Path, party: str, job: str, step: str, attempt: int = 1) -> Path:
     return state_dir / party / "work" / job / step / str(attempt)
 
 
@@ -261,11 +271,14 @@ async def test_two_parties_run_a_step_together(
     assert read(outputs[GUEST]) == f"[1, 2, 3] {2**100}"
     assert read(outputs[HOST]) == "host done"
 
-    metrics = await collect(bus_a, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert metrics[0].type == "metric"
-    assert metrics[0].body == {"party": GUEST, "name": "pong_sum", "value": 6.0, "step": 1}
-    host_metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert host_metrics[0].body == {"party": HOST, "name": "host_seen", "value": 3, "step": None}
+    # Each step first reports where it computes (here: no spark-master-name, the local pool).
+    metrics = await collect(bus_a, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert all(m.type == "metric" for m in metrics)
+    assert metrics[0].body["name"] == "computing"
+    assert metrics[0].body["value"]["engine"] == "local"
+    assert metrics[1].body == {"party": GUEST, "name": "pong_sum", "value": 6.0, "step": 1}
+    host_metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert host_metrics[1].body == {"party": HOST, "name": "host_seen", "value": 3, "step": None}
 
     logs = await collect(
         bus_b, topics.LOGS, job, lambda es: any("got ping" in e.body["line"] for e in es)
@@ -315,8 +328,8 @@ async def test_the_real_intersect_component_aligns_both_parties_rows(
     guest_ids = [r[0] for r in rows[GUEST][1:]]
     assert sorted(guest_ids) == ["u5", "u6", "u7", "u8"]
     assert [r[0] for r in rows[HOST][1:]] == guest_ids  # one shared order
-    metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 1)
-    assert metrics[0].body["name"] == "intersection_size" and metrics[0].body["value"] == 4
+    metrics = await collect(bus_b, topics.RESULTS, job, lambda es: len(es) >= 2)
+    assert metrics[1].body["name"] == "intersection_size" and metrics[1].body["value"] == 4
 
 
 async def test_a_failing_component_is_reported_with_its_reason(
@@ -362,7 +375,7 @@ async def test_unknown_components_and_malformed_tasks_fail_with_a_reason(
     statuses = await collect(bus_a, topics.STATUS, job, ended(2))
     reasons = {e.task: e.body["reason"] for e in statuses if e.body["state"] == "failed"}
     assert "unknown component 'no_such'" in reasons["x"]
-    assert "missing ['parties']" in reasons["y"]
+    assert "parties: Field required" in reasons["y"]
 
 
 async def test_a_step_that_dies_without_reporting_fails_with_exit_code_and_stderr(
@@ -452,7 +465,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
         "reason": "worker stopped",
         "code": "stopped",
         "outputs": {},
-        "attempt": 0,
+        "attempt": 1,
     }
     assert processes_in(work_dir(tmp_path, "40000", job, "long")) == []
 
@@ -558,7 +571,7 @@ async def test_control_pauses_resumes_and_stops_a_jobs_steps(
     assert final(statuses).body["state"] == "canceled"
     assert final(statuses).body["reason"] == "stopped by x"
     assert [s for s in guest.running if s["job_id"] == job] == []
-    assert processes_in(Path(guest.settings.state_dir) / "work" / job / "tick" / "0") == []
+    assert processes_in(Path(guest.settings.state_dir) / "work" / job / "tick" / "1") == []
     # a task.run of the stopped job still in flight is not run
     late = task_run(job, "tick2", "te_tick", "guest", GUEST, tmp_path, args={"tick_file": "x"})
     late.ts = statuses[0].ts - 1

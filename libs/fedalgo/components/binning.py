@@ -13,7 +13,8 @@ columns (hetero WOE/IV, when ``iv`` is true, the default):
 3. the guest decrypts the event counts, computes each host column's WOE and IV, and sends each
    host the IV of its own columns. Both sides write their model.
 
-Arguments are each party's own (``method``, ``bins``); ``iv`` and ``key-bits`` are the guest's.
+Arguments: :class:`BinningParams`; ``method`` and ``bins`` are each party's own, ``iv`` and
+``key-bits`` the guest's.
 
 Threat model (semi-honest parties, each sees exactly what it is sent):
 
@@ -32,48 +33,53 @@ Threat model (semi-honest parties, each sees exactly what it is sent):
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo import paillier
 from fedalgo.alignment import check_hosts, host_feature_name, host_info
-from fedalgo.bin_edges import Binning, check_bins, fit_binning, method_name, woe_iv
+from fedalgo.bin_edges import Binning, fit_binning, woe_iv
 from fedalgo.components.registry import component
 from fedalgo.context import Context
-from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import compress, decompress, pooled_bin_sums
-from fedalgo.tables import LABEL_COLUMN, Dataset, read_dataset, read_table
+from fedalgo.errors import DataError, ProtocolError
+from fedalgo.histogram import bin_sums, compress, decompress
+from fedalgo.tables import LABEL_COLUMN, Dataset, dataset_of
 from fedcore import floors
+from fedcore.params import Params
 
 TAG = "binning"
 
 
-def _own_args(ctx: Context) -> tuple[str, int]:
-    method = method_name(ctx.arg("method", str, "quantile"))
-    return method, check_bins(ctx.arg("bins", int, 10))
+class BinningParams(Params):
+    """``binning``'s arguments (``method``, ``bins``: each party's own; the rest: the guest's)."""
 
-
-def _key_bits(ctx: Context) -> int:
-    bits = ctx.arg("key-bits", int, paillier.DEFAULT_KEY_BITS)
-    if bits not in paillier.KEY_BITS:
-        raise ArgumentError(f"argument 'key-bits' must be 1024 or 2048, got {bits}")
-    return bits
+    method: Literal["quantile", "equal-width"] = Field(
+        "quantile", description="how this party places its bin edges"
+    )
+    bins: int = Field(10, ge=2, le=1024, description="at most this many bins per column")
+    iv: bool = Field(True, description="compute WOE/IV (the hosts' under encryption)")
+    key_bits: paillier.KeyBits = Field(
+        paillier.DEFAULT_KEY_BITS, description="the guest's Paillier key size (1024 warns)"
+    )
 
 
 def _feature_model(name: str, splits: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
     return {"name": name, "splits": splits.tolist(), "counts": counts.astype(int).tolist()}
 
 
-@component("binning", roles=("guest", "host"), inputs=("data",), outputs=("model",))
+@component(
+    "binning", roles=("guest", "host"), inputs=("data",), outputs=("model",), params=BinningParams
+)
 def binning(ctx: Context) -> None:
     """Bin each party's columns; the guest computes every column's WOE/IV (hosts' encrypted)."""
-    method, bins = _own_args(ctx)
-    floors.check_bins(ctx.floors, bins)  # this party's floor: a bin per row would order its rows
+    params = ctx.params(BinningParams)
+    floors.check_bins(ctx.floors, params.bins)  # this party's floor: a bin per row orders its rows
     if ctx.role == "guest":
-        _guest(ctx, method, bins)
+        _guest(ctx, params)
     else:
-        _host(ctx, method, bins)
+        _host(ctx, params.method, params.bins)
 
 
 def _counts(binning_: Binning) -> list[np.ndarray]:
@@ -82,12 +88,11 @@ def _counts(binning_: Binning) -> list[np.ndarray]:
     ]
 
 
-def _guest(ctx: Context, method: str, bins: int) -> None:
-    with_iv = ctx.arg("iv", bool, True)
-    key_bits = _key_bits(ctx) if with_iv else 0
+def _guest(ctx: Context, params: BinningParams) -> None:
+    method, bins, with_iv = params.method, params.bins, params.iv
     if with_iv:
-        floors.check_key_bits(ctx.floors, key_bits)  # the key that hides this party's labels
-    data = read_dataset(ctx.input("data"), with_label=True)
+        floors.check_key_bits(ctx.floors, params.key_bits)  # the key that hides this party's labels
+    data = ctx.read_dataset("data", with_label=True)
     if data.n_samples == 0:
         raise DataError("the guest's data has no rows")
     hosts = check_hosts(ctx, f"{TAG}/host_info", data) if ctx.party_ids("host") else {}
@@ -97,7 +102,7 @@ def _guest(ctx: Context, method: str, bins: int) -> None:
     if with_iv and total_events in (0, data.n_samples):
         raise DataError("WOE/IV needs both classes in the labels (all rows are one class)")
 
-    fitted = fit_binning(data.x, bins, method)
+    fitted = fit_binning(data.x, bins, method, ctx.computing)
     features = []
     for j, name in enumerate(data.features):
         counts = np.bincount(fitted.bins[:, j], minlength=fitted.bin_counts[j])
@@ -112,10 +117,9 @@ def _guest(ctx: Context, method: str, bins: int) -> None:
     if hosts:
         ctx.send("host", f"{TAG}/setup", {"iv": with_iv})
     if hosts and with_iv:
-        public_key, private_key = paillier.generate_keypair(key_bits)
+        public_key, private_key = paillier.generate_keypair(params.key_bits)
         encryptor = paillier.Encryptor(public_key, private_key=private_key)
-        with paillier.PaillierPool() as pool:
-            labels = encryptor.encrypt_ints(y.tolist(), 0, pool=pool)
+        labels = encryptor.encrypt_ints(y.tolist(), 0, pool=ctx.computing)
         ctx.send(
             "host", f"{TAG}/labels", {"public_key_n": public_key.n, "labels": labels.to_wire()}
         )
@@ -196,14 +200,14 @@ def _host_iv(
 
 
 def _host(ctx: Context, method: str, bins: int) -> None:
-    path = ctx.input("data")
-    if LABEL_COLUMN in read_table(path).header:
+    table = ctx.read_table("data")
+    if LABEL_COLUMN in table.header:
         ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-    data: Dataset = read_dataset(path, with_label=False)
+    data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
     ctx.send("guest", f"{TAG}/host_info", host_info(data))
     if not data.features:
         raise DataError("the host's data has no feature columns (only 'id')")
-    fitted = fit_binning(data.x, bins, method)
+    fitted = fit_binning(data.x, bins, method, ctx.computing)
     counts = _counts(fitted)
     setup = ctx.recv("guest", f"{TAG}/setup")
     if not isinstance(setup, dict) or not isinstance(setup.get("iv"), bool):
@@ -237,10 +241,9 @@ def _host_events(ctx: Context, fitted: Binning, counts: list[np.ndarray], rows: 
         raise ProtocolError(f"the guest's public key: {exc}") from None
     labels = paillier.EncryptedVector.from_wire(public_key, message["labels"], expected_len=rows)
     total_bins = sum(fitted.bin_counts)
-    with paillier.PaillierPool() as pool:
-        sums = pooled_bin_sums(
-            pool, labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare
-        )
+    sums = bin_sums(
+        labels.ciphertexts, fitted.flat(), total_bins, public_key.nsquare, ctx.computing
+    )
     slot_bits = _slot_bits(rows)
     per_ct = paillier.slots_per_plaintext(public_key.max_int, slot_bits)
     folded = compress(sums, slot_bits, per_ct, public_key.nsquare)

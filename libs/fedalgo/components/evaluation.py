@@ -1,6 +1,6 @@
 """``evaluation``: binary-classification metrics of the guest's predictions.
 
-Arguments: ``threshold`` (0.5): a score at or above it predicts 1, for accuracy/precision/recall/F1.
+Arguments: :class:`EvaluationParams` (``threshold``, for accuracy/precision/recall/F1).
 Curves are downsampled to at most 200 points, always keeping both ends and the KS point.
 
 Threat model: runs at the guest alone, on its own predictions and labels; nothing is sent.
@@ -12,12 +12,13 @@ import json
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo import metrics
 from fedalgo.components.registry import component
 from fedalgo.context import Context
-from fedalgo.errors import ArgumentError
 from fedalgo.tables import LABEL_COLUMN, parse_labels, parse_numeric, read_table
+from fedcore.params import Params
 
 MAX_CURVE_POINTS = 200
 
@@ -53,12 +54,24 @@ def evaluate(y: np.ndarray, score: np.ndarray, *, threshold: float = 0.5) -> dic
     }
 
 
-@component("evaluation", roles=("guest",), inputs=("predictions",), outputs=("metrics",))
+class EvaluationParams(Params):
+    """``evaluation``'s arguments."""
+
+    threshold: float = Field(
+        0.5, ge=0, le=1, description="a score at or above it predicts 1 (accuracy, F1...)"
+    )
+
+
+@component(
+    "evaluation",
+    roles=("guest",),
+    inputs=("predictions",),
+    outputs=("metrics",),
+    params=EvaluationParams,
+)
 def evaluation(ctx: Context) -> None:
     """AUC, KS, accuracy/precision/recall/F1 and the ROC and KS curves of ``predictions``."""
-    threshold = ctx.arg("threshold", float, 0.5)
-    if not 0.0 <= threshold <= 1.0:
-        raise ArgumentError(f"argument 'threshold' must be in [0, 1], got {threshold}")
+    threshold = ctx.params(EvaluationParams).threshold
     path = ctx.input("predictions")
     table = read_table(path)
     y = parse_labels(table, path, LABEL_COLUMN)

@@ -19,18 +19,30 @@ already knows it from the model it scores with). No feature value crosses.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo.alignment import check_hosts, host_feature_name, host_info
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, read_dataset, read_table, write_table
+from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, read_table, write_table
+from fedcore.params import Params
 
 TAG = "feature_selection"
-METHODS = ("iv-threshold", "iv-top-k", "importance-threshold", "importance-top-k")
+
+
+class FeatureSelectionParams(Params):
+    """``feature_selection``'s arguments (the guest's)."""
+
+    method: Literal["iv-threshold", "iv-top-k", "importance-threshold", "importance-top-k"] = Field(
+        "iv-threshold",
+        description="rank by binning IV or model importance; keep by threshold or top k",
+    )
+    threshold: float = Field(0.02, description="*-threshold: keep columns scoring at least this")
+    k: int = Field(10, ge=1, description="*-top-k: keep the k best columns over all parties")
 
 
 @component(
@@ -38,6 +50,7 @@ METHODS = ("iv-threshold", "iv-top-k", "importance-threshold", "importance-top-k
     roles=("guest", "host"),
     inputs=("data", "model"),
     outputs=("data", "model"),
+    params=FeatureSelectionParams,
 )
 def feature_selection(ctx: Context) -> None:
     """Keep each party's best columns by IV or model importance, as decided by the guest."""
@@ -98,17 +111,14 @@ def _filter(ctx: Context, keep: list[int], features: list[str]) -> None:
 
 
 def _guest(ctx: Context) -> None:
-    method = ctx.choice("method", METHODS, "iv-threshold")
-    threshold = ctx.arg("threshold", float, 0.02)
-    k = ctx.arg("k", int, 10)
-    if k < 1:
-        raise ArgumentError(f"argument 'k' must be >= 1, got {k}")
+    params = ctx.params(FeatureSelectionParams)
+    method, threshold, k = params.method, params.threshold, params.k
     try:
         model = json.loads(ctx.input("model").read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"the model input is not JSON: {exc}") from None
     scores = _scores(model, method)
-    data = read_dataset(ctx.input("data"), with_label=True)
+    data = ctx.read_dataset("data", with_label=True)
     hosts = check_hosts(ctx, f"{TAG}/host_info", data) if ctx.party_ids("host") else {}
     names = list(data.features)
     for host, count in hosts.items():
@@ -126,7 +136,7 @@ def _guest(ctx: Context) -> None:
 
 
 def _host(ctx: Context) -> None:
-    data = read_dataset(ctx.input("data"), with_label=False)
+    data = ctx.read_dataset("data", with_label=False)
     ctx.send("guest", f"{TAG}/host_info", host_info(data))
     if not data.features:
         raise DataError("the host's data has no feature columns (only 'id')")

@@ -15,12 +15,8 @@ them once and sends the guest its public key and [[X_h]]. For each mini-batch B:
 After each epoch the guest reports the loss and tells the hosts whether to stop (``tol``). At the
 end each host sends X_h w_h for all rows and the guest writes the predictions.
 
-Arguments (the guest's govern; it sends them to the hosts, whose own values are not used):
-``learning-rate`` (0.15), ``max-iter`` (30 epochs), ``penalty`` (``L2`` or ``none``),
-``alpha`` (0.01, the L2 weight), ``batch-size`` (-1: full batch), ``decay`` (0: the rate at epoch
-t is ``learning-rate / (1 + decay * t)``), ``tol`` (1e-4: stop when the loss changes less; 0 never
-stops early), ``fit-intercept`` (true), ``random-seed`` (random: the mini-batch shuffle), and
-``key-bits`` (2048; 1024 is accepted with a warning; the size of every host's key).
+Arguments: :class:`HeteroLRParams` (the guest's govern; it sends them to the hosts, whose own
+values are not used, and each host checks them against the same declaration).
 
 Threat model (semi-honest parties, each sees exactly what it is sent):
 
@@ -47,12 +43,14 @@ import json
 import math
 import secrets
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from fedalgo import paillier
 from fedalgo.components.registry import component
+from fedalgo.computing import Computing
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
 from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid, smallest_batch
@@ -60,19 +58,48 @@ from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
+    dataset_of,
     format_floats,
-    read_dataset,
-    read_table,
     write_table,
 )
 from fedcore import floors
+from fedcore.params import InvalidArguments, Params, hyphenate
 
-KEY_BITS = paillier.KEY_BITS
 RESIDUAL_EXPONENT = -8  # residuals in (-1, 1) at 16**-8 = 2**-32
 FEATURE_EXPONENT = -6  # host features at 16**-6 = 2**-24
 # The guest folds with d + 1 (in [0, 2)), so its weights are non-negative integers: negative
 # exponents would cost a modular inverse per row. The host removes the +1 with its column sums.
 RESIDUAL_OFFSET = paillier.BASE**-RESIDUAL_EXPONENT
+
+
+class HeteroLRParams(Params):
+    """``hetero_lr``'s arguments (the guest's govern; it sends them to the hosts)."""
+
+    learning_rate: float = Field(0.15, gt=0, description="the step size at epoch 0")
+    max_iter: int = Field(30, ge=1, le=10_000, description="the most epochs to train")
+    penalty: Literal["L2", "none"] = Field("L2", description="L2 regularisation, or none")
+    alpha: float = Field(0.01, ge=0, description="the L2 weight (ignored with penalty none)")
+    batch_size: int = Field(-1, ge=-1, description="rows per mini-batch; -1 for the full batch")
+    decay: float = Field(
+        0.0, ge=0, description="the rate at epoch t is learning-rate / (1 + decay * t)"
+    )
+    tol: float = Field(
+        1e-4, ge=0, description="stop when the loss changes less than this; 0 never stops early"
+    )
+    fit_intercept: bool = Field(True, description="fit an intercept (at the guest)")
+    random_seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="the mini-batch shuffle's seed; random if unset"
+    )
+    key_bits: paillier.KeyBits = Field(
+        paillier.DEFAULT_KEY_BITS, description="each host's Paillier key size (1024 warns)"
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("must be -1 or >= 1 (-1: the full batch)")
+        return value
 
 
 @dataclass(frozen=True)
@@ -87,48 +114,35 @@ class TrainingConfig:
     tol: float
     seed: int
     fit_intercept: bool
+    key_bits: int
 
     @classmethod
-    def from_context(cls, ctx: Context) -> TrainingConfig:
-        seed = ctx.arg("random-seed", int, None)
-        penalty = ctx.choice("penalty", ("L2", "l2", "none"), "L2")
-        config = cls(
-            learning_rate=ctx.arg("learning-rate", float, 0.15),
-            max_iter=ctx.arg("max-iter", int, 30),
-            alpha=0.0 if penalty == "none" else ctx.arg("alpha", float, 0.01),
-            batch_size=ctx.arg("batch-size", int, -1),
-            decay=ctx.arg("decay", float, 0.0),
-            tol=ctx.arg("tol", float, 1e-4),
-            seed=secrets.randbits(32) if seed is None else seed,
-            fit_intercept=ctx.arg("fit-intercept", bool, True),
+    def from_params(cls, params: HeteroLRParams) -> TrainingConfig:
+        return cls(
+            learning_rate=params.learning_rate,
+            max_iter=params.max_iter,
+            alpha=0.0 if params.penalty == "none" else params.alpha,
+            batch_size=params.batch_size,
+            decay=params.decay,
+            tol=params.tol,
+            seed=secrets.randbits(32) if params.random_seed is None else params.random_seed,
+            fit_intercept=params.fit_intercept,
+            key_bits=params.key_bits,
         )
-        config.validate()
-        return config
 
-    def validate(self) -> None:
-        checks = [
-            (self.learning_rate > 0, "learning-rate", "must be > 0", self.learning_rate),
-            (self.max_iter >= 1, "max-iter", "must be >= 1", self.max_iter),
-            (self.alpha >= 0, "alpha", "must be >= 0", self.alpha),
-            (
-                self.batch_size == -1 or self.batch_size >= 1,
-                "batch-size",
-                "must be -1 or >= 1",
-                self.batch_size,
-            ),
-            (self.decay >= 0, "decay", "must be >= 0", self.decay),
-            (self.tol >= 0, "tol", "must be >= 0", self.tol),
-        ]
-        for ok, name, rule, value in checks:
-            if not ok:
-                raise ArgumentError(f"argument {name!r} {rule}, got {value!r}")
-
-
-def key_bits_arg(ctx: Context) -> int:
-    bits = ctx.arg("key-bits", int, 2048)
-    if bits not in KEY_BITS:
-        raise ArgumentError(f"argument 'key-bits' must be 1024 or 2048, got {bits}")
-    return bits  # the hosts generate the keys; the engine warns about 1024 there
+    @classmethod
+    def from_setup(cls, setup: Any) -> TrainingConfig:
+        """The configuration a guest sent, checked against the same declaration as its args."""
+        if not isinstance(setup, dict) or set(setup) != set(cls.__dataclass_fields__):
+            raise ProtocolError(
+                f"the training setup must be a map of {sorted(cls.__dataclass_fields__)}"
+            )
+        args = {hyphenate(k): v for k, v in setup.items() if k != "seed"}
+        try:
+            params = HeteroLRParams.from_args({**args, "random-seed": setup["seed"]})
+        except InvalidArguments as exc:
+            raise ProtocolError(f"bad training setup from the guest: {exc}") from None
+        return cls.from_params(params)
 
 
 def _ids_digest(ids: list[str]) -> bytes:
@@ -139,7 +153,13 @@ def _tag(epoch: int, batch: int, what: str) -> str:
     return f"hetero_lr/{epoch}/{batch}/{what}"
 
 
-@component("hetero_lr", roles=("guest", "host"), inputs=("data",), outputs=("model", "predictions"))
+@component(
+    "hetero_lr",
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("model", "predictions"),
+    params=HeteroLRParams,
+)
 def hetero_lr(ctx: Context) -> None:
     """Vertical logistic regression; the guest holds the labels and the Paillier key."""
     if not ctx.party_ids("host"):
@@ -170,9 +190,9 @@ class _HostKey:
 class _Guest:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.config = TrainingConfig.from_context(ctx)
-        self.key_bits = key_bits_arg(ctx)
-        self.data = read_dataset(ctx.input("data"), with_label=True)
+        self.config = TrainingConfig.from_params(ctx.params(HeteroLRParams))
+        self.key_bits = self.config.key_bits  # the hosts generate the keys; 1024 warns there
+        self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
         # This party's floors: the key size is its policy for any job on its data; a small
@@ -225,13 +245,12 @@ class _Guest:
         return keys
 
     def run(self) -> None:
-        with paillier.PaillierPool() as pool:
-            self._run(pool)
+        self._run(self.ctx.computing)
 
-    def _run(self, pool: paillier.PaillierPool) -> None:
+    def _run(self, pool: Computing) -> None:
         ctx, cfg, data = self.ctx, self.config, self.data
         host_features = self._handshake()
-        ctx.send("host", "hetero_lr/setup", {"key_bits": self.key_bits, **asdict(cfg)})
+        ctx.send("host", "hetero_lr/setup", asdict(cfg))
         host_keys = self._host_keys(host_features)
         x, y = data.x, data.y
         assert y is not None  # read_dataset(with_label=True) guarantees it
@@ -292,7 +311,7 @@ class _Guest:
 
     @staticmethod
     def _fold(
-        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: paillier.PaillierPool
+        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: Computing
     ) -> paillier.EncryptedVector:
         """[[sum_i weights_i X_h[idx_i]]] per packed column, re-randomised for the host."""
         columns = [
@@ -347,30 +366,19 @@ class _Packing:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        path = ctx.input("data")
-        if LABEL_COLUMN in read_table(path).header:
+        table = ctx.read_table("data")
+        if LABEL_COLUMN in table.header:
             ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = read_dataset(path, with_label=False)
+        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
 
     def run(self) -> None:
-        with paillier.PaillierPool() as pool:
-            self._run(pool)
+        self._run(self.ctx.computing)
 
     def _setup(self) -> tuple[TrainingConfig, int]:
-        setup = self.ctx.recv("guest", "hetero_lr/setup")
-        if not isinstance(setup, dict):
-            raise ProtocolError("the training setup must be a map")
-        key_bits = setup.get("key_bits")
-        if key_bits not in KEY_BITS:
-            raise ProtocolError(f"the guest asked for {key_bits!r}-bit keys")
-        try:
-            cfg = TrainingConfig(**{k: v for k, v in setup.items() if k != "key_bits"})
-        except TypeError as exc:
-            raise ProtocolError(f"bad training setup from the guest: {exc}") from None
-        cfg.validate()
-        return cfg, int(key_bits)
+        cfg = TrainingConfig.from_setup(self.ctx.recv("guest", "hetero_lr/setup"))
+        return cfg, cfg.key_bits
 
-    def _run(self, pool: paillier.PaillierPool) -> None:
+    def _run(self, pool: Computing) -> None:
         ctx, data = self.ctx, self.data
         ctx.send(
             "guest",

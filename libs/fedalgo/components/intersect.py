@@ -21,7 +21,7 @@ Threat model (semi-honest parties; each sees only what the protocol sends it):
 * Not covered: a malicious party can put ids it does not hold into its list to probe membership,
   and the guest decides the result (inherent to two-party PSI without verification).
 
-Arguments: ``shuffle`` (true): randomly permute the common rows; false keeps the guest's order.
+Arguments: :class:`IntersectParams` (``shuffle``).
 Duplicate ids are dropped (first occurrence kept) on each side before anything is sent.
 """
 
@@ -31,12 +31,14 @@ import os
 import random
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo import blinding
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, ProtocolError
-from fedalgo.tables import ID_COLUMN, Table, read_table, write_table
+from fedalgo.tables import ID_COLUMN, Table, write_table
+from fedcore.params import Params
 
 _SALT = "intersect/salt"
 _GUEST_BLINDED = "intersect/guest_blinded"
@@ -45,16 +47,30 @@ _GUEST_DOUBLE = "intersect/guest_double_blinded"
 _POSITIONS = "intersect/positions"
 
 
-@component("intersect", roles=("guest", "host"), inputs=("data",), outputs=("data",))
+class IntersectParams(Params):
+    """``intersect``'s arguments (the guest's)."""
+
+    shuffle: bool = Field(
+        True, description="randomly permute the common rows; false keeps the guest's order"
+    )
+
+
+@component(
+    "intersect",
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("data",),
+    params=IntersectParams,
+)
 def intersect(ctx: Context) -> None:
     """Private set intersection on the ``id`` column; writes each party's aligned rows."""
     if not ctx.party_ids("host"):
         raise ArgumentError("intersect needs at least one host")
-    path = ctx.input("data")
-    table = read_table(path)
+    path = ctx.input_location("data")
+    table = ctx.read_table("data")
     ids, rows = _unique_rows(ctx, table, table.column_index(ID_COLUMN, path))
     if ctx.role == "guest":
-        kept = _guest(ctx, ids, shuffle=ctx.arg("shuffle", bool, True))
+        kept = _guest(ctx, ids, shuffle=ctx.params(IntersectParams).shuffle)
     else:
         kept = _host(ctx, ids)
     write_table(ctx.output("data"), table.header, [rows[i] for i in kept])
@@ -80,14 +96,15 @@ def _guest(ctx: Context, ids: list[str], *, shuffle: bool) -> list[int]:
     salt = os.urandom(blinding.SALT_BYTES)
     ctx.send("host", _SALT, salt)
     blinder = blinding.Blinder()
-    ctx.send("host", _GUEST_BLINDED, blinding.pack(blinder.blind(blinding.hash_ids(salt, ids))))
+    hashed = blinding.hash_ids(salt, ids, ctx.computing)
+    ctx.send("host", _GUEST_BLINDED, blinding.pack(blinder.blind(hashed, ctx.computing)))
 
     hosts = ctx.party_ids("host")
     host_blinded = ctx.recv_all("host", _HOST_BLINDED)
     guest_double = ctx.recv_all("host", _GUEST_DOUBLE)
     positions: dict[str, list[int]] = {}
     for host in hosts:
-        theirs = blinder.blind(blinding.unpack(host_blinded[host]))
+        theirs = blinder.blind(blinding.unpack(host_blinded[host]), ctx.computing)
         where = {point: pos for pos, point in enumerate(theirs)}
         mine = blinding.unpack(guest_double[host], expected=len(ids))
         positions[host] = [where.get(point, -1) for point in mine]
@@ -110,10 +127,10 @@ def _host(ctx: Context, ids: list[str]) -> list[int]:
     order = list(range(len(ids)))
     random.SystemRandom().shuffle(order)
     blinder = blinding.Blinder()
-    hashed = blinding.hash_ids(salt, [ids[i] for i in order])
-    ctx.send("guest", _HOST_BLINDED, blinding.pack(blinder.blind(hashed)))
+    hashed = blinding.hash_ids(salt, [ids[i] for i in order], ctx.computing)
+    ctx.send("guest", _HOST_BLINDED, blinding.pack(blinder.blind(hashed, ctx.computing)))
     guest_points = blinding.unpack(ctx.recv("guest", _GUEST_BLINDED))
-    ctx.send("guest", _GUEST_DOUBLE, blinding.pack(blinder.blind(guest_points)))
+    ctx.send("guest", _GUEST_DOUBLE, blinding.pack(blinder.blind(guest_points, ctx.computing)))
 
     positions = ctx.recv("guest", _POSITIONS)
     if not isinstance(positions, np.ndarray) or positions.ndim != 1 or positions.dtype.kind != "i":

@@ -30,14 +30,13 @@ from fedalgo.alignment import check_hosts, host_info
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import DataError, ProtocolError
-from fedalgo.logistic import sigmoid
+from fedalgo.logistic import linear, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
+    dataset_of,
     format_floats,
-    read_dataset,
-    read_table,
     write_table,
 )
 from fedalgo.tree import Node, Tree, leaf_weights
@@ -50,9 +49,10 @@ KINDS = ("hetero_lr", "hetero_secureboost")
 def predict(ctx: Context) -> None:
     """Joint prediction with a trained hetero_lr or hetero_secureboost model."""
     model = _load_model(ctx)
-    path = ctx.input("data")
-    has_label = LABEL_COLUMN in read_table(path).header
-    data = read_dataset(path, with_label=ctx.role == "guest" and has_label)
+    table = ctx.read_table("data")
+    has_label = LABEL_COLUMN in table.header
+    with_label = ctx.role == "guest" and has_label
+    data = dataset_of(table, ctx.input_location("data"), with_label=with_label)
     x = _columns(data, model["features"])
     if ctx.role == "guest":
         _guest(ctx, model, data, x)
@@ -85,7 +85,8 @@ def _guest(ctx: Context, model: dict[str, Any], data: Dataset, x: np.ndarray) ->
     ctx.send("host", f"{TAG}/kind", kind)
     replies = ctx.recv_all("host", f"{TAG}/{kind}")
     if kind == "hetero_lr":
-        u = x @ np.asarray(model["weights"], dtype=np.float64) + float(model["intercept"])
+        weights = np.asarray(model["weights"], dtype=np.float64)
+        u = linear(x, weights, ctx.computing) + float(model["intercept"])
         for host, u_h in replies.items():
             if not isinstance(u_h, np.ndarray) or u_h.shape != (data.n_samples,):
                 raise ProtocolError(f"host {host} must send {data.n_samples} partial logits")
@@ -136,7 +137,7 @@ def _host(ctx: Context, model: dict[str, Any], data: Dataset, x: np.ndarray) -> 
         )
     reply: Any
     if kind == "hetero_lr":
-        reply = x @ np.asarray(model["weights"], dtype=np.float64)
+        reply = linear(x, np.asarray(model["weights"], dtype=np.float64), ctx.computing)
     else:
         index = {name: j for j, name in enumerate(model["features"])}
         reply = {

@@ -11,21 +11,35 @@ from dataclasses import dataclass
 
 from fedalgo.context import Context
 from fedalgo.errors import UnknownComponentError
+from fedcore.params import Params
 
 ComponentFn = Callable[[Context], None]
 
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """A registered component. ``fn`` runs one party's side of it."""
+    """A registered component. ``fn`` runs one party's side of it; ``params`` declares the
+    arguments it reads (``ctx.params(spec.params)``), which the flow_server checks jobs against."""
 
     name: str
     roles: tuple[str, ...]
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
     fn: ComponentFn
+    params: type[Params] = Params  # no parameters
     # Bumped when what a component sends or expects changes: parties must run the same version.
     version: str = "1"
+
+    def run(self, ctx: Context) -> None:
+        """Run this party's side, after checking every declared argument it was given.
+
+        The flow_server checked them too, but a step's args come from a proposal of another
+        party; each role checks all of them here, including those the guest's values override.
+        """
+        if ctx.role not in self.roles:
+            raise ValueError(f"component {self.name} has no role {ctx.role!r}")
+        ctx.params(self.params)
+        self.fn(ctx)
 
     @property
     def description(self) -> str:
@@ -43,6 +57,7 @@ def component(
     roles: Sequence[str],
     inputs: Sequence[str] = (),
     outputs: Sequence[str] = (),
+    params: type[Params] = Params,
     version: str = "1",
 ) -> Callable[[ComponentFn], ComponentFn]:
     """Register the decorated function as component ``name``."""
@@ -55,7 +70,7 @@ def component(
         if not roles:
             raise ValueError(f"component {name!r} needs at least one role")
         _REGISTRY[name] = ComponentSpec(
-            name, tuple(roles), tuple(inputs), tuple(outputs), fn, version
+            name, tuple(roles), tuple(inputs), tuple(outputs), fn, params, version
         )
         return fn
 

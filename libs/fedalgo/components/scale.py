@@ -10,11 +10,13 @@ with :func:`apply_scaling`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo.components.registry import component
+from fedalgo.computing import Computing
 from fedalgo.context import Context
 from fedalgo.errors import DataError
 from fedalgo.tables import (
@@ -22,29 +24,43 @@ from fedalgo.tables import (
     LABEL_COLUMN,
     format_floats,
     parse_numeric,
-    read_table,
     write_table,
 )
+from fedcore.params import Params
 
 METHODS = ("standard", "min-max")
-_ALIASES = {"minmax": "min-max", "min_max": "min-max"}
 
 
-def fit_scaling(x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+def fit_scaling(
+    x: np.ndarray, method: str, computing: Computing | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(offset, scale)`` such that ``(x - offset) / scale`` is the scaled data.
 
-    Constant columns get scale 1 (as scikit-learn does) so they map to 0 rather than NaN.
+    Constant columns get scale 1 (as scikit-learn does) so they map to 0 rather than NaN. Each
+    column's statistics are computed on their own (by ``computing``'s workers, a share of the
+    columns each, for large data), so every engine gives the same bits.
     """
     if x.shape[0] == 0:
         raise DataError("cannot fit scaling on an empty data set")
-    if method == "standard":
-        offset, scale = x.mean(axis=0), x.std(axis=0)
-    elif method == "min-max":
-        offset, scale = x.min(axis=0), x.max(axis=0) - x.min(axis=0)
-    else:
+    if method not in METHODS:
         raise ValueError(f"unknown scaling method {method!r}")
+    columns = np.ascontiguousarray(x.T)
+    if computing is not None and computing.splits(x.size):
+        parts = computing.map_chunks(_column_stats, [columns], method)
+    else:
+        parts = [_column_stats(columns, method)]
+    offset = np.concatenate([p[0] for p in parts])
+    scale = np.concatenate([p[1] for p in parts])
     scale = np.where(scale < 10 * np.finfo(np.float64).eps, 1.0, scale)
     return offset, scale
+
+
+def _column_stats(columns: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offset and scale of each row of ``columns`` (a column of the data)."""
+    if method == "standard":
+        return columns.mean(axis=1), columns.std(axis=1)
+    low = columns.min(axis=1)
+    return low, columns.max(axis=1) - low
 
 
 def apply_scaling(model: dict[str, Any], columns: list[str], x: np.ndarray) -> np.ndarray:
@@ -60,18 +76,31 @@ def apply_scaling(model: dict[str, Any], columns: list[str], x: np.ndarray) -> n
     return (x - offset) / scale
 
 
-@component("scale", roles=("guest", "host"), inputs=("data",), outputs=("data", "model"))
+class ScaleParams(Params):
+    """``scale``'s arguments (each party's own)."""
+
+    method: Literal["standard", "min-max"] = Field(
+        "standard", description="zero mean and unit variance, or min-max to [0, 1]"
+    )
+
+
+@component(
+    "scale",
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("data", "model"),
+    params=ScaleParams,
+)
 def scale(ctx: Context) -> None:
     """Scale this party's feature columns (not ``id``, not the label ``y``); no communication."""
-    chosen = ctx.choice("method", (*METHODS, *_ALIASES), "standard")
-    method = _ALIASES.get(chosen, chosen)
-    path = ctx.input("data")
-    table = read_table(path)
+    method = ctx.params(ScaleParams).method
+    path = ctx.input_location("data")
+    table = ctx.read_table("data")
     table.column_index(ID_COLUMN, path)
     cols = [i for i, h in enumerate(table.header) if h not in (ID_COLUMN, LABEL_COLUMN)]
     names = [table.header[i] for i in cols]
     x = parse_numeric(table, cols, path)
-    offset, factor = fit_scaling(x, method)
+    offset, factor = fit_scaling(x, method, ctx.computing)
     scaled = format_floats((x - offset) / factor)
 
     rows = [list(r) for r in table.rows]

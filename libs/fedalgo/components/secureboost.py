@@ -24,10 +24,8 @@ per tree and the ``feature_importance`` metric ({column: value}, by ``importance
 ``split`` counts or total ``gain``). Each host writes its split ids with its own columns and
 thresholds: predicting needs every party (the ``predict`` component).
 
-Arguments (the guest's govern): ``num-trees`` (10), ``max-depth`` (3), ``learning-rate`` (0.3),
-``bins`` (32), ``min-child-weight`` (1.0), ``reg-lambda`` (0.1), ``min-split-gain`` (0),
-``subsample`` (1.0: the fraction of rows each tree is fitted on), ``random-seed`` (random),
-``key-bits`` (2048; 1024 with a warning), ``importance-type`` (``split`` or ``gain``).
+Arguments: :class:`BoostParams` (the guest's govern; each host checks the ones it is sent against
+the same declaration).
 
 Threat model (semi-honest parties, each sees exactly what it is sent):
 
@@ -50,33 +48,59 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from fedalgo import paillier
 from fedalgo.alignment import check_hosts, host_feature_name, host_info
-from fedalgo.bin_edges import Binning, check_bins, fit_binning
+from fedalgo.bin_edges import Binning, fit_binning
 from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import GradientPacking, pooled_bin_sums
+from fedalgo.histogram import GradientPacking, bin_sums
 from fedalgo.logistic import log_loss_sum, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
+    dataset_of,
     format_floats,
-    read_dataset,
-    read_table,
     write_table,
 )
 from fedalgo.tree import Node, SplitCandidate, Tree, best_split, leaf_weight
 from fedcore import floors
+from fedcore.params import InvalidArguments, Params, hyphenate
 
 NAME = "hetero_secureboost"
 TAG = "secureboost"
-IMPORTANCE_TYPES = ("split", "gain")
+
+
+class BoostParams(Params):
+    """``hetero_secureboost``'s arguments (the guest's govern; the hosts check what it sends)."""
+
+    num_trees: int = Field(10, ge=1, le=1000, description="how many trees to fit")
+    max_depth: int = Field(3, ge=1, le=16, description="the depth of each tree")
+    learning_rate: float = Field(0.3, gt=0, description="the shrinkage of each tree's leaves")
+    bins: int = Field(32, ge=2, le=1024, description="quantile bins per column (every party)")
+    min_child_weight: float = Field(
+        1.0, ge=0, description="the least hessian sum on each side of a split"
+    )
+    reg_lambda: float = Field(0.1, ge=0, description="the L2 weight on leaf values")
+    min_split_gain: float = Field(0.0, ge=0, description="the least gain a split must bring")
+    subsample: float = Field(
+        1.0, gt=0, le=1, description="the fraction of rows each tree is fitted on"
+    )
+    random_seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="the row sampling's seed; random if unset"
+    )
+    key_bits: paillier.KeyBits = Field(
+        paillier.DEFAULT_KEY_BITS, description="the guest's Paillier key size (1024 warns)"
+    )
+    importance_type: Literal["split", "gain"] = Field(
+        "split", description="feature importance as split counts or total gain"
+    )
 
 
 @dataclass(frozen=True)
@@ -96,42 +120,32 @@ class BoostConfig:
     importance_type: str
 
     @classmethod
-    def from_context(cls, ctx: Context) -> BoostConfig:
-        seed = ctx.arg("random-seed", int, None)
-        config = cls(
-            num_trees=ctx.arg("num-trees", int, 10),
-            max_depth=ctx.arg("max-depth", int, 3),
-            learning_rate=ctx.arg("learning-rate", float, 0.3),
-            bins=ctx.arg("bins", int, 32),
-            min_child_weight=ctx.arg("min-child-weight", float, 1.0),
-            reg_lambda=ctx.arg("reg-lambda", float, 0.1),
-            min_split_gain=ctx.arg("min-split-gain", float, 0.0),
-            subsample=ctx.arg("subsample", float, 1.0),
-            seed=secrets.randbits(32) if seed is None else seed,
-            key_bits=ctx.arg("key-bits", int, paillier.DEFAULT_KEY_BITS),
-            importance_type=ctx.choice("importance-type", IMPORTANCE_TYPES, "split"),
-        )
-        config.validate()
-        return config
+    def from_params(cls, params: BoostParams) -> BoostConfig:
+        fields = params.model_dump(exclude={"random_seed"})
+        seed = secrets.randbits(32) if params.random_seed is None else params.random_seed
+        return cls(**fields, seed=seed)
 
-    def validate(self) -> None:
-        checks = [
-            (self.num_trees >= 1, "num-trees", "must be >= 1", self.num_trees),
-            (1 <= self.max_depth <= 16, "max-depth", "must be in [1, 16]", self.max_depth),
-            (self.learning_rate > 0, "learning-rate", "must be > 0", self.learning_rate),
-            (self.min_child_weight >= 0, "min-child-weight", "must be >= 0", self.min_child_weight),
-            (self.reg_lambda >= 0, "reg-lambda", "must be >= 0", self.reg_lambda),
-            (self.min_split_gain >= 0, "min-split-gain", "must be >= 0", self.min_split_gain),
-            (0 < self.subsample <= 1, "subsample", "must be in (0, 1]", self.subsample),
-            (self.key_bits in paillier.KEY_BITS, "key-bits", "must be 1024 or 2048", self.key_bits),
-        ]
-        for ok, name, rule, value in checks:
-            if not ok:
-                raise ArgumentError(f"argument {name!r} {rule}, got {value!r}")
-        check_bins(self.bins)
+    @classmethod
+    def from_setup(cls, setup: dict[str, Any]) -> BoostConfig:
+        """The configuration a guest sent, checked against the same declaration as its args."""
+        missing = [k for k in cls.__dataclass_fields__ if k not in setup]
+        if missing:
+            raise ProtocolError(f"the training setup lacks {missing}")
+        args = {hyphenate(k): setup[k] for k in cls.__dataclass_fields__ if k != "seed"}
+        try:
+            params = BoostParams.from_args({**args, "random-seed": setup["seed"]})
+        except InvalidArguments as exc:
+            raise ProtocolError(f"bad training setup from the guest: {exc}") from None
+        return cls.from_params(params)
 
 
-@component(NAME, roles=("guest", "host"), inputs=("data",), outputs=("model", "predictions"))
+@component(
+    NAME,
+    roles=("guest", "host"),
+    inputs=("data",),
+    outputs=("model", "predictions"),
+    params=BoostParams,
+)
 def hetero_secureboost(ctx: Context) -> None:
     """Vertical gradient-boosted trees; the guest holds the labels and the Paillier key."""
     if not ctx.party_ids("host"):
@@ -171,11 +185,11 @@ class _Choice:
 class _Guest:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.config = BoostConfig.from_context(ctx)
+        self.config = BoostConfig.from_params(ctx.params(BoostParams))
         # This party's floors: its key hides the gradients (its labels), its bins its values.
         floors.check_key_bits(ctx.floors, self.config.key_bits)
         floors.check_bins(ctx.floors, self.config.bins)
-        self.data = read_dataset(ctx.input("data"), with_label=True)
+        self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
         y = self.data.y
@@ -204,7 +218,7 @@ class _Guest:
                 "pairs_per_ciphertext": self.packing.pairs_per_ciphertext,
             },
         )
-        self.binning = fit_binning(data.x, cfg.bins, "quantile")
+        self.binning = fit_binning(data.x, cfg.bins, "quantile", ctx.computing)
         self.flat = self.binning.flat()
         self.host_bins = self._host_bins()
         encryptor = paillier.Encryptor(public_key, private_key=private_key)
@@ -213,13 +227,12 @@ class _Guest:
         scores = np.full(data.n_samples, init_score)
         rng = np.random.default_rng(cfg.seed)
         trees: list[Tree] = []
-        with paillier.PaillierPool() as pool:
-            for t in range(cfg.num_trees):
-                tree, node_of_row = self._tree(t, scores, encryptor, pool, rng)
-                weights = {n.id: n.weight for n in tree.nodes if n.is_leaf}
-                scores = scores + np.vectorize(weights.__getitem__, otypes=[float])(node_of_row)
-                trees.append(tree)
-                ctx.metric("loss", log_loss_sum(scores, self.y) / data.n_samples, step=t)
+        for t in range(cfg.num_trees):
+            tree, node_of_row = self._tree(t, scores, encryptor, rng)
+            weights = {n.id: n.weight for n in tree.nodes if n.is_leaf}
+            scores = scores + np.vectorize(weights.__getitem__, otypes=[float])(node_of_row)
+            trees.append(tree)
+            ctx.metric("loss", log_loss_sum(scores, self.y) / data.n_samples, step=t)
         self._write(trees, init_score, scores)
 
     def _host_bins(self) -> dict[str, list[int]]:
@@ -239,7 +252,6 @@ class _Guest:
         t: int,
         scores: np.ndarray,
         encryptor: paillier.Encryptor,
-        pool: paillier.PaillierPool,
         rng: np.random.Generator,
     ) -> tuple[Tree, np.ndarray]:
         ctx, cfg = self.ctx, self.config
@@ -255,7 +267,7 @@ class _Guest:
         g, h = p - self.y, p * (1 - p)
         g[~sampled] = 0.0
         h[~sampled] = 0.0
-        packed = encryptor.encrypt_ints(self.packing.pack(g[rows], h[rows]), 0, pool=pool)
+        packed = encryptor.encrypt_ints(self.packing.pack(g[rows], h[rows]), 0, pool=ctx.computing)
         ctx.send("host", f"{TAG}/{t}/gh", {"rows": rows.astype(np.int64), "gh": packed.to_wire()})
         del packed  # a ciphertext per row, not needed once sent
 
@@ -444,19 +456,18 @@ class _Guest:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        path = ctx.input("data")
-        if LABEL_COLUMN in read_table(path).header:
+        table = ctx.read_table("data")
+        if LABEL_COLUMN in table.header:
             ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = read_dataset(path, with_label=False)
+        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
         self.splits: dict[str, dict[str, Any]] = {}
 
     def _setup(self) -> tuple[BoostConfig, paillier.PublicKey, GradientPacking]:
         setup = self.ctx.recv("guest", f"{TAG}/setup")
         if not isinstance(setup, dict):
             raise ProtocolError("the training setup must be a map")
-        fields = {k: v for k, v in setup.items() if k in BoostConfig.__dataclass_fields__}
+        cfg = BoostConfig.from_setup(setup)
         try:
-            cfg = BoostConfig(**fields)
             public_key = paillier.PublicKey(setup["public_key_n"])
             packing = GradientPacking(
                 int(setup["precision_bits"]),
@@ -465,7 +476,6 @@ class _Host:
             )
         except (TypeError, KeyError, ValueError) as exc:
             raise ProtocolError(f"bad training setup from the guest: {exc}") from None
-        cfg.validate()
         limit = paillier.slots_per_plaintext(public_key.max_int, 2 * packing.slot_bits)
         if not 1 <= packing.pairs_per_ciphertext <= limit or packing.slot_bits > 512:
             raise ProtocolError("the guest asked for a packing that does not fit its key")
@@ -478,13 +488,12 @@ class _Host:
             raise DataError("the host's data has no feature columns (only 'id')")
         cfg, public_key, packing = self._setup()
         floors.check_bins(ctx.floors, cfg.bins)  # the guest's bins split this party's columns
-        binning = fit_binning(data.x, cfg.bins, "quantile")
+        binning = fit_binning(data.x, cfg.bins, "quantile", ctx.computing)
         ctx.send("guest", f"{TAG}/host_bins", binning.bin_counts)
         # Standard randomness: the guest holds the key (see the threat model).
         rerandomiser = paillier.Encryptor(public_key, randomness="standard")
-        with paillier.PaillierPool() as pool:
-            for t in range(cfg.num_trees):
-                self._tree(t, cfg, public_key, packing, binning, rerandomiser, pool)
+        for t in range(cfg.num_trees):
+            self._tree(t, cfg, public_key, packing, binning, rerandomiser)
         model = {
             "component": NAME,
             "role": "host",
@@ -502,7 +511,6 @@ class _Host:
         packing: GradientPacking,
         binning: Binning,
         rerandomiser: paillier.Encryptor,
-        pool: paillier.PaillierPool,
     ) -> None:
         ctx, n = self.ctx, self.data.n_samples
         message = ctx.recv("guest", f"{TAG}/{t}/gh")
@@ -538,7 +546,7 @@ class _Host:
             for node in compute:
                 members = _node_rows(node_of_row, node, sampled)
                 cts = [by_row[i] for i in members.tolist()]
-                sums = pooled_bin_sums(pool, cts, flat[members], total, nsq)
+                sums = bin_sums(cts, flat[members], total, nsq, ctx.computing)
                 folded += packing.compress(sums, nsq)
             reply = rerandomiser.rerandomise(paillier.EncryptedVector(public_key, folded, 0))
             ctx.send("guest", _tag(t, depth, "hist"), reply.to_wire())

@@ -1,9 +1,8 @@
-"""Tessera's Paillier engine on gmpy2: keys, fixed-point encoding, packing, vectors, a pool.
+"""Tessera's Paillier engine on gmpy2: keys, fixed-point encoding, packing, vectors.
 
     public_key, private_key = generate_keypair(2048)          # 1024: allowed, logs a warning
     encryptor = Encryptor(public_key, private_key=private_key)  # DJN randomness, CRT with sk
-    with PaillierPool() as pool:
-        enc = encryptor.encrypt(np.array([0.5, -1.25]), exponent=-8, pool=pool)
+    enc = encryptor.encrypt(np.array([0.5, -1.25]), exponent=-8)  # pool=: fedalgo.computing
     total = (enc + enc).mul(np.array([2.0, 3.0]), exponent=-2)   # [[2*1.0, 3*-2.5]]
     decrypt(private_key, total)                                  # array([ 2. , -7.5])
 
@@ -40,13 +39,13 @@ from fedalgo.paillier.encryptor import RANDOMNESS, Encryptor, Randomness
 from fedalgo.paillier.keys import (
     DEFAULT_KEY_BITS,
     KEY_BITS,
+    KeyBits,
     PrivateKey,
     PublicKey,
     check_key_bits,
     generate_keypair,
 )
 from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
-from fedalgo.paillier.pool import PaillierPool
 from fedalgo.paillier.vector import EncryptedVector, decrypt, decrypt_ints, multi_exp
 
 __all__ = [
@@ -57,8 +56,8 @@ __all__ = [
     "EncryptedVector",
     "Encryptor",
     "FixedBaseTable",
+    "KeyBits",
     "Modulus",
-    "PaillierPool",
     "PrivateKey",
     "PublicKey",
     "Randomness",

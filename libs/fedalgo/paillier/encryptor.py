@@ -22,8 +22,8 @@ not acceptable.
 
 With the private key both modes compute mod p^2 and q^2 and recombine by CRT (the distribution is
 the same; half-size moduli make each multiplication about 3x cheaper). Long vectors can be spread
-over a :class:`~fedalgo.paillier.pool.PaillierPool`; its workers rebuild the encryptor from
-:meth:`Encryptor.spec`, which then includes the private key (they run on this party's machine).
+over a :class:`~fedalgo.computing.Computing` engine; its workers rebuild the encryptor from
+:meth:`Encryptor.spec`, which then includes the private key (they are this party's processes).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from fedalgo.paillier.montgomery import FixedBaseTable
 from fedalgo.paillier.vector import EncryptedVector
 
 if TYPE_CHECKING:
-    from fedalgo.paillier.pool import PaillierPool
+    from fedalgo.computing.base import Computing
 
 Randomness = Literal["djn", "standard"]
 RANDOMNESS: tuple[Randomness, ...] = ("djn", "standard")
@@ -159,7 +159,7 @@ class Encryptor:
         return [(1 + n * (int(m) % n)) * r % nsq for m, r in zip(plaintexts, rs, strict=True)]
 
     def encrypt_ints(
-        self, mantissas: Sequence[int], exponent: int = 0, *, pool: PaillierPool | None = None
+        self, mantissas: Sequence[int], exponent: int = 0, *, pool: Computing | None = None
     ) -> EncryptedVector:
         """Encrypt signed integers (any size up to ``max_int``) as a vector at ``exponent``."""
         max_int = self.public_key.max_int
@@ -172,7 +172,7 @@ class Encryptor:
         return EncryptedVector(self.public_key, cts, exponent)
 
     def encrypt(
-        self, values: np.ndarray, exponent: int, *, pool: PaillierPool | None = None
+        self, values: np.ndarray, exponent: int, *, pool: Computing | None = None
     ) -> EncryptedVector:
         """Encrypt a float vector at fixed precision ``16**exponent`` (see :func:`encode`)."""
         flat = np.asarray(values, dtype=np.float64).reshape(-1)

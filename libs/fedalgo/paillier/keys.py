@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, Final, Literal, get_args
 
 import gmpy2
 
@@ -19,8 +19,9 @@ from fedalgo.paillier._parallel import powmod_base_list
 
 logger = logging.getLogger("fedalgo.paillier")
 
-KEY_BITS = (1024, 2048)
-DEFAULT_KEY_BITS = 2048
+KeyBits = Literal[1024, 2048]  # the sizes a component's key-bits parameter may take
+KEY_BITS: Final[tuple[int, ...]] = get_args(KeyBits)
+DEFAULT_KEY_BITS: Final[KeyBits] = 2048
 mpz = gmpy2.mpz
 
 

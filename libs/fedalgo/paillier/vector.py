@@ -23,7 +23,7 @@ from fedalgo.paillier.encoding import MAX_EXPONENT, decode, encode
 from fedalgo.paillier.keys import PrivateKey, PublicKey
 
 if TYPE_CHECKING:
-    from fedalgo.paillier.pool import PaillierPool
+    from fedalgo.computing.base import Computing
 
 mpz = gmpy2.mpz
 
@@ -152,7 +152,7 @@ class EncryptedVector:
         return EncryptedVector(self.public_key, cts, self.exponent + exponent)
 
     def dot_ints(
-        self, mantissas: np.ndarray, exponent: int = 0, *, pool: PaillierPool | None = None
+        self, mantissas: np.ndarray, exponent: int = 0, *, pool: Computing | None = None
     ) -> EncryptedVector:
         """The one-element vector ``[[sum_i k_i m_i]]`` for int64 mantissas ``k`` at ``exponent``.
 

@@ -7,17 +7,15 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
-from fedcore.floors import SecurityFloors
 from flow_server import disclosure, scheduler
 from flow_server.catalog import Catalog
 from flow_server.dsl import DslError, JobSpec, Pipeline, Step, parse_party_specs, parse_pipeline
-from flow_server.grant_lookup import GrantLookup, NoGrants
 from flow_server.models import Job, JobParty, OutboxRecord
+from flow_server.policy import Policy
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +34,13 @@ class PartyContext:
     peers: frozenset[str]
     catalog: Catalog
     default_output: Path  # this party's output root (see flow_server.placement)
-    # how long the initiator waits for every party's answer to a proposal
+    # how long the initiator waits for every party's answer to a proposal (and a party whose
+    # policy holds a proposal for its operator, for the operator's decision)
     accept_timeout_s: float = 60.0
-    # this party's own limits and images, checked against every job (flow_server.floors)
-    floors: SecurityFloors = field(default_factory=SecurityFloors)
-    step_images: tuple[str, ...] = ()
-    # what this party granted its peers (outputs under a prefix, data as guest)
-    grants: GrantLookup = field(default_factory=NoGrants)
+    # how this party answers its peers' proposals (grants, floors, ACCEPT_POLICY)
+    policy: Policy = field(default_factory=Policy)
+    # how many times a step is rerun after this party's platform faults (see ``faults``)
+    platform_retries: int = 2
     # where the database and work dirs are: never a peer's output
     state_dir: Path = Path(".run/state")
 
@@ -102,15 +100,6 @@ def steps_of(job: Job, ctx: PartyContext) -> tuple[Step, ...]:
         return job_pipeline(job, ctx.catalog).steps
     except DslError:
         return ()
-
-
-def body_field(env: Envelope, key: str, kind: type, *, required: bool = True) -> Any:
-    value = env.body.get(key)
-    if value is None and not required:
-        return None
-    if not isinstance(value, kind):
-        raise ProtocolError(f"{env.type} {env.id}: body field '{key}' must be a {kind.__name__}")
-    return value
 
 
 def find_job(session: Session, env: Envelope) -> Job | None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from fedcore import topics
+from fedcore import paths, topics
 from fedcore.envelope import Envelope
 from flow_server import disclosure, placement, scheduler, states
 from flow_server.models import Job, JobState, Task, TaskState
@@ -158,6 +158,15 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
             )
             return
         root = placement.output_root(job, ctx.default_output)
+        try:
+            # The party id keeps parties that share a filesystem apart; job id and step name
+            # come from the initiator (and the root may be a peer's, granted), so the result
+            # must stay inside the output root.
+            output_dir = paths.join(root, job.id, ctx.me, step.name)
+        except paths.PathRefused as exc:
+            reason = f"party {ctx.me}: step {step.name}: output {exc}"
+            set_job_state(session, ctx, job, JobState.FAILED, reason=reason, cause=cause)
+            return
         attempt = step_attempt(job, step.name)
         task = Task(
             step=step.name,
@@ -184,8 +193,7 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
                     "parties": spec.roles(),
                     "args": args,
                     "inputs": inputs,
-                    # The party id keeps parties that share a filesystem apart.
-                    "output_dir": f"{root.rstrip('/')}/{job.id}/{ctx.me}/{step.name}",
+                    "output_dir": str(output_dir),
                     "fed_since_ms": job.fed_since_ms,
                     "attempt": attempt,
                 },
@@ -300,9 +308,13 @@ def restart_steps(
     *,
     cause: str,
     why: str,
+    afresh: bool = True,
 ) -> None:
     """Forget the tasks of ``attempts``' steps (every party's) and set their new attempts, so
-    that ``schedule`` dispatches them again; this party's copies still alive are killed."""
+    that ``schedule`` dispatches them again; this party's copies still alive are killed.
+
+    A step restarted ``afresh`` (a rerun) gets its retry budgets back; one restarted after a
+    platform fault (``afresh=False``) keeps what it has used of them."""
     for name, attempt in attempts.items():
         for task in [t for t in job.tasks if t.step == name]:
             if task.party_id == ctx.me and task.state not in TaskState.TERMINAL:
@@ -319,4 +331,8 @@ def restart_steps(
     # the deletes first: the new attempts' rows reuse the (job, step, party) key
     session.flush()
     job.step_attempts = {**(job.step_attempts or {}), **attempts}
-    job.step_retries = {k: v for k, v in (job.step_retries or {}).items() if k not in attempts}
+    if afresh:
+        job.step_retries = {k: v for k, v in (job.step_retries or {}).items() if k not in attempts}
+        job.platform_retries = {
+            k: v for k, v in (job.platform_retries or {}).items() if k not in attempts
+        }

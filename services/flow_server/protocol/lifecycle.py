@@ -3,7 +3,9 @@
 Asked on any party (REST), applied there and sent to every other party as ``job.stop`` /
 ``job.pause`` / ``job.resume`` / ``job.rerun`` / ``job.delete`` on fl.out.ctl; each party applies
 it to its own copy of the job and tells its workers on fl.control. Illegal requests raise
-``states.IllegalTransition`` before anything is written.
+``states.IllegalTransition`` before anything is written. A command received from a peer reaches
+its handler only from another party of the job (``senders``), its body parsed (``Command``,
+``JobRerun``: attempts 1..1000 of steps the pipeline has).
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from sqlalchemy.orm import Session
 
 from fedcore import topics
 from fedcore.envelope import Envelope
+from fedcore.messages import Command, Empty, JobRerun
 from flow_server import scheduler, states
 from flow_server.models import Job, JobState
+from flow_server.protocol import faults
 from flow_server.protocol.context import (
     PartyContext,
     ProtocolError,
-    body_field,
     derived_id,
     emit,
     find_job,
@@ -136,51 +139,44 @@ def delete_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> 
     session.delete(job)
 
 
-def _peer_job(session: Session, env: Envelope) -> Job | None:
+def on_stop(session: Session, ctx: PartyContext, env: Envelope, body: Command) -> None:
     job = find_job(session, env)
-    if job is not None and env.src not in job_parties(job):
-        raise ProtocolError(f"{env.type} for {job.id} from {env.src}, not a party of it")
-    return job
-
-
-def on_stop(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    job = _peer_job(session, env)
     if job is None or job.state in JobState.TERMINAL:
         return
-    reason = body_field(env, "reason", str, required=False) or f"stopped on party {env.src}"
+    reason = body.reason or f"stopped on party {env.src}"
     set_job_state(session, ctx, job, JobState.CANCELED, reason=reason, cause=env.id)
 
 
-def on_pause(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    job = _peer_job(session, env)
+def on_pause(session: Session, ctx: PartyContext, env: Envelope, body: Command) -> None:
+    job = find_job(session, env)
     if job is None or job.state != JobState.RUNNING:
         return
     _pause(session, ctx, job, f"paused on party {env.src}", cause=env.id)
 
 
-def on_resume(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    job = _peer_job(session, env)
+def on_resume(session: Session, ctx: PartyContext, env: Envelope, body: Command) -> None:
+    job = find_job(session, env)
     if job is None or job.state != JobState.PAUSED:
         return
     _resume(session, ctx, job, cause=env.id)
 
 
-def on_rerun(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    job = _peer_job(session, env)
+def on_rerun(session: Session, ctx: PartyContext, env: Envelope, body: JobRerun) -> None:
+    job = find_job(session, env)
     if job is None:
         return
-    raw = body_field(env, "attempts", dict)
     steps = {s.name for s in steps_of(job, ctx)}
-    attempts: dict[str, int] = {}
-    for name, attempt in raw.items():
-        if name not in steps or not isinstance(attempt, int) or attempt < 1:
-            raise ProtocolError(f"job.rerun for {job.id}: bad attempt {name!r}: {attempt!r}")
-        attempts[name] = attempt
-    _rerun(session, ctx, job, attempts, cause=env.id)
+    unknown = sorted(set(body.attempts) - steps)
+    if unknown:
+        raise ProtocolError(f"job.rerun for {job.id}: no step {unknown[0]!r} in its pipeline")
+    if body.fault == faults.PLATFORM:
+        faults.on_platform_rerun(session, ctx, job, dict(body.attempts), src=env.src, cause=env.id)
+    else:
+        _rerun(session, ctx, job, dict(body.attempts), cause=env.id)
 
 
-def on_delete(session: Session, ctx: PartyContext, env: Envelope) -> None:
-    job = _peer_job(session, env)
+def on_delete(session: Session, ctx: PartyContext, env: Envelope, body: Empty) -> None:
+    job = find_job(session, env)
     if job is None:
         return
     if job.state not in JobState.TERMINAL:

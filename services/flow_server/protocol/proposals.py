@@ -1,5 +1,11 @@
 """Proposing a job and answering a proposal: the initiator's submission, ``job.propose``,
-``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline."""
+``job.accept`` / ``job.reject``, ``job.start`` and the initiator's acceptance deadline.
+
+A proposal reaches ``on_propose`` only from a known peer that names itself the initiator
+(``senders``) and within ``fedcore.messages.JobPropose``'s bounds; what this party then finds
+wrong with it (its pipeline, versions, parties, args, data) is a ``DslError``, answered as a
+``job.reject`` with that reason. Checks of a proposal's content are small functions called from
+``_proposed_job``."""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from fedcore import topics
 from fedcore.envelope import Envelope, new_id
+from fedcore.messages import Empty, JobPropose, JobReject
 from fedcore.version import TESSERA_VERSION, compatible
 from flow_server import floors, placement, references
 from flow_server.catalog import Catalog
@@ -28,10 +35,11 @@ from flow_server.dsl import (
 )
 from flow_server.models import Answer, Job, JobParty, JobState, now_ms
 from flow_server.models import Pipeline as PipelineRow
+from flow_server.policy import Verdict, judge
+from flow_server.protocol import approvals
 from flow_server.protocol.context import (
     PartyContext,
     ProtocolError,
-    body_field,
     derived_id,
     emit,
     find_job,
@@ -43,7 +51,10 @@ log = logging.getLogger(__name__)
 
 
 def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
-    """The files this party's steps read from its own args exist (URLs are not checked)."""
+    """The files this party's steps read from its own args exist (URLs are not checked).
+
+    For a peer's proposal this runs only on the paths its grants admitted, so the answer is no
+    oracle of the rest of this party's filesystem."""
     role = spec.parties[me]
     for step in pipeline.steps:
         if not takes_part(step, role):
@@ -53,7 +64,7 @@ def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
             if not isinstance(ref, ArgRef):
                 continue
             value = str(args[ref.arg])
-            if "://" not in value and not Path(value).exists():
+            if "://" not in value and not _exists(value):
                 raise DslError(
                     "data_not_found",
                     f"step '{step.name}' reads input '{name}' from {value}, which does not exist "
@@ -62,19 +73,11 @@ def _check_local_data(spec: JobSpec, pipeline: Pipeline, me: str) -> None:
                 )
 
 
-def _check_floors(
-    session: Session, ctx: PartyContext, spec: JobSpec, pipeline: Pipeline, *, initiator: str
-) -> None:
-    floors.check_job(
-        session,
-        spec,
-        pipeline,
-        me=ctx.me,
-        initiator=initiator,
-        party_floors=ctx.floors,
-        images=ctx.step_images,
-        grants=ctx.grants,
-    )
+def _exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):  # a name too long for the filesystem, a NUL
+        return False
 
 
 def _place_outputs(
@@ -92,7 +95,6 @@ def _place_outputs(
         requested=placement.requested_output(own, common),
         default_root=ctx.default_output,
         state_dir=ctx.state_dir,
-        grants=ctx.grants,
     )
     if chosen.chosen_by == "settings" and chosen.requested is not None:
         log.info("job from %s: %s", initiator, chosen.reason)
@@ -104,8 +106,8 @@ _LOCAL_CODES = frozenset({"data_not_found"})
 
 
 def _public_rejection(exc: DslError) -> str:
-    """What the initiator is told of a refusal: the code, and the message unless it is about
-    this party's files (the full reason stays on this party's job)."""
+    """What the initiator is told of a refusal: the rule's message, or for a refusal about this
+    party's files (a granted table's local path) only its code; the full reason stays here."""
     if exc.code in _LOCAL_CODES:
         return f"{exc.code}" + (f" at {exc.where}" if exc.where else "")
     return f"{exc.code}: {exc}"
@@ -119,7 +121,10 @@ def submit_job(
     spec = parse_job(job_yaml)
     check_job(spec, pipeline, me=ctx.me, peers=ctx.peers, check_args_of=list(spec.parties))
     spec.party_args[ctx.me] = references.resolve_args(session, spec.party_args[ctx.me], me=ctx.me)
-    _check_floors(session, ctx, spec, pipeline, initiator=ctx.me)
+    # this party's own floors hold for its own jobs too (a peer's proposal: policy.judge)
+    floors.check_job(
+        spec, pipeline, me=ctx.me, party_floors=ctx.policy.floors, images=ctx.policy.images
+    )
     _check_local_data(spec, pipeline, ctx.me)
     job = Job(
         id=new_id(),
@@ -179,10 +184,10 @@ def submit_job(
     return job
 
 
-def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) -> None:
+def _check_versions(body: JobPropose, pipeline: Pipeline, catalog: Catalog) -> None:
     """Refuse a proposal from a Tessera release, or for component versions, that differ."""
-    theirs = body.get("tessera_version")
-    if not isinstance(theirs, str):
+    theirs = body.tessera_version
+    if theirs is None:
         raise DslError("incompatible_version", "the proposal does not say its Tessera version")
     try:
         ok = compatible(TESSERA_VERSION, theirs)
@@ -193,11 +198,9 @@ def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) 
             "incompatible_version",
             f"the initiator runs Tessera {theirs}, this party {TESSERA_VERSION}",
         )
-    versions = body.get("component_versions")
-    if not isinstance(versions, dict):
-        raise DslError("incompatible_version", "the proposal does not say its component versions")
+    versions = body.component_versions
     for name in sorted({s.component for s in pipeline.steps}):
-        if str(versions.get(name)) != catalog[name].version:
+        if versions.get(name) != catalog[name].version:
             raise DslError(
                 "incompatible_version",
                 f"component {name}: the initiator runs version {versions.get(name)}, "
@@ -205,71 +208,77 @@ def _check_versions(body: dict[str, Any], pipeline: Pipeline, catalog: Catalog) 
             )
 
 
-def on_propose(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobPropose) -> None:
+    """A peer proposes a job (``senders`` checked that it is a known peer naming itself the
+    initiator): check it, then accept, refuse, or hold it for this party's operator.
+
+    Every outcome is recorded (``flow_server.decisions``); the inputs it names are admitted only
+    through this party's grants to the initiator (``flow_server.policy``).
+    """
     if session.get(Job, env.job_id) is not None:
         log.warning("job.propose %s: job %s exists already; ignored", env.id, env.job_id)
         return
-    initiator = env.src
-    text = env.body.get("pipeline")
-    raw_parties = env.body.get("parties")
     job = Job(
         id=env.job_id,
         pipeline_id=None,
-        pipeline_name=str(env.body.get("pipeline_name") or ""),
-        pipeline_yaml=text if isinstance(text, str) else "",
-        initiator=initiator,
+        pipeline_name=body.pipeline_name,
+        pipeline_yaml=body.pipeline,
+        initiator=env.src,
         state=JobState.WAITING,
-        parties=[p for p in raw_parties if isinstance(p, str)]
-        if isinstance(raw_parties, list)
-        else [],
+        parties=list(body.parties),
         common_args={},
         party_args={},
         fed_since_ms=now_ms(),
     )
     session.add(job)
     try:
-        if initiator not in ctx.peers:
-            raise DslError("unknown_initiator", f"party {initiator} is not a known peer")
-        if env.body.get("initiator", initiator) != initiator:
-            raise DslError("bad_proposal", "the proposal's initiator is not its sender")
-        if not isinstance(text, str):
-            raise DslError("bad_proposal", "the proposal carries no pipeline text")
-        pipeline = parse_pipeline(text, ctx.catalog)
-        _check_versions(env.body, pipeline, ctx.catalog)
-        parties = parse_party_specs(raw_parties)
-        common = env.body.get("common_args") or {}
-        own = env.body.get("party_args") or {}
-        if not isinstance(common, dict) or not isinstance(own, dict):
-            raise DslError("bad_proposal", "common_args and party_args must be mappings")
-        own = references.resolve_args(session, own, me=ctx.me)
-        spec = JobSpec(parties, common, {ctx.me: own} if ctx.me in parties else {})
-        if initiator not in parties:
-            raise DslError("bad_proposal", f"the initiator {initiator} is not a party of the job")
-        check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
-        _check_floors(session, ctx, spec, pipeline, initiator=initiator)
-        _check_local_data(spec, pipeline, ctx.me)
+        pipeline, spec, verdict = _proposed_job(session, ctx, env, body)
     except DslError as exc:
         reason = str(exc)
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
         _answer(session, ctx, env, "job.reject", {"reason": _public_rejection(exc)})
-        log.info("rejected job %s from %s: %s", env.job_id, initiator, reason)
+        approvals.record_refusal(session, ctx, env, exc)
+        log.info("rejected job %s from %s: %s", env.job_id, env.src, reason)
         return
     job.pipeline_name = pipeline.name
-    job.common_args = common
-    job.party_args = own
-    job.output_placement = _place_outputs(session, ctx, own, common, initiator=initiator)
+    job.common_args = spec.common_args
+    job.party_args = spec.party_args[ctx.me]
+    job.output_placement = _place_outputs(
+        session, ctx, job.party_args, job.common_args, initiator=env.src
+    )
     job.members = [
         JobParty(
             party_id=p,
             role=r,
             position=i,
-            answer=Answer.ACCEPTED if p in (ctx.me, initiator) else Answer.PENDING,
+            answer=Answer.ACCEPTED if p in (ctx.me, env.src) else Answer.PENDING,
         )
-        for i, (p, r) in enumerate(parties.items())
+        for i, (p, r) in enumerate(spec.parties.items())
     ]
-    announce(session, ctx, job, cause=env.id)
-    _answer(session, ctx, env, "job.accept", {})
+    if approvals.hold_or_accept(session, ctx, job, env, verdict):
+        announce(session, ctx, job, cause=env.id)
+        _answer(session, ctx, env, "job.accept", {})
+
+
+def _proposed_job(
+    session: Session, ctx: PartyContext, env: Envelope, body: JobPropose
+) -> tuple[Pipeline, JobSpec, Verdict]:
+    """The proposal's pipeline and job as this party would run them, and the policy's verdict;
+    ``DslError`` (the reason of the rejection) if this party cannot take part."""
+    pipeline = parse_pipeline(body.pipeline, ctx.catalog)
+    _check_versions(body, pipeline, ctx.catalog)
+    parties = parse_party_specs(list(body.parties))
+    common = dict(body.common_args)
+    spec = JobSpec(parties, common, {ctx.me: dict(body.party_args)} if ctx.me in parties else {})
+    if env.src not in parties:
+        raise DslError("bad_proposal", f"the initiator {env.src} is not a party of the job")
+    check_job(spec, pipeline, me=ctx.me, check_args_of=[ctx.me])
+    verdict = judge(session, ctx.policy, me=ctx.me, initiator=env.src, pipeline=pipeline, spec=spec)
+    spec = JobSpec(parties, common, {ctx.me: verdict.args})
+    # only inside what is granted: whether a granted file exists is no secret from the peer
+    _check_local_data(spec, pipeline, ctx.me)
+    return pipeline, spec, verdict
 
 
 def _answer(
@@ -289,7 +298,7 @@ def _answer(
     )
 
 
-def on_accept(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_accept(session: Session, ctx: PartyContext, env: Envelope, body: Empty) -> None:
     job = find_job(session, env)
     if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
         return
@@ -315,11 +324,11 @@ def on_accept(session: Session, ctx: PartyContext, env: Envelope) -> None:
     start_job(session, ctx, job, cause=env.id)
 
 
-def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_reject(session: Session, ctx: PartyContext, env: Envelope, body: JobReject) -> None:
     job = find_job(session, env)
     if job is None or job.initiator != ctx.me or job.state != JobState.WAITING:
         return
-    reason = body_field(env, "reason", str, required=False) or "no reason given"
+    reason = body.reason or "no reason given"
     member = job_member(job, env.src)
     if member is None:
         raise ProtocolError(f"job.reject from {env.src}, not a party of job {job.id}")
@@ -335,7 +344,7 @@ def on_reject(session: Session, ctx: PartyContext, env: Envelope) -> None:
     )
 
 
-def on_start(session: Session, ctx: PartyContext, env: Envelope) -> None:
+def on_start(session: Session, ctx: PartyContext, env: Envelope, body: Empty) -> None:
     job = find_job(session, env)
     if job is None or job.state != JobState.WAITING:
         return
@@ -350,34 +359,40 @@ def expire_acceptance(
     session: Session, ctx: PartyContext, job_id: str, *, now: int | None = None
 ) -> bool:
     """End a job still waiting for answers at its acceptance deadline (``timeout``, naming the
-    parties that did not answer); False if it has moved on, or its deadline is still ahead."""
+    parties that did not answer) — on its initiator, or on a party that held it for its operator;
+    False if it has moved on, or its deadline is still ahead."""
     job = session.get(Job, job_id)
     if (
         job is None
-        or job.state != JobState.WAITING
-        or job.initiator != ctx.me
         or job.accept_deadline_ms is None
         or (now if now is not None else now_ms()) < job.accept_deadline_ms
     ):
         return False
+    cause = f"accept-timeout/{job.id}"
+    if job.state == JobState.PENDING_APPROVAL:
+        approvals.expire_pending(session, ctx, job, cause=cause)
+        return True
+    if job.state != JobState.WAITING or job.initiator != ctx.me:
+        return False
     pending = [m.party_id for m in job.members if m.answer == Answer.PENDING]
     who = ("party " if len(pending) == 1 else "parties ") + ", ".join(pending)
     reason = f"no answer to the proposal from {who} within {ctx.accept_timeout_s:g} s"
-    set_job_state(
-        session, ctx, job, JobState.TIMEOUT, reason=reason, cause=f"accept-timeout/{job.id}"
-    )
+    set_job_state(session, ctx, job, JobState.TIMEOUT, reason=reason, cause=cause)
     return True
 
 
 def waiting_for_answers(
     sessions: sessionmaker[Session], ctx: PartyContext
 ) -> list[tuple[str, int]]:
-    """(job id, deadline) of every job this party initiated that still waits for answers."""
+    """(job id, deadline) of every job this party initiated that still waits for answers, and of
+    every proposal it holds for its operator."""
     with sessions() as session:
         rows = session.execute(
             select(Job.id, Job.accept_deadline_ms).where(
-                Job.state == JobState.WAITING,
-                Job.initiator == ctx.me,
+                or_(
+                    (Job.state == JobState.WAITING) & (Job.initiator == ctx.me),
+                    Job.state == JobState.PENDING_APPROVAL,
+                ),
                 Job.accept_deadline_ms.is_not(None),
             )
         )

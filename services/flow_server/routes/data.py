@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from flow_server import datasets, schemas
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep
 from flow_server.errors import ApiError
 from flow_server.openapi import error_responses
 
@@ -190,7 +190,7 @@ def list_tables(
     session: SessionDep,
     source: Literal["upload", "path"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.TableList:
     """Registered tables, newest first; ``source`` filters uploads from registered paths."""
     rows, total = datasets.list_tables(session, source=source, limit=limit, offset=offset)

@@ -14,7 +14,9 @@ from sqlalchemy.orm import Session
 
 from fedcore.envelope import new_id
 from flow_server import crud, protocol, schemas
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.auth import OperatorDep
+from flow_server.deps import Offset, ServerDep, SessionDep
+from flow_server.dsl import MAX_YAML_BYTES
 from flow_server.errors import NotFound
 from flow_server.models import Job
 from flow_server.models import Pipeline as PipelineRow
@@ -25,7 +27,15 @@ router = APIRouter(tags=["jobs"])
 
 # every flow_server.states.JobState (a test pins that they agree)
 StateFilter = Literal[
-    "waiting", "running", "paused", "success", "failed", "canceled", "timeout", "rejected"
+    "pending_approval",
+    "waiting",
+    "running",
+    "paused",
+    "success",
+    "failed",
+    "canceled",
+    "timeout",
+    "rejected",
 ]
 
 
@@ -35,7 +45,7 @@ async def submit_job(
     parameters: Annotated[UploadFile, File(description="job.yaml")],
     server: ServerDep,
 ) -> schemas.JobCreated:
-    data = await parameters.read()
+    data = await parameters.read(MAX_YAML_BYTES + 1)  # a larger one is refused, unread
 
     def create() -> tuple[str, str, tuple[str, int] | None]:
         with server.sessions.begin() as session:
@@ -66,7 +76,7 @@ def list_jobs(
     session: SessionDep,
     state: StateFilter | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.JobList:
     rows, total = crud.list_jobs(session, state=state, limit=limit, offset=offset)
     return schemas.JobList(
@@ -145,6 +155,37 @@ async def rerun_job(job_id: str, server: ServerDep) -> schemas.JobSummary | None
     reusing the outputs of those that did, on every party."""
     return await _command(
         server, job_id, lambda s, ctx, job: protocol.rerun_job(s, ctx, job, cause=_cause())
+    )
+
+
+@router.post("/jobs/{job_id}/approve", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def approve_job(
+    job_id: str, server: ServerDep, operator: OperatorDep
+) -> schemas.JobSummary | None:
+    """Approve a peer's proposal held for this party's operator (``pending_approval``). Its
+    inputs are checked against the grants again: a grant revoked meanwhile refuses it."""
+    return await _command(
+        server,
+        job_id,
+        lambda s, ctx, job: protocol.approve_job(s, ctx, job, by=operator, cause=_cause()),
+    )
+
+
+@router.post("/jobs/{job_id}/reject", response_model=schemas.JobSummary, responses=_CONFLICT)
+async def reject_job(
+    job_id: str,
+    server: ServerDep,
+    operator: OperatorDep,
+    body: schemas.RejectJob | None = None,
+) -> schemas.JobSummary | None:
+    """Reject a peer's proposal held for this party's operator; the initiator sees the reason."""
+    reason = body.reason if body is not None else None
+    return await _command(
+        server,
+        job_id,
+        lambda s, ctx, job: protocol.reject_job(
+            s, ctx, job, by=operator, reason=reason, cause=_cause()
+        ),
     )
 
 

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from flow_server import models_registry, schemas
-from flow_server.deps import ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep
 from flow_server.openapi import error_responses
 
 router = APIRouter(tags=["models"])
@@ -31,7 +31,7 @@ def list_models(
     component: str | None = None,
     source: Literal["job", "import"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.ModelList:
     """This party's models, newest first, filtered by job, component or source."""
     rows, total = models_registry.list_models(

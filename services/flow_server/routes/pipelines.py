@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, UploadFile
 
 from flow_server import crud, schemas
-from flow_server.deps import ServerDep, SessionDep
-from flow_server.dsl import parse_pipeline
+from flow_server.deps import Offset, ServerDep, SessionDep
+from flow_server.dsl import MAX_YAML_BYTES, check_step_args, parse_pipeline
 from flow_server.errors import NotFound
 from flow_server.models import Pipeline as PipelineRow
 
@@ -20,8 +20,9 @@ router = APIRouter(tags=["pipelines"])
 async def upload_pipeline(
     file: Annotated[UploadFile, File(description="pipeline.yaml")], server: ServerDep
 ) -> schemas.PipelineCreated:
-    data = await file.read()
+    data = await file.read(MAX_YAML_BYTES + 1)  # a larger one is refused, unread
     pipeline = parse_pipeline(data, server.catalog)
+    check_step_args(pipeline)
     yaml_text = data.decode("utf-8")
 
     def store() -> str:
@@ -38,7 +39,7 @@ async def upload_pipeline(
 def list_pipelines(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> schemas.PipelineList:
     rows = crud.list_pipelines(session, limit=limit, offset=offset)
     return schemas.PipelineList(items=[crud.pipeline_out(r) for r in rows])

@@ -1,8 +1,8 @@
 """owner-chosen outputs and failure codes: where a job's outputs go here and why; a task's code
 
-Revision ID: 0004_output_placement
-Revises: 0003_data_models_tokens
-Create Date: 2026-12-04 13:20:00
+Revision ID: 0007_output_placement
+Revises: 0006_processed_by_sender
+Create Date: 2026-12-04 14:50:00
 """
 
 from collections.abc import Sequence
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0004_output_placement"
-down_revision: str | None = "0003_data_models_tokens"
+revision: str = "0007_output_placement"
+down_revision: str | None = "0006_processed_by_sender"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,170 @@
+"""The computing seam: one small interface for a component's data-parallel work.
+
+Components are written against :class:`Computing`, the way FATE's components sit on its computing
+``Table``: they cut their rows (or columns) into chunks and hand a module-level function to
+:meth:`Computing.map_chunks` (results in chunk order) or :meth:`Computing.reduce_chunks` (results
+combined pairwise, in any order: only exact, associative combinations such as products modulo
+n^2). Two engines implement it: :class:`~fedalgo.computing.local.LocalComputing` (a process pool
+on this machine, the default) and :class:`~fedalgo.computing.spark.SparkComputing` (chunks become
+partitions of an RDD on Spark executors; reductions use ``treeReduce``). What a chunk function
+computes does not depend on how the rows were cut, so both engines give bit-identical results.
+
+The Paillier loops every vertical component needs are written here once, on top of the two
+primitives: encryption (:meth:`Computing.encrypt_raw`), the multi-exponentiation of hetero_lr's
+gradient products (:meth:`Computing.multi_exp`) and encrypted histogram sums
+(:meth:`Computing.bin_sums`). Work below :attr:`Computing.min_items` items stays in the calling
+process (:meth:`Computing.splits`), where it is cheaper than the round trip.
+
+What reaches an executor is this party's own data and keys (an encryptor's spec includes the
+private key): executors are this party's processes or this party's cluster, never a peer's.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import numpy as np
+
+from fedalgo.paillier.encryptor import Encryptor, EncryptorSpec
+from fedalgo.paillier.montgomery import Modulus, bin_products
+from fedalgo.paillier.vector import multi_exp
+from fedalgo.tables import Table, read_table
+
+T = TypeVar("T")
+Sliced = Sequence[Sequence[Any] | np.ndarray]
+
+_CACHE_SIZE = 2  # a 2048-bit encryptor holds about 100 MiB of fixed-base tables
+_encryptors: OrderedDict[EncryptorSpec, Encryptor] = OrderedDict()
+
+
+def _encryptor(spec: EncryptorSpec) -> Encryptor:
+    """The encryptor of ``spec``, kept per process: its fixed-base tables are built once."""
+    found = _encryptors.get(spec)
+    if found is None:
+        found = _encryptors[spec] = Encryptor.from_spec(spec)
+        while len(_encryptors) > _CACHE_SIZE:
+            _encryptors.popitem(last=False)
+    return found
+
+
+def _encrypt_chunk(plaintexts: Sequence[int], spec: EncryptorSpec) -> list[Any]:
+    return _encryptor(spec).encrypt_raw(list(plaintexts))
+
+
+def _multi_exp_chunk(bases: Sequence[Any], exps: np.ndarray, modulus: Any) -> Any:
+    return multi_exp(bases, exps, modulus)
+
+
+def _mul_mod(a: Any, b: Any, modulus: Any) -> Any:
+    return a * b % modulus
+
+
+def _bin_chunk(values: np.ndarray, bins: np.ndarray, total_bins: int, nsquare: Any) -> list[Any]:
+    modulus = Modulus(nsquare)
+    return modulus.residues_of(bin_products(values, bins, total_bins, modulus))
+
+
+def _mul_bins(a: list[Any], b: list[Any], nsquare: Any) -> list[Any]:
+    return [x * y % nsquare for x, y in zip(a, b, strict=True)]
+
+
+def chunk_bounds(count: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` (at most) contiguous ``[start, stop)`` ranges covering ``count`` items."""
+    if count == 0:
+        return []
+    size = math.ceil(count / max(1, min(parts, count)))
+    return [(i, min(i + size, count)) for i in range(0, count, size)]
+
+
+class Computing(ABC):
+    """Where a component's data-parallel work runs (see the module doc)."""
+
+    #: ``local`` or ``spark``: reported by the step (log and metric) and by the benchmarks.
+    name: str
+    #: where the work runs: ``local`` or the Spark master URL.
+    master: str
+
+    def __init__(self, *, min_items: int = 1024) -> None:
+        if min_items < 1:
+            raise ValueError(f"min_items must be >= 1, got {min_items}")
+        self.min_items = min_items
+
+    @property
+    @abstractmethod
+    def executors(self) -> int:
+        """How many chunks run at once (worker processes, or Spark executor cores)."""
+
+    @abstractmethod
+    def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
+        """``fn(*(s[chunk] for s in sliced), *shared)`` for each chunk of rows, in order.
+
+        ``fn`` must be a module-level function: it runs in other processes, imported by name.
+        """
+
+    def reduce_chunks(
+        self, fn: Callable[..., T], combine: Callable[[T, T], T], sliced: Sliced, *shared: Any
+    ) -> T:
+        """Every chunk's ``fn`` result, combined pairwise with ``combine`` (in any order)."""
+        return functools.reduce(combine, self.map_chunks(fn, sliced, *shared))
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the workers (or the Spark session this object started). Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def splits(self, count: int) -> bool:
+        """Whether ``count`` items are worth sending to the workers."""
+        return self.executors > 1 and count >= self.min_items
+
+    def describe(self) -> dict[str, Any]:
+        """What the step reports about its engine (logged, and a metric on the dashboard)."""
+        return {"engine": self.name, "master": self.master, "executors": self.executors}
+
+    # -- input -------------------------------------------------------------------------------
+
+    def read_table(self, location: str) -> Table:
+        """A CSV table from a local path (``file://`` URIs too); Spark reads other URIs."""
+        if location.startswith("file://"):
+            location = location[len("file://") :]
+        elif "://" in location:
+            raise ValueError(
+                f"the {self.name} engine reads local files only, not {location.split(':')[0]}:// "
+                "(give the step a spark-master-name to read it with Spark)"
+            )
+        return read_table(location)
+
+    # -- Paillier ----------------------------------------------------------------------------
+
+    def encrypt_raw(self, spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
+        """What ``Encryptor.from_spec(spec).encrypt_raw(plaintexts)`` returns, on the workers."""
+        parts = self.map_chunks(_encrypt_chunk, [plaintexts], spec)
+        return [c for part in parts for c in part]
+
+    def multi_exp(self, bases: list[Any], exps: np.ndarray, modulus: Any) -> Any:
+        """``prod(b ** e) mod modulus``, each worker folding a share of the bases."""
+        combine = functools.partial(_mul_mod, modulus=modulus)
+        return self.reduce_chunks(_multi_exp_chunk, combine, [bases, exps], modulus)
+
+    def bin_sums(
+        self, values: np.ndarray, flat_bins: np.ndarray, total_bins: int, nsquare: Any
+    ) -> list[Any]:
+        """Per flat bin, the product mod n^2 of the rows' residues (``values``: limbs, one row
+        per ciphertext) that ``flat_bins`` puts there; each worker folds a share of the rows."""
+        combine = functools.partial(_mul_bins, nsquare=nsquare)
+        return self.reduce_chunks(_bin_chunk, combine, [values, flat_bins], total_bins, nsquare)

@@ -1,0 +1,128 @@
+"""The ``spark`` engine: chunks run as partitions of an RDD on Spark executors.
+
+Each call cuts its rows into one chunk per executor core (``defaultParallelism``), makes them the
+partitions of an RDD, runs the chunk function there (the C Paillier loops of
+:mod:`fedalgo.paillier.montgomery` run in the executors' Python workers, which import Tessera from
+the same virtualenv: ``spark.pyspark.python``) and collects the results in order, or combines
+them with ``treeReduce`` (a tree aggregation: executors multiply partial products pairwise, so the
+driver receives one result, not one per partition). Python workers are reused
+(``spark.python.worker.reuse``), so an encryptor's fixed-base tables are built once per worker.
+
+Serialisation: chunks and results (numpy arrays, gmpy2 integers) travel between the driver and
+its executors with Spark's own pickle-based serialiser. That is inside one party: the driver,
+executors and their Python workers are this party's processes (or its own cluster); nothing a
+peer sent is ever unpickled — values from peers are decoded by the safe codec and validated
+before a component hands them to the engine.
+
+Inputs that are URIs (``hdfs://``, ``s3a://``, ``file://``) are read by Spark: CSV with a header
+(every cell kept as text, as the local reader does) or Parquet (``.parquet``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fedalgo.computing.base import Computing, Sliced, T, chunk_bounds
+from fedalgo.errors import DataError
+from fedalgo.tables import Table
+
+APP_NAME = "tessera-step"
+
+
+def _apply(fn: Callable[..., T], shared: tuple[Any, ...], chunk: tuple[Any, ...]) -> T:
+    return fn(*chunk, *shared)
+
+
+def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
+    """The Spark configuration of a step's session: ``conf`` over Tessera's defaults."""
+    defaults = {
+        "spark.app.name": APP_NAME,
+        "spark.master": master,
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.python.worker.reuse": "true",
+        # Executors run this interpreter, so they import the same Tessera and C extension.
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
+    }
+    if master.startswith("local"):
+        # In a sandbox only loopback exists and the host name does not resolve.
+        defaults["spark.driver.host"] = "127.0.0.1"
+        defaults["spark.driver.bindAddress"] = "127.0.0.1"
+    elif os.environ.get("SPARK_DRIVER_HOST"):
+        # Where the executors reach this driver (a step pod's address, set by the task_engine).
+        defaults["spark.driver.host"] = os.environ["SPARK_DRIVER_HOST"]
+    return {**defaults, **conf}
+
+
+class SparkComputing(Computing):
+    """Runs chunks on a Spark session's executors (see the module doc)."""
+
+    name = "spark"
+
+    def __init__(self, session: Any, *, owned: bool = False, min_items: int = 1024) -> None:
+        super().__init__(min_items=min_items)
+        self._session = session
+        self._sc = session.sparkContext
+        self._owned = owned
+        self._closed = False
+        self.master = str(self._sc.master)
+
+    @classmethod
+    def start(
+        cls, master: str, conf: Mapping[str, str] | None = None, *, min_items: int = 1024
+    ) -> SparkComputing:
+        """Start a Spark session on ``master`` (``local[*]``, ``spark://host:port``, ...)."""
+        # Imported here: only a step that asked for Spark pays for pyspark and its JVM.
+        from pyspark.sql import SparkSession
+
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = SparkSession.builder
+        for key, value in session_conf(master, conf or {}).items():
+            builder = builder.config(key, value)
+        session = builder.getOrCreate()
+        session.sparkContext.setLogLevel("WARN")
+        return cls(session, owned=True, min_items=min_items)
+
+    @property
+    def executors(self) -> int:
+        return int(self._sc.defaultParallelism)
+
+    def close(self) -> None:
+        if self._owned and not self._closed:
+            self._session.stop()
+        self._closed = True
+
+    def _rdd(self, sliced: Sliced) -> Any:
+        if self._closed:
+            raise RuntimeError("the Spark session is closed")
+        bounds = chunk_bounds(len(sliced[0]), self.executors)
+        chunks = [tuple(s[a:b] for s in sliced) for a, b in bounds]
+        return self._sc.parallelize(chunks, max(1, len(chunks)))
+
+    def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
+        return list(self._rdd(sliced).map(functools.partial(_apply, fn, shared)).collect())
+
+    def reduce_chunks(
+        self, fn: Callable[..., T], combine: Callable[[T, T], T], sliced: Sliced, *shared: Any
+    ) -> T:
+        mapped = self._rdd(sliced).map(functools.partial(_apply, fn, shared))
+        return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
+
+    def read_table(self, location: str) -> Table:
+        if "://" not in location:
+            return super().read_table(location)
+        reader = self._session.read
+        if location.rstrip("/").endswith(".parquet"):
+            frame = reader.parquet(location)
+        else:
+            frame = reader.option("header", "true").option("inferSchema", "false").csv(location)
+        header = [str(c).strip() for c in frame.columns]
+        if len(set(header)) != len(header):
+            raise DataError(f"{location}: duplicate column names in {header}")
+        rows = [["" if v is None else str(v) for v in row] for row in frame.collect()]
+        return Table(header, rows)

@@ -1,0 +1,145 @@
+"""The computing seam on both engines: the local process pool and real Spark (``local[2]``).
+
+One Spark session serves the module (its JVM takes seconds to start); every engine is built with
+``min_items=1`` so that even these small inputs go to the executors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fedalgo_helpers import GUEST, HOST, party, read_rows, write_rows
+
+from fedalgo import blinding, paillier
+from fedalgo.bin_edges import fit_binning
+from fedalgo.components.scale import fit_scaling
+from fedalgo.computing import Computing, LocalComputing
+from fedalgo.computing.spark import SparkComputing
+from fedalgo.federation import run_parties
+from fedalgo.histogram import bin_sums
+from fedalgo.logistic import linear
+
+ROWS = 120
+
+
+@pytest.fixture(scope="module")
+def spark_session() -> Iterator[Any]:
+    computing = SparkComputing.start("local[2]")
+    yield computing._session
+    computing.close()
+
+
+@pytest.fixture
+def spark(spark_session: Any) -> SparkComputing:
+    return SparkComputing(spark_session, min_items=1)
+
+
+@pytest.fixture
+def local() -> Iterator[LocalComputing]:
+    with LocalComputing(max_workers=2, min_items=1) as computing:
+        yield computing
+
+
+@pytest.fixture(scope="module")
+def breast(fl_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The first ROWS rows of the shared breast split (guest with labels, host)."""
+    out = tmp_path_factory.mktemp("breast")
+    files = {}
+    for role in ("guest", "host"):
+        header, rows = read_rows(fl_data / f"breast_hetero_{role}.csv")
+        files[role] = write_rows(out / f"{role}.csv", header, rows[:ROWS])
+    return files
+
+
+def test_spark_runs_every_primitive_as_the_process_does(spark: SparkComputing) -> None:
+    assert spark.name == "spark" and spark.master == "local[2]" and spark.executors == 2
+    public_key, private_key = paillier.generate_keypair(1024)
+    encryptor = paillier.Encryptor(public_key, private_key=private_key)
+    values = list(range(-20, 20))
+    vector = encryptor.encrypt_ints(values, pool=spark)
+    assert paillier.decrypt_ints(private_key, vector) == values
+    weights = np.arange(40, dtype=np.int64)
+    folded = vector.dot_ints(weights, pool=spark)
+    assert paillier.decrypt_ints(private_key, folded) == [int(np.array(values) @ weights)]
+
+    rng = np.random.default_rng(3)
+    flat = np.stack([rng.integers(0, 3, 40), rng.integers(3, 7, 40)], axis=1)
+    nsq = public_key.nsquare
+    assert bin_sums(vector.ciphertexts, flat, 7, nsq, spark) == bin_sums(
+        vector.ciphertexts, flat, 7, nsq
+    )
+
+    salt = bytes(range(32))
+    ids = [f"id{i}" for i in range(50)]
+    assert blinding.hash_ids(salt, ids, spark) == blinding.hash_ids(salt, ids)
+    blinder = blinding.Blinder()
+    points = blinding.hash_ids(salt, ids)
+    assert blinder.blind(points, spark) == blinder.blind(points)
+
+    x = rng.normal(size=(60, 5))
+    for method in ("standard", "min-max"):
+        got, want = fit_scaling(x, method, spark), fit_scaling(x, method)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    binned, plain = fit_binning(x, 6, "quantile", spark), fit_binning(x, 6, "quantile")
+    assert np.array_equal(binned.bins, plain.bins)
+    assert all(np.array_equal(a, b) for a, b in zip(binned.splits, plain.splits, strict=True))
+    w = rng.normal(size=5)
+    assert np.allclose(linear(x, w, spark), x @ w, rtol=0, atol=1e-12)
+
+
+def test_spark_reads_csv_and_parquet_uris(spark: SparkComputing, tmp_path: Path) -> None:
+    csv = write_rows(tmp_path / "t.csv", ["id", "x"], [["a", "1.5"], ["b", "2"]])
+    table = spark.read_table(f"file://{csv}")
+    assert table.header == ["id", "x"] and table.rows == [["a", "1.5"], ["b", "2"]]
+    parquet = tmp_path / "t.parquet"
+    spark._session.createDataFrame([("a", 1.5), ("b", 2.0)], ["id", "x"]).coalesce(1).write.parquet(
+        f"file://{parquet}"
+    )
+    table = spark.read_table(f"file://{parquet}")
+    assert table.header == ["id", "x"] and sorted(table.rows) == [["a", "1.5"], ["b", "2.0"]]
+
+
+def test_the_local_engine_refuses_remote_uris() -> None:
+    with pytest.raises(ValueError, match=r"hdfs:// .*spark-master-name"):
+        LocalComputing().read_table("hdfs://namenode/data.csv")
+
+
+def _train(
+    component: str, out: Path, data: dict[str, Path], args: dict[str, Any], computing: Computing
+) -> dict[str, dict[str, Any]]:
+    outputs = ("model", "predictions")
+    specs = {
+        GUEST: party("guest", out / "g", outputs, {"key-bits": 1024, **args}, data=data["guest"]),
+        HOST: party("host", out / "h", outputs, data=data["host"]),
+    }
+    for spec in specs.values():
+        spec["computing"] = computing
+    run_parties(component, specs, timeout_s=300)
+    return {p: json.loads((out / d / "model").read_text()) for p, d in ((GUEST, "g"), (HOST, "h"))}
+
+
+def test_secureboost_grows_identical_trees_on_both_engines(
+    tmp_path: Path, breast: dict[str, Path], spark: SparkComputing, local: LocalComputing
+) -> None:
+    args = {"num-trees": 2, "max-depth": 2, "random-seed": 7, "subsample": 0.8}
+    on_spark = _train("hetero_secureboost", tmp_path / "spark", breast, args, spark)
+    on_local = _train("hetero_secureboost", tmp_path / "local", breast, args, local)
+    assert on_spark[GUEST]["trees"] == on_local[GUEST]["trees"]
+    assert on_spark[HOST]["splits"] == on_local[HOST]["splits"]
+    assert on_spark[GUEST]["trees"]  # something was learnt
+
+
+def test_hetero_lr_weights_agree_on_both_engines(
+    tmp_path: Path, breast: dict[str, Path], spark: SparkComputing, local: LocalComputing
+) -> None:
+    args = {"max-iter": 3, "tol": 0, "batch-size": 64, "random-seed": 5}
+    on_spark = _train("hetero_lr", tmp_path / "spark", breast, args, spark)
+    on_local = _train("hetero_lr", tmp_path / "local", breast, args, local)
+    for pid in (GUEST, HOST):
+        got, want = np.array(on_spark[pid]["weights"]), np.array(on_local[pid]["weights"])
+        assert got.shape == want.shape and np.abs(got - want).max() <= 1e-9
