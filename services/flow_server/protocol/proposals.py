@@ -110,7 +110,7 @@ def _public_rejection(exc: DslError) -> str:
     party's files (a granted table's local path) only its code; the full reason stays here."""
     if exc.code in _LOCAL_CODES:
         return f"{exc.code}" + (f" at {exc.where}" if exc.where else "")
-    return f"{exc.code}: {exc}"
+    return str(exc)
 
 
 def submit_job(
