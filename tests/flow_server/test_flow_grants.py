@@ -118,6 +118,19 @@ def test_a_path_under_a_granted_directory_is_admitted(
     assert rows[0].party_args["input"] == str(files["host"])  # the proposal as it arrived
 
 
+def test_a_missing_granted_file_is_told_to_the_initiator_by_its_code_only(
+    parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
+) -> None:
+    parties[HOST].grant(GUEST, path=str(files["granted"]), role="host")
+    job_id, net = _propose(parties, files["granted"] / "gone.csv", tmp_path)
+    _refusal(parties, job_id)
+    assert parties[GUEST].job(job_id).reason == (
+        f"party {HOST} rejected the job: data_not_found at parties-args.{HOST}.input"
+    )
+    assert "gone.csv" in str(parties[HOST].job(job_id).reason), "the detail stays on the host"
+    assert not net.runs
+
+
 def test_dot_dot_and_symlinks_do_not_lead_out_of_a_grant(
     parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
 ) -> None:
