@@ -5,9 +5,10 @@ submitted the job that is its own operator's choice, and it is honoured. On a pa
 proposed to it is the initiator's wish: honoured only if it lies under a prefix this party
 granted to the initiator for outputs (and never inside this party's state directory, where its
 database and every job's work dirs are); otherwise this party writes under its own output root
-(``OUTPUT_ROOT``, else ``STATE_DIR/output``) and the job still runs. The decision is made once,
-when the job is created or accepted here, stored on the job and shown by
-``GET /flow-server/jobs/{id}`` (``output``: where, who chose it, why).
+(``OUTPUT_ROOT``, else ``STATE_DIR/output``) and the job still runs. The decision is made when
+the job is created or accepted here (for a proposal held for the operator, again when approved),
+stored on the job and shown by ``GET /flow-server/jobs/{id}`` (``output``: where, who chose it,
+why).
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
-from flow_server import disclosure, scheduler
+from flow_server import disclosure, placement, scheduler
 from flow_server.catalog import Catalog
 from flow_server.dsl import DslError, JobSpec, Pipeline, Step, parse_party_specs, parse_pipeline
 from flow_server.models import Job, JobParty, OutboxRecord
@@ -107,3 +108,27 @@ def find_job(session: Session, env: Envelope) -> Job | None:
     if job is None:
         log.warning("%s %s from %s: unknown job %s", env.type, env.id, env.src, env.job_id)
     return job
+
+
+def place_outputs(
+    session: Session,
+    ctx: PartyContext,
+    *,
+    job_args: dict[str, Any],
+    common_args: dict[str, Any],
+    initiator: str,
+) -> dict[str, Any]:
+    """Where this party writes a job's outputs (``flow_server.placement``), as stored on the job;
+    decided when it creates or accepts the job, and again when its operator approves it (an
+    output grant may have lapsed meanwhile)."""
+    chosen = placement.choose(
+        session,
+        me=ctx.me,
+        initiator=initiator,
+        requested=placement.requested_output(job_args, common_args),
+        default_root=ctx.default_output,
+        state_dir=ctx.state_dir,
+    )
+    if chosen.chosen_by == "settings" and chosen.requested is not None:
+        log.info("job from %s: %s", initiator, chosen.reason)
+    return chosen.to_json()

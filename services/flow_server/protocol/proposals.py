@@ -20,7 +20,7 @@ from fedcore import topics
 from fedcore.envelope import Envelope, new_id
 from fedcore.messages import Empty, JobPropose, JobReject
 from fedcore.version import TESSERA_VERSION, compatible
-from flow_server import floors, placement, references
+from flow_server import floors, references
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
     ArgRef,
@@ -44,6 +44,7 @@ from flow_server.protocol.context import (
     emit,
     find_job,
     job_member,
+    place_outputs,
 )
 from flow_server.protocol.jobstate import announce, move_job, set_job_state, start_job
 
@@ -78,27 +79,6 @@ def _exists(path: str) -> bool:
         return Path(path).exists()
     except (OSError, ValueError):  # a name too long for the filesystem, a NUL
         return False
-
-
-def _place_outputs(
-    session: Session,
-    ctx: PartyContext,
-    own: dict[str, Any],
-    common: dict[str, Any],
-    *,
-    initiator: str,
-) -> dict[str, Any]:
-    chosen = placement.choose(
-        session,
-        me=ctx.me,
-        initiator=initiator,
-        requested=placement.requested_output(own, common),
-        default_root=ctx.default_output,
-        state_dir=ctx.state_dir,
-    )
-    if chosen.chosen_by == "settings" and chosen.requested is not None:
-        log.info("job from %s: %s", initiator, chosen.reason)
-    return chosen.to_json()
 
 
 # refusals that would tell the proposer something about this party's files: only their code
@@ -137,8 +117,12 @@ def submit_job(
         common_args=spec.common_args,
         party_args=spec.party_args[ctx.me],
         fed_since_ms=now_ms(),
-        output_placement=_place_outputs(
-            session, ctx, spec.party_args[ctx.me], spec.common_args, initiator=ctx.me
+        output_placement=place_outputs(
+            session,
+            ctx,
+            job_args=spec.party_args[ctx.me],
+            initiator=ctx.me,
+            common_args=spec.common_args,
         ),
     )
     if len(spec.parties) > 1:
@@ -244,8 +228,8 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobProp
     job.pipeline_name = pipeline.name
     job.common_args = spec.common_args
     job.party_args = spec.party_args[ctx.me]
-    job.output_placement = _place_outputs(
-        session, ctx, job.party_args, job.common_args, initiator=env.src
+    job.output_placement = place_outputs(
+        session, ctx, job_args=job.party_args, initiator=env.src, common_args=job.common_args
     )
     job.members = [
         JobParty(
