@@ -330,6 +330,27 @@ def test_a_grant_revoked_while_the_proposal_waits_refuses_it_at_approval(
         assert (last.decision, last.decided_by, last.code) == ("rejected", "alice", "not_granted")
 
 
+def test_an_output_grant_revoked_while_the_proposal_waits_is_not_honoured(
+    parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
+) -> None:
+    _manual(parties, files, mode="manual")
+    output = parties[HOST].grant(GUEST, kind="output", path=str(tmp_path / "out"))
+    job_id, net = _propose(parties, files["host"], tmp_path)
+    held = parties[HOST].job(job_id).output_placement
+    assert held is not None and held["chosen_by"] == "grant"
+    with parties[HOST].sessions.begin() as s:
+        grant = s.get(DataGrant, output)
+        assert grant is not None
+        grants.revoke_grant(s, grant, by="bob")
+    _decide(parties[HOST], job_id, "approve")
+    net.run()
+    host = parties[HOST].job(job_id)
+    assert host.state == "success"
+    assert host.output_placement is not None
+    assert host.output_placement["chosen_by"] == "settings"
+    assert host.output_placement["root"] == str(parties[HOST].ctx.default_output)
+
+
 def test_no_decision_ends_the_job_at_the_deadline_on_both_parties(
     parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
 ) -> None:
