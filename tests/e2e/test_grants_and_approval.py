@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -98,7 +99,10 @@ class Hostile:
         bootstrap = f"127.0.0.1:{self.parties.stack.party(HOST).kafka_port}"
         found = []
         for job_id in job_ids:
-            envs = asyncio.run(_inbound_envelopes(bootstrap, topics.TASKS, job_id))
+            # in a thread of its own: Playwright's sync API keeps an event loop in this one
+            with ThreadPoolExecutor(1) as pool:
+                read = pool.submit(asyncio.run, _inbound_envelopes(bootstrap, topics.TASKS, job_id))
+                envs = read.result()
             found += [f"{job_id}/{e.task}" for e in envs if e.type == "task.run"]
         return found
 
