@@ -340,7 +340,12 @@ def test_a_party_without_platform_retries_fails_a_lost_step_at_once(
     assert lose(host, RunningStep(job_id, "train", 1))
     net.run()
     assert states(parties, job_id) == ("failed", "failed")
-    assert "worker lost: no heartbeat for 15 s" in (parties[GUEST].job(job_id).reason or "")
+    # the detail stays with the host's task; the guest is told the code
+    (lost,) = [t for t in host.job(job_id).tasks if t.party_id == HOST and t.step == "train"]
+    assert "worker lost: no heartbeat for 15 s" in (lost.reason or "")
+    assert "worker_lost: the worker running the step stopped answering" in (
+        parties[GUEST].job(job_id).reason or ""
+    )
 
 
 def test_platform_retries_leave_the_auto_retries_budget_alone(
