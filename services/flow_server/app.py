@@ -145,10 +145,11 @@ def create_app(
                     me=settings.party_id,
                     peers=frozenset(settings.peers),
                     catalog=catalog if catalog is not None else component_catalog(),
-                    default_output=settings.state_dir / "output",
+                    default_output=settings.outputs_dir,
                     accept_timeout_s=settings.accept_timeout_s,
                     policy=Policy.from_settings(settings),
                     platform_retries=settings.platform_retries,
+                    state_dir=settings.state_dir,
                 )
                 server = FlowServer(
                     settings=settings,

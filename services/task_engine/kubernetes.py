@@ -86,6 +86,8 @@ class KubernetesConfig:
     timeout_s: int = 3600
     kill_grace_s: int = 10
     ttl_after_finished_s: int = 600
+    # the other images a job's ``runtime-image`` may name (STEP_IMAGES; ``image`` always may)
+    allowed_images: tuple[str, ...] = ()
     # Spark (fedalgo.computing.choice): the master this party configured, a Spark step's memory,
     # and the ServiceAccount a step on Spark-on-Kubernetes runs under (the chart's spark-driver).
     spark_master: str = ""
@@ -109,6 +111,9 @@ class KubernetesConfig:
             memory_mb=int(environ.get("STEP_MEMORY_MB", "2048")),
             run_as_user=int(environ.get("STEP_RUN_AS_USER", "10001")),
             timeout_s=int(float(environ.get("TASK_TIMEOUT_S", "3600"))),
+            allowed_images=tuple(
+                i for i in re.split(r"[,\s]+", environ.get("STEP_IMAGES", "")) if i
+            ),
             spark_master=environ.get("SPARK_MASTER", ""),
             spark_memory_mb=int(environ.get("SPARK_STEP_MEMORY_MB", "8192")),
             spark_service_account=environ.get("STEP_SPARK_SERVICE_ACCOUNT", ""),
@@ -359,7 +364,8 @@ class JobHandle:
 
 
 class KubernetesRuntime:
-    """Runs each step as a Job from the job's ``runtime-image`` arg (else the default image)."""
+    """Runs each step as a Job from the default image, or the job's ``runtime-image`` when this
+    party's own settings list it (a peer's proposal cannot choose what runs on this party)."""
 
     def __init__(
         self, config: KubernetesConfig, api: KubeApi, *, extra_env: Mapping[str, str] | None = None
@@ -372,7 +378,11 @@ class KubernetesRuntime:
         spec = read_spec(work_dir) if (work_dir / SPEC_FILE).exists() else {}
         args = spec.get("args") or {}
         image = args.get(IMAGE_ARG) if isinstance(args, dict) else None
-        return image if isinstance(image, str) and image else self._config.image
+        if not image or image == self._config.image:
+            return self._config.image
+        if image not in self._config.allowed_images:
+            raise KubernetesError(f"{IMAGE_ARG} {str(image)[:200]!r} is not in STEP_IMAGES")
+        return str(image)
 
     async def delete_orphans(self) -> None:
         """Delete the step Jobs of this worker's pod: before the worker starts, they can only be

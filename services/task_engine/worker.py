@@ -45,7 +45,7 @@ from typing import Any, Final, TypeVar
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from fedcore import logs, messages, topics
+from fedcore import failures, logs, messages, topics
 from fedcore.bus import Bus
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
@@ -371,7 +371,10 @@ class Worker:
         stopped_at = self._stopped_jobs.get(task.job_id)
         if stopped_at is not None and env.ts <= stopped_at:
             await self._bus.publish(
-                topics.STATUS, status_envelope(task, CANCELED, reason="the job was stopped")
+                topics.STATUS,
+                status_envelope(
+                    task, CANCELED, reason="the job was stopped", code=failures.STOPPED
+                ),
             )
             return False
         assert self._runtime is not None, "run() selects the runtime first"
@@ -383,6 +386,7 @@ class Worker:
             state_dir=Path(self.settings.state_dir),
             timeout_s=self.settings.task_timeout_s,
             imports=self._component_modules,
+            floors=self.settings.floors,
         )
         try:
             await execution.start()
@@ -390,7 +394,10 @@ class Worker:
             # the task was fine but its step could not be started here: failed, not set aside
             reason = bounded(f"could not start the step: {exc}")
             _log.error("step %s/%s: %s", task.job_id, task.step, reason)
-            await self._bus.publish(topics.STATUS, status_envelope(task, FAILED, reason=reason))
+            await self._bus.publish(
+                topics.STATUS,
+                status_envelope(task, FAILED, reason=reason, code=failures.RUNTIME_FAILED),
+            )
             return False
         if task.job_id in self._paused_jobs:
             execution.suspend()
@@ -451,6 +458,7 @@ def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
             "party": settings.party_id,
             "state": FAILED,
             "reason": reason,
+            "code": failures.BAD_ARGUMENTS,
             "outputs": {},
             "attempt": attempt,
         },

@@ -48,6 +48,7 @@ def config(root: Path) -> KubernetesConfig:
         node_name="node-a",
         cpu_limit="1500m",
         memory_mb=1024,
+        allowed_images=("registry.example/algo:2",),
     )
 
 
@@ -120,6 +121,16 @@ async def _start(tmp_path: Path, api: KubeApi, args: dict[str, Any], attempt: in
 
 def _runtime(tmp_path: Path, api: KubeApi) -> KubernetesRuntime:
     return KubernetesRuntime(config(tmp_path), api, extra_env={"PYTHONPATH": "/x"})
+
+
+async def test_an_image_this_party_does_not_list_is_refused_before_any_job(
+    tmp_path: Path,
+) -> None:
+    """A job's ``runtime-image`` is a peer's wish: only this party's STEP_IMAGES may run."""
+    server = FakeApiServer()
+    with pytest.raises(KubernetesError, match=r"'evil\.example/miner:1' is not in STEP_IMAGES"):
+        await _start(tmp_path, server, {"runtime-image": "evil.example/miner:1"})
+    assert not server.jobs and not server.requests, "nothing reached the API server"
 
 
 async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None:
@@ -309,8 +320,10 @@ def test_config_from_the_chart_environment() -> None:
             "STEP_POD_UID": WORKER_UID,
             "STEP_MEMORY_MB": "512",
             "TASK_TIMEOUT_S": "7200",
+            "STEP_IMAGES": "x:1, y:2",
         }
     )
+    assert cfg.allowed_images == ("x:1", "y:2")
     assert cfg.memory_mb == 512 and cfg.node_name == "n1" and cfg.volume_root.name == "tessera"
     assert cfg.worker_pod == WorkerPod("task-engine-1", WORKER_UID) and cfg.timeout_s == 7200
 
