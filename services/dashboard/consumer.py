@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -68,7 +68,10 @@ class Records(Protocol):
 class EnvelopeSource(Protocol):
     """Where envelopes come from: each ``open()`` goes on from the last commit."""
 
-    def open(self) -> AbstractAsyncContextManager[Records]: ...
+    def open(self, on_dead: Callable[[], object]) -> AbstractAsyncContextManager[Records]:
+        """``on_dead()`` is called for each record the source itself set aside (one that is not
+        an envelope: it does not decode, breaks the chunk bounds, or its headers disagree)."""
+        ...
 
     async def set_aside(self, env: Envelope, reason: str) -> None:
         """Keep an envelope the dashboard could not apply, with the reason (while open)."""
@@ -104,13 +107,14 @@ class KafkaSource:
         self._dead: DeadLetters | None = None
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[Records]:
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[Records]:
         await ensure_topics(self._bootstrap, self._topics)
         async with Bus(self._bootstrap, self._client_id) as bus:
             self._dead = DeadLetters(bus, "dashboard")
+            records_dead = DeadLetters(bus, "dashboard", on_dead=on_dead)
             try:
                 async with bus.subscribe(
-                    self._topics, group_id=self._group_id, dead_letters=self._dead
+                    self._topics, group_id=self._group_id, dead_letters=records_dead
                 ) as subscription:
                     yield _KafkaRecords(subscription)
             finally:
@@ -140,8 +144,8 @@ class MemorySource:
         self._appended.set()
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[Records]:
-        yield _MemoryRecords(self)
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[Records]:
+        yield _MemoryRecords(self)  # only envelopes are published here: none is set aside
 
     async def follow(self, start: int) -> AsyncIterator[tuple[int, list[Envelope]]]:
         """From ``start``: each batch of what has arrived, with the position after it."""
@@ -205,7 +209,7 @@ class ConsumerStatus:
     records: int = 0  # envelopes read and stored (or set aside) since the start
     applied: int = 0  # envelopes that changed a job's rows
     skipped: int = 0  # envelopes of a known type whose body lacked what the type needs
-    set_aside: int = 0  # envelopes the dashboard could not apply (on fl.dead)
+    set_aside: int = 0  # records not decoded or not applied (on fl.dead)
     last_record_at: float | None = None
     error: str | None = None
 
@@ -262,7 +266,7 @@ class Consumer:
                 await asyncio.sleep(self._retry_s)
 
     async def _consume(self) -> None:
-        async with self._source.open() as records:
+        async with self._source.open(on_dead=self._count_set_aside) as records:
             self.status.connected = True
             self.status.error = None
             async for batch in records:
@@ -274,8 +278,11 @@ class Consumer:
                     self._changes.notify()
 
     async def _set_aside(self, env: Envelope, reason: str) -> None:
-        self.status.set_aside += 1
+        self._count_set_aside()
         await self._source.set_aside(env, bounded(reason))
+
+    def _count_set_aside(self) -> None:
+        self.status.set_aside += 1
 
     async def _write(self, batch: list[Envelope]) -> int:
         """Store a batch; the number of envelopes that changed a job's rows."""

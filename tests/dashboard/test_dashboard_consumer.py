@@ -4,7 +4,7 @@ stream, without HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka.errors import KafkaConnectionError
@@ -25,11 +25,11 @@ class _FlakySource:
         self._memory = memory
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[Records]:
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[Records]:
         self.opened += 1
         if self.opened == 1:
             raise KafkaConnectionError("broker not reachable")
-        async with self._memory.open() as records:
+        async with self._memory.open(on_dead) as records:
             yield records
 
     async def set_aside(self, env: Envelope, reason: str) -> None:

@@ -31,6 +31,7 @@ from fedcore import topics
 from fedcore.bus import Bus, partitions
 from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
+from unreadable_records import publish_unreadable
 
 pytestmark = pytest.mark.kafka
 
@@ -225,6 +226,8 @@ async def _open_events(client: httpx.AsyncClient) -> httpx.Response | None:
 async def test_a_record_the_dashboard_cannot_apply_goes_to_fl_dead(
     kafka: Broker, tmp_path: Path
 ) -> None:
+    """An envelope the dashboard refuses, and records that are no envelope at all (undecodable,
+    a chunk header over the bounds), reach fl.dead with their reasons and are counted."""
     poison = Envelope(
         type="job.status",
         job_id=uuid.uuid4().hex,
@@ -235,27 +238,38 @@ async def test_a_record_the_dashboard_cannot_apply_goes_to_fl_dead(
     settings = _settings(kafka, tmp_path)
     async with Bus(kafka.bootstrap, "dashboard-test") as bus:
         await bus.publish(topics.STATUS, poison)
+        unreadable = await publish_unreadable(bus, topics.STATUS)
+        unreadable |= await publish_unreadable(bus, topics.LOGS)
         for env in sample_job(good):
             await bus.publish(_topic(env), env)
         async with serving(create_app(settings)) as client:
             await _complete_view(client, good)  # read past the poison
-            health = (await client.get("/health")).json()
-            assert health["status"] == "ok" and health["consumer"]["set_aside"] >= 1
+
+            async def counted() -> dict[str, Any] | None:
+                health = (await client.get("/health")).json()
+                return health if health["consumer"]["set_aside"] >= 5 else None
+
+            assert (await eventually(counted, timeout_s=30))["status"] == "ok"
+    wanted = {poison.job_id.encode(), *(key.encode() for key in unreadable)}
+    dead: dict[bytes, dict[str, str]] = {}
     consumer = AIOKafkaConsumer(
         topics.DEAD, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
 
-        async def found() -> dict[str, str] | None:
+        async def found() -> bool | None:
             batches = await consumer.getmany(timeout_ms=500)
             for record in (r for records in batches.values() for r in records):
-                if record.key == poison.job_id.encode():
-                    return {k: v.decode() for k, v in record.headers}
-            return None
+                if record.key in wanted:
+                    dead[record.key] = {k: v.decode() for k, v in record.headers}
+            return True if set(dead) == wanted else None
 
-        headers = await eventually(found, timeout_s=30)
+        await eventually(found, timeout_s=30)
     finally:
         await consumer.stop()
-    assert headers["dead_service"] == "dashboard"
-    assert headers["dead_reason"].startswith("dashboard refuses job.status:")
+    assert {headers["dead_service"] for headers in dead.values()} == {"dashboard"}
+    assert dead[poison.job_id.encode()]["dead_reason"].startswith("dashboard refuses job.status:")
+    sources = {dead[key.encode()]["dead_source"].split("[")[0] for key in unreadable}
+    assert sources == {topics.STATUS, topics.LOGS}
+    assert any("1000000" in dead[key.encode()]["dead_reason"] for key in unreadable)

@@ -21,6 +21,7 @@ from deploy_helpers import (
 )
 
 from fedcore.apitokens import is_loopback
+from fedcore.settings import PartySettings
 
 APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
 
@@ -297,8 +298,8 @@ def test_task_engine_rbac_is_namespaced_and_minimal(party_a: list[Manifest]) -> 
         for r in rule["resources"]
     }
     assert rules == {
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("batch", "jobs"): {"create", "list", "watch", "delete"},
+        ("", "pods"): {"list"},
         ("", "pods/log"): {"get"},
     }
     binding = by_kind(party_a, "RoleBinding")["task-engine-steps"]
@@ -357,6 +358,18 @@ def test_deadlines_and_heartbeats_default_to_the_services_defaults(
     assert env["HEARTBEAT_INTERVAL_S"] == "5"
     assert "HEARTBEAT_TIMEOUT_S" not in env, "unset: the flow_server waits three intervals"
     assert env["PLATFORM_RETRIES"] == "2"
+
+
+def test_the_partys_floors_and_images_reach_every_service(party_a: list[Manifest]) -> None:
+    env = _party_env(party_a)
+    assert (env["FLOOR_MIN_KEY_BITS"], env["FLOOR_MIN_BATCH_ROWS"], env["FLOOR_MAX_BINS"]) == (
+        "2048",
+        "64",
+        "64",
+    )
+    settings = PartySettings.from_env(environ=env)
+    assert settings.step_images == ("tessera/runtime:0.1.0",), "RUNTIME_IMAGE, and no other"
+    assert settings.floors.min_key_bits == 2048
 
 
 def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path) -> None:
