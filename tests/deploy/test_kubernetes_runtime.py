@@ -127,10 +127,11 @@ async def test_an_image_this_party_does_not_list_is_refused_before_any_job(
     tmp_path: Path,
 ) -> None:
     """A job's ``runtime-image`` is a peer's wish: only this party's STEP_IMAGES may run."""
-    server = FakeApiServer()
-    with pytest.raises(KubernetesError, match=r"'evil\.example/miner:1' is not in STEP_IMAGES"):
-        await _start(tmp_path, server, {"runtime-image": "evil.example/miner:1"})
-    assert not server.jobs and not server.requests, "nothing reached the API server"
+    server = FakeApiServer(NS)
+    async with serving(server) as api:
+        with pytest.raises(KubernetesError, match=r"'evil\.example/miner:1' is not in STEP_IMAGES"):
+            await _start(tmp_path, api, {"runtime-image": "evil.example/miner:1"})
+    assert not server.jobs and not server.calls, "nothing reached the API server"
 
 
 async def test_a_step_runs_as_a_job_and_is_deleted_after(tmp_path: Path) -> None:
