@@ -58,7 +58,6 @@ from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
-    dataset_of,
     format_floats,
     write_table,
 )
@@ -360,10 +359,7 @@ class _Packing:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        table = ctx.read_table("data")
-        if LABEL_COLUMN in table.header:
-            ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
+        self.data: Dataset = ctx.read_dataset("data", with_label=False)
 
     def run(self) -> None:
         self._run(self.ctx.computing)

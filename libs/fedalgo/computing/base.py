@@ -15,6 +15,12 @@ gradient products (:meth:`Computing.multi_exp`) and encrypted histogram sums
 (:meth:`Computing.bin_sums`). Work below :attr:`Computing.min_items` items stays in the calling
 process (:meth:`Computing.splits`), where it is cheaper than the round trip.
 
+Rows that several calls work on stay where the engine keeps them: :meth:`Computing.distribute`
+cuts per-row arrays into partitions once and returns :class:`Rows` (on Spark: a cached RDD on the
+executors; locally: the chunks in this process), which later calls map, collect or reduce without
+sending the rows again. SecureBoost keeps each tree's ciphertexts there, so its driver holds
+neither them nor their limbs.
+
 What reaches an executor is this party's own data and keys (an encryptor's spec includes the
 private key): executors are this party's processes or this party's cluster, never a peer's.
 """
@@ -34,7 +40,7 @@ import numpy as np
 from fedalgo.paillier.encryptor import Encryptor, EncryptorSpec
 from fedalgo.paillier.montgomery import Modulus, bin_products
 from fedalgo.paillier.vector import multi_exp
-from fedalgo.tables import Table, read_table
+from fedalgo.tables import Dataset, Table, dataset_of, read_table
 
 T = TypeVar("T")
 Sliced = Sequence[Sequence[Any] | np.ndarray]
@@ -55,6 +61,10 @@ def _encryptor(spec: EncryptorSpec) -> Encryptor:
 
 def _encrypt_chunk(plaintexts: Sequence[int], spec: EncryptorSpec) -> list[Any]:
     return _encryptor(spec).encrypt_raw(list(plaintexts))
+
+
+def _encrypt_chunk_to_ints(plaintexts: Sequence[int], spec: EncryptorSpec) -> list[int]:
+    return [int(c) for c in _encryptor(spec).encrypt_raw(list(plaintexts))]
 
 
 def _multi_exp_chunk(bases: Sequence[Any], exps: np.ndarray, modulus: Any) -> Any:
@@ -80,6 +90,67 @@ def chunk_bounds(count: int, parts: int) -> list[tuple[int, int]]:
         return []
     size = math.ceil(count / max(1, min(parts, count)))
     return [(i, min(i + size, count)) for i in range(0, count, size)]
+
+
+def apply_chunk(fn: Callable[..., T], shared: tuple[Any, ...], chunk: tuple[Any, ...]) -> T:
+    """``fn(*chunk, *shared)``: what every engine runs on a chunk (picklable with a partial)."""
+    return fn(*chunk, *shared)
+
+
+class Rows(ABC):
+    """Per-row arrays an engine holds, cut into partitions (see :meth:`Computing.distribute`).
+
+    Functions given to :meth:`map`, :meth:`collect` and :meth:`reduce` get one partition's
+    arrays (in the order they were distributed) followed by the ``shared`` arguments; they must
+    be module-level (they run in other processes, imported by name).
+    """
+
+    def __init__(self, count: int) -> None:
+        #: how many rows were distributed
+        self.count = count
+
+    @abstractmethod
+    def map(self, fn: Callable[..., tuple[Any, ...]], *shared: Any) -> Rows:
+        """New rows: ``fn(*partition, *shared)``, a tuple of arrays of the partition's rows."""
+
+    @abstractmethod
+    def collect(self, fn: Callable[..., T], *shared: Any) -> list[T]:
+        """``fn(*partition, *shared)`` of every partition, in row order."""
+
+    @abstractmethod
+    def reduce(self, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any) -> T:
+        """Every partition's ``fn`` result combined pairwise by ``combine`` (in any order)."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Let the engine drop these rows. Idempotent."""
+
+
+class LocalRows(Rows):
+    """Rows kept in this process, a chunk per worker; calls run on the computing's workers."""
+
+    def __init__(self, computing: Computing, parts: list[tuple[Any, ...]], count: int) -> None:
+        super().__init__(count)
+        self._computing = computing
+        self._parts = parts
+
+    def _results(self, fn: Callable[..., T], shared: tuple[Any, ...]) -> list[T]:
+        call = functools.partial(apply_chunk, fn, shared)
+        if self._computing.splits(self.count):
+            return self._computing.map_parts(call, self._parts)
+        return [call(part) for part in self._parts]
+
+    def map(self, fn: Callable[..., tuple[Any, ...]], *shared: Any) -> Rows:
+        return LocalRows(self._computing, self._results(fn, shared), self.count)
+
+    def collect(self, fn: Callable[..., T], *shared: Any) -> list[T]:
+        return self._results(fn, shared)
+
+    def reduce(self, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any) -> T:
+        return functools.reduce(combine, self._results(fn, shared))
+
+    def release(self) -> None:
+        self._parts = []
 
 
 class Computing(ABC):
@@ -112,6 +183,18 @@ class Computing(ABC):
     ) -> T:
         """Every chunk's ``fn`` result, combined pairwise with ``combine`` (in any order)."""
         return functools.reduce(combine, self.map_chunks(fn, sliced, *shared))
+
+    def map_parts(
+        self, fn: Callable[[tuple[Any, ...]], T], parts: list[tuple[Any, ...]]
+    ) -> list[T]:
+        """``fn(part)`` for each part on the workers, in order (what :class:`LocalRows` uses)."""
+        return [fn(part) for part in parts]
+
+    def distribute(self, sliced: Sliced) -> Rows:
+        """Per-row arrays (all of one length), cut into partitions the engine keeps."""
+        count = len(sliced[0])
+        bounds = chunk_bounds(count, self.executors) or [(0, 0)]
+        return LocalRows(self, [tuple(s[a:b] for s in sliced) for a, b in bounds], count)
 
     @abstractmethod
     def close(self) -> None:
@@ -149,11 +232,21 @@ class Computing(ABC):
             )
         return read_table(location)
 
+    def read_dataset(self, location: str, *, with_label: bool) -> Dataset:
+        """A CSV table as numeric data (:func:`fedalgo.tables.dataset_of`)."""
+        return dataset_of(self.read_table(location), location, with_label=with_label)
+
     # -- Paillier ----------------------------------------------------------------------------
 
     def encrypt_raw(self, spec: EncryptorSpec, plaintexts: list[int]) -> list[Any]:
         """What ``Encryptor.from_spec(spec).encrypt_raw(plaintexts)`` returns, on the workers."""
         parts = self.map_chunks(_encrypt_chunk, [plaintexts], spec)
+        return [c for part in parts for c in part]
+
+    def encrypt_to_ints(self, spec: EncryptorSpec, plaintexts: list[int]) -> list[int]:
+        """:meth:`encrypt_raw` as plain ints (the wire's form), converted on the workers: a
+        party that only sends its ciphertexts never holds them twice."""
+        parts = self.map_chunks(_encrypt_chunk_to_ints, [plaintexts], spec)
         return [c for part in parts for c in part]
 
     def multi_exp(self, bases: list[Any], exps: np.ndarray, modulus: Any) -> Any:

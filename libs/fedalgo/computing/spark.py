@@ -23,18 +23,57 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from fedalgo.computing.base import Computing, Sliced, T, chunk_bounds
+import numpy as np
+
+from fedalgo.computing.base import Computing, Rows, Sliced, T, apply_chunk, chunk_bounds
 from fedalgo.errors import DataError
-from fedalgo.tables import Table
+from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, Dataset, Table, dataset_of
 
 APP_NAME = "tessera-step"
 
 
-def _apply(fn: Callable[..., T], shared: tuple[Any, ...], chunk: tuple[Any, ...]) -> T:
-    return fn(*chunk, *shared)
+def _parse_part(
+    index: int, rows: Iterable[Any], header: list[str], location: str, with_label: bool
+) -> Iterator[tuple[Any, ...]]:
+    """One partition of a CSV or Parquet frame as numeric data, parsed where it was read.
+
+    Yields ``(index, ids, x, y, error)``: an error (the reader's message, its line numbers
+    counted within the partition) instead of raising, so the driver reports it as a DataError.
+    """
+    table = Table(header, [["" if v is None else str(v) for v in row] for row in rows])
+    try:
+        data = dataset_of(table, f"{location} (part {index})", with_label=with_label)
+    except DataError as exc:
+        yield index, [], None, None, str(exc)
+        return
+    yield index, data.ids, data.x, data.y, ""
+
+
+class SparkRows(Rows):
+    """Rows as a cached RDD of partitions on the executors (one chunk tuple per partition)."""
+
+    def __init__(self, rdd: Any, count: int) -> None:
+        super().__init__(count)
+        self._rdd = rdd
+
+    def map(self, fn: Callable[..., tuple[Any, ...]], *shared: Any) -> Rows:
+        mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared)).persist()
+        mapped.localCheckpoint()  # cut the lineage: the parent's partitions may then be dropped
+        mapped.count()
+        return SparkRows(mapped, self.count)
+
+    def collect(self, fn: Callable[..., T], *shared: Any) -> list[T]:
+        return list(self._rdd.map(functools.partial(apply_chunk, fn, shared)).collect())
+
+    def reduce(self, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any) -> T:
+        mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared))
+        return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
+
+    def release(self) -> None:
+        self._rdd.unpersist()
 
 
 def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
@@ -105,17 +144,22 @@ class SparkComputing(Computing):
         return self._sc.parallelize(chunks, max(1, len(chunks)))
 
     def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
-        return list(self._rdd(sliced).map(functools.partial(_apply, fn, shared)).collect())
+        return list(self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared)).collect())
 
     def reduce_chunks(
         self, fn: Callable[..., T], combine: Callable[[T, T], T], sliced: Sliced, *shared: Any
     ) -> T:
-        mapped = self._rdd(sliced).map(functools.partial(_apply, fn, shared))
+        mapped = self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared))
         return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
 
-    def read_table(self, location: str) -> Table:
-        if "://" not in location:
-            return super().read_table(location)
+    def distribute(self, sliced: Sliced) -> Rows:
+        count = len(sliced[0])
+        rdd = self._rdd(sliced).persist()
+        rdd.localCheckpoint()  # what parallelize copied into the driver's JVM can then go
+        rdd.count()
+        return SparkRows(rdd, count)
+
+    def _frame(self, location: str) -> tuple[Any, list[str]]:
         reader = self._session.read
         if location.rstrip("/").endswith(".parquet"):
             frame = reader.parquet(location)
@@ -124,5 +168,39 @@ class SparkComputing(Computing):
         header = [str(c).strip() for c in frame.columns]
         if len(set(header)) != len(header):
             raise DataError(f"{location}: duplicate column names in {header}")
+        return frame, header
+
+    def _reads(self, location: str) -> bool:
+        """Whether Spark reads ``location``: any URI; a local path only on a local master
+        (a cluster's executors do not see the step's files)."""
+        return "://" in location or self.master.startswith("local")
+
+    def read_table(self, location: str) -> Table:
+        if "://" not in location:
+            return super().read_table(location)
+        frame, header = self._frame(location)
         rows = [["" if v is None else str(v) for v in row] for row in frame.collect()]
         return Table(header, rows)
+
+    def read_dataset(self, location: str, *, with_label: bool) -> Dataset:
+        """Parsed on the executors: the driver gets ids and numbers, never the text."""
+        if not self._reads(location):
+            return super().read_dataset(location, with_label=with_label)
+        uri = location if "://" in location else f"file://{os.path.abspath(location)}"
+        frame, header = self._frame(uri)
+        parse = functools.partial(
+            _parse_part, header=header, location=location, with_label=with_label
+        )
+        parts = sorted(frame.rdd.mapPartitionsWithIndex(parse).collect(), key=lambda p: p[0])
+        for _, _, _, _, error in parts:
+            if error:
+                raise DataError(error)
+        if not parts:  # no rows: the local reader gives the header's columns and no data
+            return dataset_of(Table(header, []), location, with_label=with_label)
+        return Dataset(
+            ids=[i for p in parts for i in p[1]],
+            features=[h for h in header if h not in (ID_COLUMN, LABEL_COLUMN)],
+            x=np.concatenate([p[2] for p in parts]),
+            y=np.concatenate([p[3] for p in parts]) if with_label else None,
+            has_label_column=LABEL_COLUMN in header,
+        )
