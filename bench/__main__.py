@@ -1,5 +1,5 @@
 """``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
-[--engine local|spark] [--spark-master URL]``."""
+[--engine local|spark] [--spark-master URL] [--spark-submit-args ARGS]``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from bench import (
     intersect,
     paillier,
     secureboost,
+    spark_phases,
     spark_start,
 )
 from bench.common import Options
@@ -27,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "intersect": intersect.run,
     "binning": binning.run,
     "spark_start": spark_start.run,
+    "spark_phases": spark_phases.run,
 }
 
 
@@ -52,6 +54,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--spark-master", default="local[*]", help="the Spark master of --engine spark"
     )
+    parser.add_argument(
+        "--spark-submit-args",
+        default="",
+        help="spark-submit flags every party's operator sets (e.g. '--driver-memory 2g')",
+    )
     args = parser.parse_args(argv)
     options = Options(
         dataset=args.dataset,
@@ -59,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         out=args.out,
         engine=args.engine,
         spark_master=args.spark_master,
+        spark_submit_args=args.spark_submit_args,
     )
     BENCHMARKS[args.name](options)
 

@@ -97,12 +97,51 @@ def apply_chunk(fn: Callable[..., T], shared: tuple[Any, ...], chunk: tuple[Any,
     return fn(*chunk, *shared)
 
 
+def take(values: Sequence[Any] | np.ndarray, positions: np.ndarray) -> Sequence[Any] | np.ndarray:
+    """``values[positions]`` for an array, or those items of a list."""
+    if isinstance(values, np.ndarray):
+        return values[positions]
+    return [values[i] for i in positions.tolist()]
+
+
+def split_by_key(
+    chunk: tuple[Any, ...], keys: np.ndarray, spread: int
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """A chunk (row numbers first) cut by ``keys[row]``: pieces keyed ``key * spread + row %
+    spread`` (:meth:`Rows.regroup`)."""
+    rows = np.asarray(chunk[0])
+    slot = keys[rows].astype(np.int64) * spread + rows % spread
+    order = np.argsort(slot, kind="stable")
+    cuts = np.flatnonzero(np.diff(slot[order])) + 1
+    return [
+        (int(slot[group[0]]), tuple(take(values, group) for values in chunk))
+        for group in np.split(order, cuts)
+        if len(group)
+    ]
+
+
+def merge_pieces(pieces: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
+    """The pieces of one regrouped partition as one chunk, in row order."""
+    rows = np.concatenate([np.asarray(p[0]) for p in pieces])
+    order = np.argsort(rows, kind="stable")
+    merged: list[Any] = []
+    for k in range(len(pieces[0])):
+        parts = [p[k] for p in pieces]
+        if isinstance(parts[0], np.ndarray):
+            merged.append(np.concatenate(parts)[order])
+        else:
+            flat = [v for part in parts for v in part]
+            merged.append([flat[i] for i in order.tolist()])
+    return tuple(merged)
+
+
 class Rows(ABC):
     """Per-row arrays an engine holds, cut into partitions (see :meth:`Computing.distribute`).
 
     Functions given to :meth:`map`, :meth:`collect` and :meth:`reduce` get one partition's
     arrays (in the order they were distributed) followed by the ``shared`` arguments; they must
-    be module-level (they run in other processes, imported by name).
+    be module-level (they run in other processes, imported by name). The first array is the
+    rows' numbers (0..count-1) when rows are to be regrouped.
     """
 
     def __init__(self, count: int) -> None:
@@ -124,6 +163,17 @@ class Rows(ABC):
     @abstractmethod
     def release(self) -> None:
         """Let the engine drop these rows. Idempotent."""
+
+    @abstractmethod
+    def regroup(self, keys: np.ndarray, groups: int) -> Rows:
+        """The same rows, gathered by ``keys`` (one int in ``[0, groups)`` per row number):
+        group g is then :meth:`group_reduce`'s ``g``, its rows spread over the executors."""
+
+    @abstractmethod
+    def group_reduce(
+        self, group: int, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any
+    ) -> T:
+        """Like :meth:`reduce`, over the rows of one group of :meth:`regroup` only."""
 
 
 class LocalRows(Rows):
@@ -151,6 +201,26 @@ class LocalRows(Rows):
 
     def release(self) -> None:
         self._parts = []
+
+    def regroup(self, keys: np.ndarray, groups: int) -> Rows:
+        spread = self._computing.executors
+        pieces: list[list[tuple[Any, ...]]] = [[] for _ in range(groups * spread)]
+        for part in self._parts:
+            for slot, piece in split_by_key(part, keys, spread):
+                pieces[slot].append(piece)
+        parts = [merge_pieces(p) if p else () for p in pieces]
+        return LocalRows(self._computing, parts, self.count)
+
+    def group_reduce(
+        self, group: int, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any
+    ) -> T:
+        spread = self._computing.executors
+        parts = [p for p in self._parts[group * spread : (group + 1) * spread] if p]
+        size = sum(len(p[0]) for p in parts)
+        call = functools.partial(apply_chunk, fn, shared)
+        if self._computing.splits(size):
+            return functools.reduce(combine, self._computing.map_parts(call, parts))
+        return functools.reduce(combine, [call(part) for part in parts])
 
 
 class Computing(ABC):
@@ -214,6 +284,10 @@ class Computing(ABC):
     def splits(self, count: int) -> bool:
         """Whether ``count`` items are worth sending to the workers."""
         return self.executors > 1 and count >= self.min_items
+
+    def stage_timings(self) -> dict[str, dict[str, float | int]]:
+        """What the engine's stages took, per kind of work (Spark's; none for a process pool)."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         """What the step reports about its engine (logged, and a metric on the dashboard)."""

@@ -20,19 +20,34 @@ Inputs that are URIs (``hdfs://``, ``s3a://``, ``file://``) are read by Spark: C
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import itertools
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from fedalgo.computing.base import Computing, Rows, Sliced, T, apply_chunk, chunk_bounds
+from fedalgo.computing.base import (
+    Computing,
+    Rows,
+    Sliced,
+    T,
+    apply_chunk,
+    chunk_bounds,
+    merge_pieces,
+    split_by_key,
+)
 from fedalgo.errors import DataError
 from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, Dataset, Table, dataset_of
 
 APP_NAME = "tessera-step"
+MAX_LABEL = 60
 
 
 def _parse_part(
@@ -52,28 +67,126 @@ def _parse_part(
     yield index, data.ids, data.x, data.y, ""
 
 
+def _key_of(slot: int) -> int:
+    return slot
+
+
+def _merged(pieces: Iterable[tuple[int, tuple[Any, ...]]]) -> Iterator[tuple[Any, ...]]:
+    chunks = [piece for _, piece in pieces]
+    if chunks:
+        yield merge_pieces(chunks)
+
+
+def _run_part(
+    fn: Callable[..., T], shared: tuple[Any, ...], chunks: Iterable[tuple[Any, ...]]
+) -> list[T]:
+    return [fn(*chunk, *shared) for chunk in chunks]
+
+
+@dataclass
+class StageTiming:
+    """What the Spark jobs of one kind of work took in a step: wall seconds (from the driver's
+    call to its result), and the jobs, stages and tasks the status tracker counted."""
+
+    seconds: float = 0.0
+    jobs: int = 0
+    stages: int = 0
+    tasks: int = 0
+
+
+class _Timings:
+    """Every Spark action of one session, labelled by the work it does (the chunk function's
+    name) and counted through the SparkContext's status tracker."""
+
+    def __init__(self, sc: Any) -> None:
+        self._sc = sc
+        self._lock = threading.Lock()
+        self._groups = itertools.count()
+        self.by_label: dict[str, StageTiming] = {}
+
+    @contextlib.contextmanager
+    def action(self, fn: Callable[..., Any]) -> Iterator[None]:
+        label = getattr(fn, "__name__", "work").strip("_")[:MAX_LABEL]
+        group = f"tessera-{next(self._groups)}"
+        # Job groups are per thread (pyspark pins Python threads to JVM threads).
+        self._sc.setJobGroup(group, label)
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            seconds = time.monotonic() - started
+            self._sc.setLocalProperty("spark.jobGroup.id", None)
+            tracker = self._sc.statusTracker()
+            jobs = tracker.getJobIdsForGroup(group)
+            stages = {s for j in jobs if (job := tracker.getJobInfo(j)) for s in job.stageIds}
+            tasks = sum(info.numTasks for s in stages if (info := tracker.getStageInfo(s)))
+            with self._lock:
+                timing = self.by_label.setdefault(label, StageTiming())
+                timing.seconds += seconds
+                timing.jobs += len(jobs)
+                timing.stages += len(stages)
+                timing.tasks += tasks
+
+    def snapshot(self) -> dict[str, dict[str, float | int]]:
+        with self._lock:
+            return {
+                label: {
+                    "seconds": round(t.seconds, 3),
+                    "jobs": t.jobs,
+                    "stages": t.stages,
+                    "tasks": t.tasks,
+                }
+                for label, t in self.by_label.items()
+            }
+
+
 class SparkRows(Rows):
     """Rows as a cached RDD of partitions on the executors (one chunk tuple per partition)."""
 
-    def __init__(self, rdd: Any, count: int) -> None:
+    def __init__(self, rdd: Any, count: int, timings: _Timings) -> None:
         super().__init__(count)
         self._rdd = rdd
+        self._timings = timings
 
     def map(self, fn: Callable[..., tuple[Any, ...]], *shared: Any) -> Rows:
-        mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared)).persist()
-        mapped.localCheckpoint()  # cut the lineage: the parent's partitions may then be dropped
-        mapped.count()
-        return SparkRows(mapped, self.count)
+        with self._timings.action(fn):
+            mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared)).persist()
+            mapped.localCheckpoint()  # cut the lineage: the parent's partitions may then go
+            mapped.count()
+        return SparkRows(mapped, self.count, self._timings)
 
     def collect(self, fn: Callable[..., T], *shared: Any) -> list[T]:
-        return list(self._rdd.map(functools.partial(apply_chunk, fn, shared)).collect())
+        with self._timings.action(fn):
+            return list(self._rdd.map(functools.partial(apply_chunk, fn, shared)).collect())
 
     def reduce(self, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any) -> T:
-        mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared))
-        return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
+        with self._timings.action(fn):
+            mapped = self._rdd.map(functools.partial(apply_chunk, fn, shared))
+            return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
 
     def release(self) -> None:
         self._rdd.unpersist()
+
+    def regroup(self, keys: np.ndarray, groups: int) -> Rows:
+        spread = int(self._rdd.context.defaultParallelism)
+        cut = functools.partial(split_by_key, keys=keys, spread=spread)
+        with self._timings.action(self.regroup):
+            shuffled = self._rdd.flatMap(cut).partitionBy(groups * spread, _key_of)
+            grouped = shuffled.mapPartitions(_merged, preservesPartitioning=True).persist()
+            grouped.localCheckpoint()
+            grouped.count()
+        return SparkRows(grouped, self.count, self._timings)
+
+    def group_reduce(
+        self, group: int, fn: Callable[..., T], combine: Callable[[T, T], T], *shared: Any
+    ) -> T:
+        spread = int(self._rdd.context.defaultParallelism)
+        parts = list(range(group * spread, (group + 1) * spread))
+        with self._timings.action(fn):
+            results = self._rdd.context.runJob(
+                self._rdd, functools.partial(_run_part, fn, shared), parts
+            )
+        return functools.reduce(combine, results)
 
 
 def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
@@ -110,6 +223,7 @@ class SparkComputing(Computing):
         self._owned = owned
         self._closed = False
         self.master = str(self._sc.master)
+        self._timings = _Timings(self._sc)
 
     @classmethod
     def start(
@@ -143,21 +257,30 @@ class SparkComputing(Computing):
         chunks = [tuple(s[a:b] for s in sliced) for a, b in bounds]
         return self._sc.parallelize(chunks, max(1, len(chunks)))
 
+    def stage_timings(self) -> dict[str, dict[str, float | int]]:
+        """Per kind of work (the chunk function's name): seconds, jobs, stages and tasks, for
+        the step's ``spark_stages`` metric (the dashboard shows it with the task)."""
+        return self._timings.snapshot()
+
     def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
-        return list(self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared)).collect())
+        with self._timings.action(fn):
+            mapped = self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared))
+            return list(mapped.collect())
 
     def reduce_chunks(
         self, fn: Callable[..., T], combine: Callable[[T, T], T], sliced: Sliced, *shared: Any
     ) -> T:
-        mapped = self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared))
-        return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
+        with self._timings.action(fn):
+            mapped = self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared))
+            return mapped.treeReduce(combine, depth=2)  # type: ignore[no-any-return]
 
     def distribute(self, sliced: Sliced) -> Rows:
         count = len(sliced[0])
-        rdd = self._rdd(sliced).persist()
-        rdd.localCheckpoint()  # what parallelize copied into the driver's JVM can then go
-        rdd.count()
-        return SparkRows(rdd, count)
+        with self._timings.action(self.distribute):
+            rdd = self._rdd(sliced).persist()
+            rdd.localCheckpoint()  # what parallelize copied into the driver's JVM can then go
+            rdd.count()
+        return SparkRows(rdd, count, self._timings)
 
     def _frame(self, location: str) -> tuple[Any, list[str]]:
         reader = self._session.read
@@ -191,7 +314,9 @@ class SparkComputing(Computing):
         parse = functools.partial(
             _parse_part, header=header, location=location, with_label=with_label
         )
-        parts = sorted(frame.rdd.mapPartitionsWithIndex(parse).collect(), key=lambda p: p[0])
+        with self._timings.action(_parse_part):
+            parts = frame.rdd.mapPartitionsWithIndex(parse).collect()
+        parts.sort(key=lambda p: p[0])
         for _, _, _, _, error in parts:
             if error:
                 raise DataError(error)
