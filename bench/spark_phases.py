@@ -30,7 +30,7 @@ import numpy as np
 
 from bench.common import Options, emit
 
-ROWS = 20_000
+ROWS = 10_000
 COLUMNS, BINS = 20, 32
 REPEATS = 2
 START_TIMEOUT_S = 300.0

@@ -86,10 +86,49 @@ def _parties(value: Any) -> list[str] | None:
         return [f"{pid}={role}" for role, ids in value.items() for pid in ids]
     return None
 
+
 # The metric a step reports its computing engine with (task_engine.step), and how much of it is
 # shown (a master URL from a party's own settings, but bounded all the same).
 COMPUTING_METRIC = "computing"
 MAX_ENGINE_TEXT = 120
+# The metric a Spark step reports its stages' timings with, per kind of work (task_engine.step):
+# {label: {seconds, jobs, stages, tasks}}; kept bounded, the rest of an entry ignored.
+STAGES_METRIC = "spark_stages"
+MAX_STAGE_LABELS = 32
+MAX_STAGE_LABEL = 60
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    """What one kind of a Spark step's work took (``fedalgo.computing.spark``)."""
+
+    label: str
+    seconds: float
+    jobs: int
+    stages: int
+    tasks: int
+
+
+def _stage_timings(value: Mapping[Any, Any]) -> list[StageTiming]:
+    """The well-formed entries of a ``spark_stages`` metric, longest first, at most
+    MAX_STAGE_LABELS; a malformed entry is left out."""
+    out = []
+    for label, entry in value.items():
+        if not isinstance(label, str) or not isinstance(entry, Mapping):
+            continue
+        seconds = _number(entry.get("seconds"))
+        counts = [entry.get(k) for k in ("jobs", "stages", "tasks")]
+        if seconds is None or seconds < 0:
+            continue
+        jobs, stages, tasks = [
+            c if isinstance(c, int) and not isinstance(c, bool) else -1 for c in counts
+        ]
+        if min(jobs, stages, tasks) < 0:
+            continue
+        out.append(StageTiming(label[:MAX_STAGE_LABEL], seconds, jobs, stages, tasks))
+    out.sort(key=lambda t: -t.seconds)
+    return out[:MAX_STAGE_LABELS]
+
 
 @dataclass
 class TaskView:
@@ -121,6 +160,8 @@ class StepView:
     # party id -> where its step computed ("local", or "spark" and the master), from the
     # step's ``computing`` metric (fedalgo.computing)
     engines: dict[str, str] = field(default_factory=dict)
+    # party id -> its Spark step's stage timings (the ``spark_stages`` metric)
+    stages: dict[str, list[StageTiming]] = field(default_factory=dict)
 
     @property
     def state(self) -> str:
@@ -363,6 +404,8 @@ def _apply_metric(job: JobView, env: Envelope) -> bool:
         if engine is not None:
             where = f"{engine} ({master})" if engine != "local" and master else engine
             _step(job, env.task).engines[key.party] = where[:MAX_ENGINE_TEXT]
+    if env.task is not None and name == STAGES_METRIC and isinstance(value, Mapping):
+        _step(job, env.task).stages[key.party] = _stage_timings(value)
     if not _is_number(value):
         job.curves[key] = to_jsonable(value)
     elif iteration is None:

@@ -14,12 +14,23 @@ from dashboard import analysis
 from dashboard.aggregator import LOSS, JobView, MetricKey, StepView
 
 
+class StageOut(BaseModel):
+    """One kind of a Spark step's work: its wall seconds and how many jobs, stages, tasks."""
+
+    label: str
+    seconds: float
+    jobs: int
+    stages: int
+    tasks: int
+
+
 class TaskOut(BaseModel):
     party: str
     state: str
     reason: str | None
     updated_at: float
     engine: str | None = None  # "local", or "spark (<master>)": the step's computing metric
+    stages: list[StageOut] = []  # a Spark step's stage timings (its spark_stages metric)
 
 
 class StepOut(BaseModel):
@@ -40,6 +51,7 @@ class StepOut(BaseModel):
                 reason=t.reason,
                 updated_at=t.updated_at,
                 engine=step.engines.get(party),
+                stages=[StageOut(**vars(t)) for t in step.stages.get(party, [])],
             )
             for party, t in sorted(step.tasks.items())
         ]
