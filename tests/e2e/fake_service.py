@@ -1,14 +1,16 @@
 """A stand-in for ``python -m <service>`` used by the launcher's tests (run as the "python").
 
 ``fake_service.py -m <service> --env-file FILE`` answers 200 on every path at the service's port
-from the environment; ``-m federation_bridge keygen --out DIR`` writes two key files. A service
-named in ``FAKE_DIE`` prints ``boom`` and exits with status 3 instead.
+from the environment (the bridge also at its internal port, where its health check is);
+``-m federation_bridge keygen --out DIR`` writes two key files. A service named in ``FAKE_DIE``
+prints ``boom`` and exits with status 3 instead.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -43,6 +45,9 @@ def main(argv: list[str]) -> int:
     if os.environ.get("FAKE_DIE") == service:
         sys.stderr.write("boom\n")
         return 3
+    if service == "federation_bridge":
+        internal = HTTPServer(("127.0.0.1", int(os.environ["BRIDGE_INTERNAL_PORT"])), _Ok)
+        threading.Thread(target=internal.serve_forever, daemon=True).start()
     HTTPServer(("127.0.0.1", int(os.environ[PORT_VARS[service]])), _Ok).serve_forever()
     return 0
 

@@ -49,7 +49,6 @@ def test_the_example_job_matches_the_article_format() -> None:
     job = parse_job((EXAMPLES / "job.yaml").read_bytes())
     assert job.parties == {"10000": "guest", "20000": "host"}
     assert job.common_args["max-iter"] == 30
-    assert job.common_args["spark-master-name"] == "local[*]"
     assert job.common_args["runtime-image"] == "tessera/runtime:dev"
     assert set(job.party_args) == {"10000", "20000"}
     assert {"input", "output"} <= set(job.party_args["10000"])

@@ -16,7 +16,7 @@ from flow_server.app import create_app
 
 pytestmark = pytest.mark.kafka
 
-BASE = "http://flow/flow-server"
+BASE = "http://127.0.0.1:9380/flow-server"  # the Host a loopback flow_server answers
 
 
 @pytest.fixture(scope="module")

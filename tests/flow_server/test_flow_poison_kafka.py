@@ -27,7 +27,7 @@ from flow_server.app import create_app
 pytestmark = pytest.mark.kafka
 
 ME, PEER = "10000", "20000"
-BASE = "http://flow/flow-server"
+BASE = "http://127.0.0.1:9380/flow-server"  # the Host a loopback flow_server answers
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,7 @@ async def served(
         peers={PEER: "http://127.0.0.1:9"},
         state_dir=root / "state",
         database_url=module_databases.new("poison"),
+        input_grants={PEER: [root]},  # the proposals name data under root
     )
     app = create_app(settings, catalog=CATALOG)
     bus = Bus(kafka.bootstrap, client_id="flow-poison-test")
@@ -164,7 +165,7 @@ async def test_poison_is_set_aside_and_the_next_proposal_is_answered(
 
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families((await client.get("http://flow/metrics")).text)
+        for family in text_string_to_metric_families((await client.get("http://127.0.0.1:9380/metrics")).text)
         for s in family.samples
     }
     dead_total = sum(
