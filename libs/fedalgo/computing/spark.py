@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import os
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,13 +101,12 @@ class _Timings:
     def __init__(self, sc: Any) -> None:
         self._sc = sc
         self._lock = threading.Lock()
-        self._groups = itertools.count()
         self.by_label: dict[str, StageTiming] = {}
 
     @contextlib.contextmanager
     def action(self, fn: Callable[..., Any]) -> Iterator[None]:
         label = getattr(fn, "__name__", "work").strip("_")[:MAX_LABEL]
-        group = f"tessera-{next(self._groups)}"
+        group = f"tessera-{uuid.uuid4().hex}"  # unique in the context's tracker, across users
         # Job groups are per thread (pyspark pins Python threads to JVM threads).
         self._sc.setJobGroup(group, label)
         started = time.monotonic()
