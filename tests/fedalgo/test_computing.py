@@ -26,8 +26,10 @@ from fedalgo.federation import run_parties
 from fedalgo.histogram import bin_sums
 from fedalgo.logistic import linear
 from fedalgo.tables import read_dataset
+from hdfs_cluster import hdfs
 
 ROWS = 120
+__all__ = ["hdfs"]  # the session fixture, imported for this module's tests
 
 
 @pytest.fixture(scope="module")
@@ -158,6 +160,25 @@ def test_spark_reads_csv_and_parquet_uris(spark: SparkComputing, tmp_path: Path)
     )
     table = spark.read_table(f"file://{parquet}")
     assert table.header == ["id", "x"] and sorted(table.rows) == [["a", "1.5"], ["b", "2.0"]]
+
+
+def test_spark_reads_a_dataset_from_a_real_hdfs(
+    spark: SparkComputing, hdfs: str, breast: dict[str, Path]
+) -> None:
+    jvm = spark._sc._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(
+        jvm.java.net.URI(hdfs), spark._sc._jsc.hadoopConfiguration()
+    )
+    fs.copyFromLocalFile(
+        jvm.org.apache.hadoop.fs.Path(str(breast["guest"])),
+        jvm.org.apache.hadoop.fs.Path("/data/guest.csv"),
+    )
+    got = spark.read_dataset(f"{hdfs}/data/guest.csv", with_label=True)
+    want = read_dataset(breast["guest"], with_label=True)
+    assert got.ids == want.ids and got.features == want.features
+    assert np.array_equal(got.x, want.x) and np.array_equal(got.y, want.y)  # type: ignore[arg-type]
+    table = spark.read_table(f"{hdfs}/data/guest.csv")
+    assert table.rows == read_rows(breast["guest"])[1]
 
 
 def test_the_local_engine_refuses_remote_uris() -> None:
