@@ -1,5 +1,6 @@
 """``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
-[--engine local|spark] [--spark-master URL] [--spark-submit-args ARGS]``."""
+[--engine local|spark] [--spark-master URL] [--spark-submit-args ARGS]
+[--database sqlite|postgresql]``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from bench import (
     binning,
     bridge,
+    dashboard_start,
     datasets,
     hetero_lr,
     intersect,
@@ -29,6 +31,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "binning": binning.run,
     "spark_start": spark_start.run,
     "spark_phases": spark_phases.run,
+    "dashboard_start": dashboard_start.run,
 }
 
 
@@ -59,6 +62,12 @@ def main(argv: list[str] | None = None) -> None:
         default="",
         help="spark-submit flags every party's operator sets (e.g. '--driver-memory 2g')",
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="dashboard_start: the dashboard's database (postgresql: a throwaway cluster)",
+    )
     args = parser.parse_args(argv)
     options = Options(
         dataset=args.dataset,
@@ -67,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         engine=args.engine,
         spark_master=args.spark_master,
         spark_submit_args=args.spark_submit_args,
+        database=args.database,
     )
     BENCHMARKS[args.name](options)
 

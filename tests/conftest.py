@@ -1,5 +1,6 @@
 """Session fixtures: two real Apache Kafka brokers (one per party) and a throwaway PostgreSQL,
-each started once per session, on first use; the data sets in data/. Under CI=true or
+each started once per session, on first use; fresh databases on either backend; the data sets in
+data/. Under CI=true or
 TESSERA_STRICT=1 (make test) a skip fails the run (real_parts.py)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from backends import Databases
 from brokers import Broker, free_port
 from real_parts import HOW_TO_INSTALL, fail_if_strict
 
@@ -124,3 +126,30 @@ def postgres() -> Iterator[PostgresServer]:
     finally:
         subprocess.run([str(POSTGRES_SH), "stop", str(server.data_dir)], check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _databases(request: pytest.FixtureRequest, tmp: Path) -> Iterator[Databases]:
+    backend = str(request.param)
+    server = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    dbs = Databases(backend, tmp, server)
+    try:
+        yield dbs
+    finally:
+        dbs.drop_all()
+
+
+@pytest.fixture(params=BACKENDS)
+def databases(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
+    """Fresh databases on each backend in turn: a test taking it runs once per backend."""
+    yield from _databases(request, tmp_path)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def module_databases(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Databases]:
+    """``databases`` for module-scoped fixtures: the module's tests run once per backend."""
+    yield from _databases(request, tmp_path_factory.mktemp("db"))

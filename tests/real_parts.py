@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SYSTEM_SH = ROOT / "deploy" / "setup" / "system.sh"
 NOT_APPLICABLE = "not applicable here: "
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 HOW_TO_INSTALL = (
     "deploy/setup/system.sh installs the system packages (make install runs it), "
     "make install the Python ones, make deploy-tools helm and kubeconform"
@@ -65,3 +75,18 @@ def chromium() -> Path | None:
         [str(SYSTEM_SH), "chromium"], capture_output=True, text=True, check=False, timeout=30
     )
     return Path(found.stdout.strip()) if found.returncode == 0 else None
+
+
+def chromium_browser() -> Iterator[Any]:
+    """Headless Chromium through Playwright, for a module-scoped ``browser`` fixture to yield
+    from; a skip (a failure under make test) when either is missing."""
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no Chromium: deploy/setup/system.sh installs Debian's chromium")
+    with playwright_sync.sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()

@@ -15,6 +15,7 @@ import numpy as np
 
 from fedalgo.errors import ArgumentError
 from fedalgo.tables import LABEL_COLUMN, Dataset, Table
+from fedcore.floors import NO_FLOORS, SecurityFloors
 from fedcore.params import InvalidArguments, Params
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class Context:
 
     ``parties`` maps each role to its party ids, e.g. ``{"guest": ["10000"], "host": ["20000"]}``.
     ``inputs`` and ``outputs`` map names to file paths; outputs are files the component writes.
+    ``floors`` are this party's security floors, from its own settings (never from a peer): the
+    task_engine always passes them; a run outside a party (tests) has none unless given.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class Context:
         on_metric: MetricCallback | None = None,
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         computing: Computing | None = None,
+        floors: SecurityFloors = NO_FLOORS,
     ) -> None:
         self.role = role
         self.party_id = str(party_id)
@@ -79,6 +83,7 @@ class Context:
         self.inputs: dict[str, Path] = {k: Path(v) for k, v in inputs.items()}
         self.outputs: dict[str, Path] = {k: Path(v) for k, v in outputs.items()}
         self.federation = federation
+        self.floors = floors
         self._on_metric = on_metric
         self.logger = logger or logging.getLogger(f"fedalgo.{role}.{self.party_id}")
         self._computing = computing

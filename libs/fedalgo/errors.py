@@ -2,10 +2,15 @@
 
 ``FedAlgoError`` is the root. ``ArgumentError`` and ``DataError`` are also ``ValueError`` (the
 caller gave something unusable); ``UnknownComponentError`` is also a ``KeyError``;
-``FederationError`` covers a peer that never answered or a run that was aborted.
+``FederationError`` covers a peer that never answered or a run that was aborted. A step refused by
+its party's security floors raises ``fedcore.floors.FloorRefusal``. :func:`failure_code` names
+each of them by the error code the other parties are told (``fedcore.failures``).
 """
 
 from __future__ import annotations
+
+from fedcore import failures
+from fedcore.floors import FloorRefusal
 
 
 class FedAlgoError(Exception):
@@ -42,3 +47,24 @@ class FederationTimeout(FederationError, TimeoutError):
 
 class FederationAborted(FederationError):
     """The run was aborted (another party failed) while this party was waiting."""
+
+
+def failure_code(exc: BaseException) -> str:
+    """The code under which a step's failure with ``exc`` is reported to the other parties."""
+    if isinstance(exc, FloorRefusal):
+        return failures.floor_code(exc.floor)
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return code
+    return failures.STEP_ERROR
+
+
+# in order: the first match wins (ArgumentError and DataError are ValueErrors too)
+_CODES: tuple[tuple[type[BaseException], str], ...] = (
+    (ArgumentError, failures.BAD_ARGUMENTS),
+    (DataError, failures.BAD_DATA),
+    (ProtocolError, failures.PEER_PROTOCOL),
+    (FederationError, failures.FEDERATION),
+    (MemoryError, failures.OUT_OF_MEMORY),
+    (OSError, failures.INPUT_UNREADABLE),
+)

@@ -20,6 +20,7 @@ from fedalgo.components import get_component
 from fedalgo.context import Context
 from fedalgo.errors import FederationAborted, FederationTimeout
 from fedcore import codec
+from fedcore.floors import NO_FLOORS
 
 _POLL_S = 0.05
 
@@ -150,7 +151,8 @@ def run_parties(
     """Run one component on every party, each in its own thread, over an in-memory federation.
 
     ``party_specs`` maps party id → ``dict(role=..., args=..., inputs=..., outputs=...)`` and
-    optionally ``computing=`` (a :class:`fedalgo.computing.Computing`; default: a local pool);
+    optionally ``computing=`` (a :class:`fedalgo.computing.Computing`; default: a local pool)
+    and ``floors`` (the party's ``SecurityFloors``; none by default);
     ``parties`` (role → ids) defaults to the roles in ``party_specs``. The first exception any
     party raised is re-raised (with a note naming the party) after the others were aborted; a run
     still going after ``timeout_s`` is aborted and raises :class:`FederationTimeout`.
@@ -178,6 +180,7 @@ def run_parties(
                 federation=hub.endpoint(pid),
                 on_metric=on_metric,
                 computing=party.get("computing"),
+                floors=party.get("floors", NO_FLOORS),
             )
             try:
                 spec.run(ctx)

@@ -35,6 +35,13 @@ def batches(n_samples: int, batch_size: int, *, seed: int, epoch: int) -> list[n
     return [order[i : i + batch_size] for i in range(0, n_samples, batch_size)]
 
 
+def smallest_batch(n_samples: int, batch_size: int) -> int:
+    """The fewest rows any mini-batch of :func:`batches` holds (the last one may be short)."""
+    if batch_size == -1 or batch_size >= n_samples:
+        return n_samples
+    return n_samples % batch_size or batch_size
+
+
 def learning_rate(base: float, decay: float, epoch: int) -> float:
     """Inverse-time decay: ``base / (1 + decay * epoch)``; ``decay=0`` keeps it constant."""
     return base / (1.0 + decay * epoch)

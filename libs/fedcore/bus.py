@@ -347,24 +347,45 @@ class Subscription:
 
     async def _iterate(self) -> AsyncIterator[Envelope]:
         async for record in self._consumer:
-            tp = TopicPartition(record.topic, record.partition)
-            self._next[tp] = record.offset + 1
-            for stale, reason in self._expired(tp, record.timestamp):
-                await self._set_aside_partial(stale, reason)
-            try:
-                env = self._decode(tp, record)
-            except (_SetAside, CodecError, ValidationError, ValueError) as exc:
-                # Re-reading cannot make a malformed record valid: set it aside (its offset is
-                # committed with the next one) rather than stall every later record of the
-                # partition.
-                await self._set_aside(
-                    record.key, record.value, list(record.headers or ()), str(exc), record
-                )
-                continue
-            for partial, reason in self._over_budget():
-                await self._set_aside_partial(partial, reason)
+            env = await self._take(record)
             if env is not None:
                 yield env
+
+    async def batches(
+        self, *, max_records: int = 500, wait_ms: int = 1000
+    ) -> AsyncIterator[list[Envelope]]:
+        """Envelopes in lists of what has arrived (from at most ``max_records`` records each), for
+        a consumer that applies a list at a time; :meth:`commit` after a list commits exactly up
+        to it. A wait of ``wait_ms`` that brings nothing yields nothing."""
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=wait_ms, max_records=max_records)
+            envelopes = []
+            for records in fetched.values():
+                for record in records:
+                    if (env := await self._take(record)) is not None:
+                        envelopes.append(env)
+            if envelopes:
+                yield envelopes
+
+    async def _take(self, record: ConsumerRecord) -> Envelope | None:
+        """The envelope a record completes, if any; what cannot be handed out is set aside."""
+        tp = TopicPartition(record.topic, record.partition)
+        self._next[tp] = record.offset + 1
+        for stale, reason in self._expired(tp, record.timestamp):
+            await self._set_aside_partial(stale, reason)
+        try:
+            env = self._decode(tp, record)
+        except (_SetAside, CodecError, ValidationError, ValueError) as exc:
+            # Re-reading cannot make a malformed record valid: set it aside (its offset is
+            # committed with the next one) rather than stall every later record of the
+            # partition.
+            await self._set_aside(
+                record.key, record.value, list(record.headers or ()), str(exc), record
+            )
+            return None
+        for partial, reason in self._over_budget():
+            await self._set_aside_partial(partial, reason)
+        return env
 
     def _decode(self, tp: TopicPartition, record: ConsumerRecord) -> Envelope | None:
         chunk = header(record, "chunk")

@@ -85,6 +85,7 @@ HEX_ID = re.compile(r"^[0-9a-f]{32}$")
 PARTY_ID = re.compile(r"^[0-9]{1,18}$")
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _TYPE = r"^[a-z][a-z0-9_.-]{0,63}$"
+_CODE = r"^[a-z][a-z0-9_.-]{0,63}$"
 
 MessageId = Annotated[str, StringConstraints(strict=True, pattern=HEX_ID.pattern)]
 JobId = Annotated[str, StringConstraints(strict=True, pattern=HEX_ID.pattern)]
@@ -227,6 +228,8 @@ class TaskStatus(Body):
     party: PartyId | None = None
     state: TaskStateName
     reason: Text | None = None
+    # a failure's error code (fedcore.failures); an unknown one reads as "step_failed"
+    code: Annotated[str, StringConstraints(strict=True, pattern=_CODE)] | None = None
     attempt: Attempt | None = None
     outputs: Annotated[dict[Name, Text], Field(max_length=MAX_ENTRIES)] = Field(
         default_factory=dict

@@ -15,8 +15,16 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 
+from fedcore.floors import SecurityFloors
+
 _PEER_URL = re.compile(r"^PARTY_MQ_HTTP_URL_(\d+)$")
 _PEER_KEY = re.compile(r"^PARTY_PUBLIC_KEY_(\d+)$")
+# SecurityFloors field → its variable
+_FLOORS = {
+    "min_key_bits": "FLOOR_MIN_KEY_BITS",
+    "min_batch_rows": "FLOOR_MIN_BATCH_ROWS",
+    "max_bins": "FLOOR_MAX_BINS",
+}
 _PEER_GRANT = re.compile(r"^GRANT_INPUT_PATHS_(\d+)$")
 
 
@@ -70,7 +78,12 @@ class PartySettings(BaseModel):
     dashboard_port: int = 8080
     task_engine_port: int = 9360
     database_url: str | None = None
+    # the dashboard's own tables (job views, metrics, log tails); its tables and migration
+    # history are prefixed "dashboard_", so it may share the flow_server's PostgreSQL database
+    dashboard_database_url: str | None = None
     state_dir: Path = Path(".run/state")
+    # where this party's step outputs go (a peer's `output` only under a prefix granted for it)
+    output_root: Path | None = None
     # where else this party's data may be: a received input path or output dir must lie under
     # STATE_DIR or one of these (DATA_ROOTS, separated by ":")
     data_roots: list[Path] = Field(default_factory=list)
@@ -129,6 +142,11 @@ class PartySettings(BaseModel):
     # peer -> paths (files or directories) it may name as this party's input, as host; granted
     # at start-up like `tessera grant add --path` (the example parties grant the demo data)
     input_grants: dict[str, list[Path]] = Field(default_factory=dict)
+    # the limits this party puts on every step run on its data, whoever proposed the job
+    floors: SecurityFloors = Field(default_factory=SecurityFloors)
+    # the runtime images this party's steps may run in on Kubernetes (a job's `runtime-image`
+    # must be one of them); empty where steps run in no image (the sandbox)
+    step_images: tuple[str, ...] = ()
 
     @field_validator("peers")
     @classmethod
@@ -178,13 +196,25 @@ class PartySettings(BaseModel):
 
     @property
     def roots(self) -> list[Path]:
-        """Where received paths (a step's inputs and output dir) may point: STATE_DIR and the
-        data roots."""
-        return [self.state_dir, *self.data_roots]
+        """Where received paths (a step's inputs and output dir) may point: STATE_DIR, the
+        data roots and the output root."""
+        own = [self.output_root] if self.output_root is not None else []
+        return [self.state_dir, *self.data_roots, *own]
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where this party's step outputs go unless its own job.yaml (or a grant) says else;
+        absolute, since steps run in their own work dirs."""
+        root = self.output_root if self.output_root is not None else self.state_dir / "output"
+        return root.absolute()
 
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / 'flow_server.db'}"
+
+    @property
+    def dashboard_db_url(self) -> str:
+        return self.dashboard_database_url or f"sqlite:///{self.state_dir / 'dashboard.db'}"
 
     @classmethod
     def from_env(
@@ -232,7 +262,9 @@ class PartySettings(BaseModel):
             "dashboard_port": "DASHBOARD_PORT",
             "task_engine_port": "TASK_ENGINE_PORT",
             "database_url": "DATABASE_URL",
+            "dashboard_database_url": "DASHBOARD_DATABASE_URL",
             "state_dir": "STATE_DIR",
+            "output_root": "OUTPUT_ROOT",
             "private_key_file": "PARTY_PRIVATE_KEY",
             "task_timeout_s": "TASK_TIMEOUT_S",
             "accept_timeout_s": "ACCEPT_TIMEOUT_S",
@@ -258,6 +290,8 @@ class PartySettings(BaseModel):
             "flow_server_url": "FLOW_SERVER_URL",
         }
         fields.update({f: env[v] for f, v in optional.items() if env.get(v)})
+        fields["floors"] = {f: env[v] for f, v in _FLOORS.items() if env.get(v)}
+        fields["step_images"] = _words(env.get("STEP_IMAGES", ""))
         if env.get("DATA_ROOTS"):
             fields["data_roots"] = [p for p in env["DATA_ROOTS"].split(os.pathsep) if p]
         try:

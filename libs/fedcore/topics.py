@@ -12,9 +12,8 @@ IN_CTL: Final = "fl.in.ctl"
 OUT_FED: Final = "fl.out.fed"
 IN_FED: Final = "fl.in.fed"
 
-# Outbound records the bridge cannot route (unknown destination, no id), kept for an operator.
-BRIDGE_DEAD: Final = "fl.bridge.dead"
-# Consumed messages a service could not apply (fedcore.deadletter), set aside with their reason.
+# Consumed messages a service could not apply, and outbound records the bridge cannot route
+# (unknown destination, no id): set aside with their reason (fedcore.deadletter).
 DEAD: Final = "fl.dead"
 
 ALL: Final = (
@@ -27,7 +26,6 @@ ALL: Final = (
     IN_CTL,
     OUT_FED,
     IN_FED,
-    BRIDGE_DEAD,
     DEAD,
 )
 

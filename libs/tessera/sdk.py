@@ -47,6 +47,7 @@ __all__ = [
     "Member",
     "ModelInfo",
     "ModelList",
+    "OutputPlacement",
     "PipelineCreated",
     "PipelineInfo",
     "StepInfo",
@@ -127,8 +128,18 @@ class TaskInfo(_Answer):
     party_id: str
     role: str
     state: str
-    reason: str | None = None
+    reason: str | None = None  # another party's failure: only its code's text
     attempt: int | None = None
+    code: str | None = None
+
+
+class OutputPlacement(_Answer):
+    """Where this party writes the job's outputs, who chose it and why."""
+
+    root: str
+    chosen_by: str
+    requested: str | None = None
+    reason: str
 
 
 class StepInfo(_Answer):
@@ -161,6 +172,7 @@ class JobDetail(JobSummary):
     roles: dict[str, list[str]] = {}
     members: list[Member] = []
     steps: list[StepInfo] = []
+    output: OutputPlacement | None = None
 
     def pending_approval(self) -> list[str]:
         """The parties whose operator has yet to approve the proposal."""

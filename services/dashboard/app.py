@@ -1,8 +1,9 @@
 """The dashboard's FastAPI app: settings in, a lifespan that runs the Kafka consumer, the routes.
 
-On start the lifespan opens a groupless subscription to ``fl.status``, ``fl.results`` and
-``fl.logs`` that replays them from the beginning into a fresh :class:`Aggregator`, so a restarted
-dashboard rebuilds the same views; on stop it cancels the consumer and waits (bounded) for it.
+On start the lifespan brings the dashboard's database to its newest migration and starts the
+consumer, which goes on from the offsets the dashboard's consumer group last committed
+(:mod:`dashboard.consumer`); the views are read from the database, so start-up does not depend on
+how many jobs it holds. On stop it cancels the consumer and waits (bounded) for it.
 When a token is required (off loopback), it also opens the flow_server's database, where the
 party's API tokens are (:mod:`dashboard.auth`); on loopback the Host header is checked
 (:mod:`fedcore.hostcheck`).
@@ -10,6 +11,7 @@ party's API tokens are (:mod:`dashboard.auth`); on loopback the Host header is c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,13 +19,14 @@ from fastapi import FastAPI, Response
 from sqlalchemy import create_engine
 
 from dashboard import api, approvals, errors, login, pages
-from dashboard.aggregator import Aggregator
 from dashboard.auth import LoginRequired, Sessions
 from dashboard.consumer import Changes, Consumer, EnvelopeSource, KafkaSource
+from dashboard.db import upgrade_to_head
 from dashboard.deps import MetricsDep, State
 from dashboard.metrics import CONTENT_TYPE, DashboardMetrics
+from dashboard.store import Store
 from fedcore.apitokens import token_required
-from fedcore.dburl import normalize_url
+from fedcore.dburl import make_engine, normalize_url
 from fedcore.hostcheck import HostCheck
 from fedcore.settings import PartySettings
 
@@ -34,13 +37,17 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
     """The app for one party; ``source`` defaults to that party's Kafka."""
     required = token_required(settings)
     records = source or KafkaSource(
-        settings.kafka_bootstrap, client_id=f"dashboard-{settings.party_id}"
+        settings.kafka_bootstrap,
+        client_id=f"dashboard-{settings.party_id}",
+        group_id=f"dashboard-{settings.party_id}",
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        aggregator, changes = Aggregator(), Changes()
-        consumer = Consumer(records, aggregator, changes)
+        database = make_engine(settings.dashboard_db_url)
+        await asyncio.to_thread(upgrade_to_head, database)
+        store, changes = Store(database), Changes()
+        consumer = Consumer(records, store, changes)
         app.state.changes = changes  # so the server can end event streams when it stops
         # the party's API tokens live in the flow_server's database
         engine = (
@@ -50,10 +57,10 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
         try:
             yield State(
                 settings=settings,
-                aggregator=aggregator,
+                store=store,
                 changes=changes,
                 consumer=consumer,
-                metrics=DashboardMetrics(aggregator, consumer),
+                metrics=DashboardMetrics(store, consumer),
                 sessions=Sessions(engine) if engine is not None else None,
             )
         finally:
@@ -61,6 +68,7 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
             await consumer.stop(STOP_TIMEOUT_S)
             if engine is not None:
                 engine.dispose()
+            database.dispose()
 
     app = FastAPI(
         title="Tessera dashboard",
@@ -77,7 +85,7 @@ def create_app(settings: PartySettings, *, source: EnvelopeSource | None = None)
 
     @app.get("/metrics", response_class=Response, include_in_schema=False)
     async def metrics(metrics: MetricsDep) -> Response:
-        """Prometheus text format."""
-        return Response(metrics.render(), media_type=CONTENT_TYPE)
+        """Prometheus text format (the job count is read from the database)."""
+        return Response(await asyncio.to_thread(metrics.render), media_type=CONTENT_TYPE)
 
     return app

@@ -1,7 +1,7 @@
 """What the routes get from the lifespan: typed accessors and their ``Annotated`` aliases.
 
-The accessors are ``async`` on purpose: FastAPI runs them on the event loop, the one the consumer
-mutates the aggregator on, so a request never reads a view halfway through an update.
+Routes that read the store are plain functions (FastAPI runs them in its thread pool), as the
+store's sessions are synchronous; each read is one consistent transaction of the database.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from typing import Annotated, TypedDict
 
 from fastapi import Depends, HTTPException, Request
 
-from dashboard.aggregator import Aggregator, JobView
 from dashboard.auth import Sessions
 from dashboard.consumer import Changes, Consumer
 from dashboard.metrics import DashboardMetrics
+from dashboard.store import Store
+from dashboard.views import JobView
 from fedcore.settings import PartySettings
 
 
@@ -21,7 +22,7 @@ class State(TypedDict):
     """The lifespan state, handed to each request as ``request.state``."""
 
     settings: PartySettings
-    aggregator: Aggregator
+    store: Store
     changes: Changes
     consumer: Consumer
     metrics: DashboardMetrics
@@ -33,9 +34,9 @@ async def get_settings(request: Request) -> PartySettings:
     return settings
 
 
-async def get_aggregator(request: Request) -> Aggregator:
-    aggregator: Aggregator = request.state.aggregator
-    return aggregator
+async def get_store(request: Request) -> Store:
+    store: Store = request.state.store
+    return store
 
 
 async def get_changes(request: Request) -> Changes:
@@ -54,14 +55,14 @@ async def get_metrics(request: Request) -> DashboardMetrics:
 
 
 SettingsDep = Annotated[PartySettings, Depends(get_settings)]
-AggregatorDep = Annotated[Aggregator, Depends(get_aggregator)]
+StoreDep = Annotated[Store, Depends(get_store)]
 ChangesDep = Annotated[Changes, Depends(get_changes)]
 ConsumerDep = Annotated[Consumer, Depends(get_consumer)]
 MetricsDep = Annotated[DashboardMetrics, Depends(get_metrics)]
 
 
-async def get_job(job_id: str, aggregator: AggregatorDep) -> JobView:
-    job = aggregator.get(job_id)
+def get_job(job_id: str, store: StoreDep) -> JobView:
+    job = store.job(job_id)
     if job is None:
         raise HTTPException(status_code=404, detail=f"job {job_id!r} not found")
     return job

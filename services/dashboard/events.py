@@ -23,7 +23,8 @@ async def change_stream(
     heartbeat_s: float = HEARTBEAT_S,
     min_interval_s: float = MIN_INTERVAL_S,
 ) -> AsyncIterator[str]:
-    """One event now, then one per change, coalescing bursts (a replay) to one per interval.
+    """One event now, then one per change, coalescing bursts (a catch-up after a restart) to one
+    per interval.
 
     The stream ends when ``changes`` is closed (the server is shutting down); browsers reconnect
     on their own after ``retry``.

@@ -16,18 +16,20 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from dashboard import render
-from dashboard.aggregator import Aggregator, JobView
-from dashboard.api import MAX_COMPARE, SEARCH_PATTERN, STATE_PATTERN, pipelines_of
-from dashboard.deps import AggregatorDep
+from dashboard.api import MAX_COMPARE, MAX_OFFSET, SEARCH_PATTERN, STATE_PATTERN, pipelines_of
+from dashboard.deps import StoreDep
 from dashboard.schemas import JobAnalysis, JobDetail, JobLogs, JobMetrics, JobSummary
+from dashboard.store import Store
+from dashboard.views import JobView
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_JOBS: Final = 25
+COMPARE_CHOICES: Final = 500  # the newest jobs offered on the compare page
 
 StateQuery = Annotated[str | None, Query(pattern=STATE_PATTERN)]
 SearchQuery = Annotated[str | None, Query(pattern=SEARCH_PATTERN)]
-OffsetQuery = Annotated[int, Query(ge=0)]
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 ThresholdQuery = Annotated[float | None, Query(ge=0.0, le=1.0)]
 
 
@@ -49,11 +51,14 @@ def _query(state: str | None, q: str | None) -> dict[str, str]:
     return {k: v for k, v in (("state", state), ("q", q)) if v}
 
 
-def _jobs_fragment(aggregator: Aggregator, state: str | None, q: str | None, offset: int) -> str:
-    jobs = aggregator.jobs(state=state, search=q)
-    page = [JobSummary.of(j) for j in jobs[offset : offset + PAGE_JOBS]]
+def _jobs_fragment(store: Store, state: str | None, q: str | None, offset: int) -> str:
+    jobs = store.jobs(state=state, search=q, limit=PAGE_JOBS, offset=offset)
     return render.jobs_table(
-        page, total=len(jobs), offset=offset, limit=PAGE_JOBS, query=_query(state, q)
+        [JobSummary.of(j) for j in jobs],
+        total=store.total(state=state, search=q),
+        offset=offset,
+        limit=PAGE_JOBS,
+        query=_query(state, q),
     )
 
 
@@ -69,8 +74,8 @@ def _job_not_found(job_id: str) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def jobs_page(
-    aggregator: AggregatorDep,
+def jobs_page(
+    store: StoreDep,
     state: StateQuery = None,
     q: SearchQuery = None,
     offset: OffsetQuery = 0,
@@ -79,19 +84,17 @@ async def jobs_page(
     params = urlencode({**_query(state, q), "offset": offset})
     page = render.page(
         "Jobs",
-        _jobs_fragment(aggregator, state, q, offset),
+        _jobs_fragment(store, state, q, offset),
         nonce=nonce,
         fragment_url=f"/_fragments/jobs?{params}",
-        controls=render.jobs_controls(aggregator.states(), state=state, search=q or ""),
+        controls=render.jobs_controls(store.states(), state=state, search=q or ""),
     )
     return html(page, nonce=nonce)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-async def job_page(
-    job_id: str, aggregator: AggregatorDep, threshold: ThresholdQuery = None
-) -> HTMLResponse:
-    job = aggregator.get(job_id)
+def job_page(job_id: str, store: StoreDep, threshold: ThresholdQuery = None) -> HTMLResponse:
+    job = store.job(job_id)
     if job is None:
         return _job_not_found(job_id)
     nonce = secrets.token_urlsafe(16)
@@ -110,15 +113,16 @@ async def job_page(
 
 
 @router.get("/compare", response_class=HTMLResponse)
-async def compare_page(
-    aggregator: AggregatorDep,
+def compare_page(
+    store: StoreDep,
     jobs: Annotated[list[str] | None, Query(max_length=MAX_COMPARE)] = None,
 ) -> HTMLResponse:
     chosen = jobs or []
-    missing = [j for j in chosen if aggregator.get(j) is None]
+    found = {j: store.job(j) for j in chosen}
+    missing = [j for j, v in found.items() if v is None]
     if missing:
         return error_page(404, "Job not found", f"No job {', '.join(missing)} is known here.")
-    views = [v for v in (aggregator.get(j) for j in chosen) if v is not None]
+    views = [v for v in found.values() if v is not None]
     nonce = secrets.token_urlsafe(16)
     params = urlencode([("jobs", j) for j in chosen])
     page = render.page(
@@ -128,45 +132,43 @@ async def compare_page(
         ),
         nonce=nonce,
         fragment_url=f"/_fragments/compare?{params}" if chosen else None,
-        controls=render.compare_controls([j.job_id for j in aggregator.jobs()], chosen),
+        controls=render.compare_controls(store.job_ids(COMPARE_CHOICES), chosen),
     )
     return html(page, nonce=nonce)
 
 
 @router.get("/pipelines", response_class=HTMLResponse)
-async def pipelines_page(aggregator: AggregatorDep) -> HTMLResponse:
+def pipelines_page(store: StoreDep) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    body = render.pipelines_section(pipelines_of(aggregator))
+    body = render.pipelines_section(pipelines_of(store))
     page = render.page("Task flow", body, nonce=nonce, fragment_url="/_fragments/pipelines")
     return html(page, nonce=nonce)
 
 
 @router.get("/_fragments/jobs", response_class=HTMLResponse)
-async def jobs_fragment(
-    aggregator: AggregatorDep,
+def jobs_fragment(
+    store: StoreDep,
     state: StateQuery = None,
     q: SearchQuery = None,
     offset: OffsetQuery = 0,
 ) -> HTMLResponse:
-    return html(_jobs_fragment(aggregator, state, q, offset))
+    return html(_jobs_fragment(store, state, q, offset))
 
 
 @router.get("/_fragments/jobs/{job_id}", response_class=HTMLResponse)
-async def job_fragment(
-    job_id: str, aggregator: AggregatorDep, threshold: ThresholdQuery = None
-) -> HTMLResponse:
-    job = aggregator.get(job_id)
+def job_fragment(job_id: str, store: StoreDep, threshold: ThresholdQuery = None) -> HTMLResponse:
+    job = store.job(job_id)
     if job is None:
         return html(render.not_found_fragment(job_id), status_code=404)
     return html(_job_fragment(job, threshold))
 
 
 @router.get("/_fragments/compare", response_class=HTMLResponse)
-async def compare_fragment(
-    aggregator: AggregatorDep,
+def compare_fragment(
+    store: StoreDep,
     jobs: Annotated[list[str] | None, Query(max_length=MAX_COMPARE)] = None,
 ) -> HTMLResponse:
-    views = [v for v in (aggregator.get(j) for j in jobs or []) if v is not None]
+    views = [v for v in (store.job(j) for j in jobs or []) if v is not None]
     return html(
         render.compare_section(
             [JobAnalysis.of(v) for v in views], [JobMetrics.of(v) for v in views]
@@ -175,5 +177,5 @@ async def compare_fragment(
 
 
 @router.get("/_fragments/pipelines", response_class=HTMLResponse)
-async def pipelines_fragment(aggregator: AggregatorDep) -> HTMLResponse:
-    return html(render.pipelines_section(pipelines_of(aggregator)))
+def pipelines_fragment(store: StoreDep) -> HTMLResponse:
+    return html(render.pipelines_section(pipelines_of(store)))

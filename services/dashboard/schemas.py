@@ -1,4 +1,5 @@
-"""The JSON the dashboard serves, built from the aggregator's views (the pages render it too).
+"""The JSON the dashboard serves, built from the job views the store reads (the pages render it
+too).
 
 Naming: ``step`` is a pipeline step's name (an envelope's ``task``); a metric's own ``step`` field,
 its iteration, is called ``iteration`` here so that the two cannot be confused.
@@ -11,17 +12,7 @@ from typing import Any, Self
 from pydantic import BaseModel
 
 from dashboard import analysis
-from dashboard.aggregator import LOSS, JobView, MetricKey, StepView
-
-
-class StageOut(BaseModel):
-    """One kind of a Spark step's work: its wall seconds and how many jobs, stages, tasks."""
-
-    label: str
-    seconds: float
-    jobs: int
-    stages: int
-    tasks: int
+from dashboard.views import LOSS, JobView, MetricKey, StepView
 
 
 class TaskOut(BaseModel):
@@ -30,7 +21,6 @@ class TaskOut(BaseModel):
     reason: str | None
     updated_at: float
     engine: str | None = None  # "local", or "spark (<master>)": the step's computing metric
-    stages: list[StageOut] = []  # a Spark step's stage timings (its spark_stages metric)
 
 
 class StepOut(BaseModel):
@@ -51,7 +41,6 @@ class StepOut(BaseModel):
                 reason=t.reason,
                 updated_at=t.updated_at,
                 engine=step.engines.get(party),
-                stages=[StageOut(**vars(t)) for t in step.stages.get(party, [])],
             )
             for party, t in sorted(step.tasks.items())
         ]
@@ -245,7 +234,7 @@ class ConsumerHealth(BaseModel):
     connected: bool
     stopped: bool
     records: int
-    set_aside: int = 0  # records it could not apply (on fl.dead), since the last replay
+    set_aside: int = 0  # records it could not apply (on fl.dead), since it started
     last_record_at: float | None
     error: str | None
 

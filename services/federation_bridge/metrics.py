@@ -36,7 +36,7 @@ class BridgeMetrics:
             registry=r,
         )
         self.dead_lettered = Counter(
-            "tessera_bridge_dead_lettered", "outbound records sent to fl.bridge.dead", registry=r
+            "tessera_bridge_dead_lettered", "outbound records set aside on fl.dead", registry=r
         )
         self.records_in = Counter(
             "tessera_bridge_records_received",

@@ -11,9 +11,9 @@ dead-lettered, so a crash re-sends rather than loses (the receiver de-duplicates
 A record the bridge can never deliver — no or unknown ``dst``, ``dst`` = this party, or one the
 peer would refuse (:func:`~federation_bridge.wire.record_problem`: a ``src`` other than this party,
 no well-formed ``id``, an envelope whose body disagrees with its headers, an oversized record) —
-is a defect of its producer. It is written to the
-dead-letter topic :data:`DEAD_LETTER_TOPIC` (untouched, plus ``dead_*`` headers) and logged as an
-error, then committed past. Holding it instead would stall every job that shares its partition
+is a defect of its producer. It is set aside on ``fl.dead`` like every consumer's poison
+(:mod:`fedcore.deadletter`: untouched, plus ``dead_*`` headers, counted, one bounded log line),
+then committed past. Holding it instead would stall every job that shares its partition
 until a restart with a new configuration; the dead-letter topic keeps it for an operator to
 inspect and replay without blocking the others.
 
@@ -40,6 +40,7 @@ from pydantic import ValidationError
 
 from fedcore import topics
 from fedcore.bus import Bus
+from fedcore.deadletter import DeadLetters
 from fedcore.settings import PartySettings
 from federation_bridge.buffer import PeerBuffer
 from federation_bridge.delivery import PeerLink
@@ -50,7 +51,6 @@ from federation_bridge.wire import WireRecord, find_header, record_problem, summ
 
 log = logging.getLogger(__name__)
 
-DEAD_LETTER_TOPIC = topics.BRIDGE_DEAD
 _POLL_MS = 500
 _KAFKA_RETRY_S = 1.0
 _POSITION_WAIT_S = 0.5
@@ -90,6 +90,7 @@ class Sender:
         self._options = options
         self._bus = bus
         self.metrics = metrics or BridgeMetrics()
+        self._dead = DeadLetters(bus, "federation_bridge", on_dead=self.metrics.dead_lettered.inc)
         self.links = {
             peer: PeerLink(
                 party_id=settings.party_id,
@@ -113,7 +114,6 @@ class Sender:
         self._committer: asyncio.Task[None] | None = None
         self._delivered = asyncio.Event()
         self._closing = False
-        self.dead_lettered = 0
         self.failure: str | None = None
 
     @property
@@ -166,7 +166,7 @@ class Sender:
         return {
             "running": self.failure is None and not self._closing,
             "failure": self.failure,
-            "dead_lettered": self.dead_lettered,
+            "dead_lettered": self._dead.count,
             "in_flight": self._tracker.in_flight(),
             "peers": {
                 peer: {
@@ -279,23 +279,9 @@ class Sender:
         return dst, wire
 
     async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        where = f"{record.topic}/{record.partition}/{record.offset}"
-        log.error("dead-lettering %s to %s: %s", where, DEAD_LETTER_TOPIC, reason)
-        headers = [
-            *(record.headers or ()),
-            ("dead_reason", reason.encode()),
-            ("dead_source", where.encode()),
-        ]
-        while True:
-            try:
-                await self._bus.publish_raw(DEAD_LETTER_TOPIC, record.key, record.value, headers)
-            except KafkaError as exc:
-                log.warning("cannot write to %s (%s), retrying", DEAD_LETTER_TOPIC, exc)
-                await asyncio.sleep(_KAFKA_RETRY_S)
-                continue
-            self.dead_lettered += 1
-            self.metrics.dead_lettered.inc()
-            return
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        headers = list(record.headers or ())
+        await self._dead.put_raw(record.key, record.value, headers, reason, source=where)
 
     # -- delivering and committing --------------------------------------------------------------
 

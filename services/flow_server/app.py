@@ -145,10 +145,11 @@ def create_app(
                     me=settings.party_id,
                     peers=frozenset(settings.peers),
                     catalog=catalog if catalog is not None else component_catalog(),
-                    default_output=settings.state_dir / "output",
+                    default_output=settings.outputs_dir,
                     accept_timeout_s=settings.accept_timeout_s,
                     policy=Policy.from_settings(settings),
                     platform_retries=settings.platform_retries,
+                    state_dir=settings.state_dir,
                 )
                 server = FlowServer(
                     settings=settings,
@@ -161,7 +162,7 @@ def create_app(
                         bus,
                         group_id=f"flow_server-{settings.party_id}",
                         apply=lambda env: server.apply(env),
-                        on_dead=lambda env: server.metrics.dead(env.type),
+                        on_dead=lambda kind: server.metrics.dead(kind),
                     ),
                     lock=asyncio.Lock(),
                 )

@@ -87,6 +87,7 @@ def job_detail(job: Job, *, catalog: Catalog) -> schemas.JobDetail:
                     role=role,
                     state=t.state if t else "waiting",
                     reason=t.reason if t else None,
+                    code=t.code if t else None,
                     attempt=t.attempt if t else None,
                     updated_ms=t.updated_ms if t else None,
                 )
@@ -108,4 +109,7 @@ def job_detail(job: Job, *, catalog: Catalog) -> schemas.JobDetail:
         ],
         steps=steps,
         fed_since_ms=job.fed_since_ms,
+        output=schemas.OutputPlacementOut.model_validate(job.output_placement)
+        if job.output_placement
+        else None,
     )

@@ -10,32 +10,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from fedcore.dburl import normalize_url
+# re-exported: the engine is made in fedcore, as the dashboard has a database too
+from fedcore.dburl import make_engine as make_engine
+from fedcore.dburl import normalize_url as normalize_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
-
-def make_engine(url: str) -> Engine:
-    url = normalize_url(url)
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
-
-    @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.close()
-
-    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

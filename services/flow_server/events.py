@@ -12,7 +12,9 @@ whatever it holds, can stop or wedge the consumer:
   ``fl.dead`` with the reason (``fedcore.deadletter``: one bounded log line, a counter), and the
   offset moves past it.
 
-A record that does not even decode as an envelope is skipped by the subscription itself.
+A record that is not even an envelope (it does not decode, breaks the chunk bounds, or its body
+names another id, src or dst than its headers) is set aside on ``fl.dead`` by the subscription
+itself (``Bus.subscribe``'s ``dead_letters``), counted under the type ``other``.
 """
 
 from __future__ import annotations
@@ -28,8 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from fedcore import logs, topics
 from fedcore.bus import Bus
-from fedcore.codec import CodecError
-from fedcore.deadletter import DeadLetters, bounded
+from fedcore.deadletter import DeadLetters
 from fedcore.envelope import Envelope
 from fedcore.messages import describe
 
@@ -63,7 +64,10 @@ def reason(exc: BaseException) -> str:
 class EventConsumer:
     """One consumer-group member applying envelopes in order; ``start()`` / ``stop()``.
 
-    ``on_dead(env)`` is called for each envelope set aside (after it reached ``fl.dead``).
+    ``on_dead(kind)`` is called for each message set aside (after it reached ``fl.dead``):
+    ``kind`` is the envelope's type, or ``"record"`` for a record the subscription could not
+    hand out as an envelope (it does not decode, breaks the chunk bounds, or its headers and body
+    disagree).
     """
 
     def __init__(
@@ -73,7 +77,7 @@ class EventConsumer:
         group_id: str,
         apply: Apply,
         retry_delay_s: float = 1.0,
-        on_dead: Callable[[Envelope], object] | None = None,
+        on_dead: Callable[[str], object] | None = None,
     ) -> None:
         self._bus = bus
         self._group_id = group_id
@@ -81,6 +85,9 @@ class EventConsumer:
         self._retry_delay_s = retry_delay_s
         self._on_dead = on_dead
         self._dead = DeadLetters(bus, SERVICE)
+        self._dead_records = DeadLetters(
+            bus, SERVICE, on_dead=None if on_dead is None else lambda: on_dead("record")
+        )
         self._task: asyncio.Task[None] | None = None
         self.error: BaseException | None = None
 
@@ -90,7 +97,7 @@ class EventConsumer:
 
     @property
     def dead_letters(self) -> int:
-        return self._dead.count
+        return self._dead.count + self._dead_records.count
 
     def start(self) -> None:
         if self._task is None:
@@ -121,17 +128,11 @@ class EventConsumer:
 
     async def _consume(self) -> None:
         async with self._bus.subscribe(
-            [topics.IN_CTL, topics.STATUS], group_id=self._group_id
+            [topics.IN_CTL, topics.STATUS],
+            group_id=self._group_id,
+            dead_letters=self._dead_records,
         ) as sub:
-            records = aiter(sub)
-            while True:
-                try:
-                    env = await anext(records)
-                except (CodecError, ValidationError) as exc:
-                    log.error(bounded(f"skipping a record that is not a valid envelope: {exc}"))
-                    await sub.commit()
-                    records = aiter(sub)
-                    continue
+            async for env in sub:
                 await self._guarded(env)
                 await sub.commit()
 
@@ -153,5 +154,5 @@ class EventConsumer:
                 why = f"{env.type} {env.id} from {env.src}: {reason(exc)}"
                 await self._dead.put_envelope(env, why, source=SOURCE)
                 if self._on_dead is not None:
-                    self._on_dead(env)
+                    self._on_dead(env.type)
                 return

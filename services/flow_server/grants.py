@@ -370,9 +370,12 @@ def _fitting(
             return grant
     first = found[0]
     if not serves_as(first, role):
+        # the label-holding side is the party's floor `guest-data` (fedcore.floors)
+        floor = " (floor guest-data: only data granted --as guest holds the labels)"
         raise DslError(
             "role_not_granted",
-            f"{what}: granted to {initiator} as {first.role} only, not as {role}",
+            f"{what}: granted to {initiator} as {first.role} only, not as {role}"
+            + (floor if role == "guest" else ""),
             where,
         )
     refused = [c for c in components if c not in first.components]

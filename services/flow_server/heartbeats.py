@@ -31,7 +31,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from fedcore import topics
+from fedcore import failures, topics
 from fedcore.envelope import Envelope
 from fedcore.messages import TaskStatus, WorkerHeartbeat
 from flow_server import protocol
@@ -177,6 +177,7 @@ def report_lost(
             "party": ctx.me,
             "state": TaskState.FAILED,
             "reason": reason,
+            "code": failures.WORKER_LOST,
             "outputs": {},
             "attempt": step.attempt,
             "fault": protocol.PLATFORM,

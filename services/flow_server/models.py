@@ -92,6 +92,9 @@ class Job(Base):
     step_attempts: Mapped[dict[str, Any] | None]
     # step → automatic retries used since the step last started afresh (absent: 0)
     step_retries: Mapped[dict[str, Any] | None]
+    # where this party writes the job's outputs and who chose it (flow_server.placement): its
+    # own settings or job.yaml, or a peer's `output` under a prefix granted for outputs
+    output_placement: Mapped[dict[str, Any] | None]
     # step → reruns after this party's platform faults since the step last started afresh
     # (absent: 0); this party's own count, against its PLATFORM_RETRIES
     platform_retries: Mapped[dict[str, Any] | None]
@@ -133,7 +136,10 @@ class Task(Base):
     party_id: Mapped[str] = mapped_column(String(32))
     role: Mapped[str] = mapped_column(String(32))
     state: Mapped[str] = mapped_column(String(16))
+    # this party's own: the full local detail; another party's: what it told (a code's text)
     reason: Mapped[str | None] = mapped_column(Text)
+    # why it failed, as the other parties are told (fedcore.failures); None: not a failure here
+    code: Mapped[str | None] = mapped_column(String(64))
     outputs: Mapped[dict[str, Any]]
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=now_ms, onupdate=now_ms)

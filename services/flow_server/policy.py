@@ -1,23 +1,27 @@
 """This party's acceptance policy: which of its peers' proposals it accepts on its own, which
 wait for its operator, and which it refuses.
 
-A proposal is refused when one of its inputs is not granted to the proposer (``flow_server.grants``)
-or when it asks this party to run a component or take a role outside ``ACCEPT_COMPONENTS`` /
-``ACCEPT_ROLES``. Otherwise it is accepted at once under ``ACCEPT_POLICY=auto``, and waits in
-``pending_approval`` for the operator under ``ACCEPT_POLICY=manual`` or when its initiator is in
-``ACCEPT_MANUAL_PEERS``. Manual approval never overrides a grant: the operator approves what the
-grants allow, checked again at the moment of approval.
+A proposal is refused when it asks this party to run a component or take a role outside
+``ACCEPT_COMPONENTS`` / ``ACCEPT_ROLES``, when its args for this party cross one of this party's
+security floors (``flow_server.floors``: key size, batch rows, bins, runtime image), or when one
+of its inputs is not granted to the proposer (``flow_server.grants``; data serves as the
+label-holding guest only if granted ``--as guest``: the ``guest-data`` floor). Otherwise it is
+accepted at once under ``ACCEPT_POLICY=auto``, and waits in ``pending_approval`` for the operator
+under ``ACCEPT_POLICY=manual`` or when its initiator is in ``ACCEPT_MANUAL_PEERS``. Manual
+approval never overrides a grant or a floor: the operator approves what they allow, checked again
+at the moment of approval.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from fedcore.floors import SecurityFloors
 from fedcore.settings import PartySettings
-from flow_server import grants
+from flow_server import floors, grants
 from flow_server.dsl import DslError, JobSpec, Pipeline, takes_part
 
 
@@ -29,6 +33,9 @@ class Policy:
     manual_peers: frozenset[str] = frozenset()
     components: frozenset[str] = frozenset()  # empty: any
     roles: frozenset[str] = frozenset()  # empty: any
+    # this party's own limits on every step run on its data, and its runtime images (STEP_IMAGES)
+    floors: SecurityFloors = field(default_factory=SecurityFloors)
+    images: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, settings: PartySettings) -> Policy:
@@ -37,6 +44,8 @@ class Policy:
             manual_peers=frozenset(settings.manual_peers),
             components=frozenset(settings.accept_components),
             roles=frozenset(settings.accept_roles),
+            floors=settings.floors,
+            images=settings.step_images,
         )
 
     def manual_for(self, initiator: str) -> str | None:
@@ -90,6 +99,8 @@ def judge(
                     f"(ACCEPT_COMPONENTS: {', '.join(sorted(policy.components))})",
                     f"steps.{step.name}",
                 )
+    # the floors look at args only, never at a file: a refusal reads the same whatever exists
+    floors.check_job(spec, pipeline, me=me, party_floors=policy.floors, images=policy.images)
     admitted = grants.admit_inputs(
         session, me=me, initiator=initiator, pipeline=pipeline, spec=spec
     )

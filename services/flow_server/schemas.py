@@ -72,7 +72,9 @@ class TaskOut(BaseModel):
     party_id: str
     role: str
     state: str
+    # this party's own: the full local detail; another party's: what it told (a code's text)
     reason: str | None
+    code: str | None = None  # a failure's code (fedcore.failures), as every party sees it
     attempt: int | None
     updated_ms: int | None
 
@@ -83,11 +85,21 @@ class StepOut(BaseModel):
     tasks: list[TaskOut]  # one per party taking part in the step
 
 
+class OutputPlacementOut(BaseModel):
+    """Where this party writes the job's outputs, and why (flow_server.placement)."""
+
+    root: str
+    chosen_by: str  # "job.yaml" (this party's own), "grant" or "settings" (its output root)
+    requested: str | None  # the output the job named for this party
+    reason: str
+
+
 class JobDetail(JobSummary):
     roles: dict[str, list[str]]
     members: list[MemberOut]
     steps: list[StepOut]
     fed_since_ms: int
+    output: OutputPlacementOut | None = None
 
 
 class Health(BaseModel):

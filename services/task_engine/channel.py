@@ -65,9 +65,10 @@ class StepChannel:
         self._finished = True
         self.write({"kind": frames.DONE, "outputs": outputs})
 
-    def failed(self, reason: str) -> None:
+    def failed(self, reason: str, code: str) -> None:
+        """The step failed: ``reason`` stays on this party, ``code`` may be told to peers."""
         self._finished = True
-        self.write({"kind": frames.FAILED, "reason": reason})
+        self.write({"kind": frames.FAILED, "reason": reason, "code": code})
 
     # -- inbound ---------------------------------------------------------------------------
 

@@ -26,10 +26,11 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from fedcore import messages, paths, topics
+from fedcore import failures, messages, paths, topics
 from fedcore.bus import Bus, Subscription
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
+from fedcore.floors import SecurityFloors
 from task_engine import frames
 from task_engine.runtime import StepExit, StepHandle, StepLaunch, StepRuntime, StepRuntimeError
 from task_engine.step import SOCKET_FILE, write_spec
@@ -122,8 +123,9 @@ class Task:
     def peers(self) -> set[str]:
         return {p for ids in self.parties.values() for p in ids} - {self.party_id}
 
-    def spec(self, imports: tuple[str, ...]) -> dict[str, Any]:
-        """What the step process needs to know (see :mod:`task_engine.step`)."""
+    def spec(self, imports: tuple[str, ...], floors: SecurityFloors) -> dict[str, Any]:
+        """What the step process needs to know (see :mod:`task_engine.step`); ``floors`` are the
+        party's own, never anything from the task.run."""
         return {
             "job_id": self.job_id,
             "task": self.step,
@@ -136,6 +138,7 @@ class Task:
             "inputs": self.inputs,
             "output_dir": self.output_dir,
             "imports": list(imports),
+            "floors": floors.model_dump(),
         }
 
 
@@ -144,13 +147,17 @@ def status_envelope(
     state: str,
     *,
     reason: str | None = None,
+    code: str | None = None,
     outputs: Mapping[str, str] | None = None,
     fault: str | None = None,
 ) -> Envelope:
+    """A step's state for this party's flow_server and dashboard: ``reason`` is the local detail,
+    ``code`` (``fedcore.failures``) what the flow_server may forward to the other parties."""
     body: dict[str, Any] = {
         "party": task.party_id,
         "state": state,
         "reason": reason,
+        "code": code,
         "outputs": dict(outputs or {}),
         "attempt": task.attempt,
     }
@@ -188,6 +195,7 @@ class Outcome:
     state: str
     reason: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
     fault: str | None = None  # "platform": the platform ended the step, not its own error
 
 
@@ -204,8 +212,10 @@ class StepExecution:
         state_dir: Path,
         timeout_s: float,
         imports: tuple[str, ...] = (),
+        floors: SecurityFloors | None = None,
     ) -> None:
         self.task = task
+        self._floors = floors if floors is not None else SecurityFloors()
         self._bus = bus
         self._dead = dead
         self._runtime = runtime
@@ -256,14 +266,19 @@ class StepExecution:
         """
         try:
             self.work_dir.mkdir(parents=True, exist_ok=True)
-            write_spec(self.work_dir, self.task.spec(self._imports))
+            write_spec(self.work_dir, self.task.spec(self._imports, self._floors))
             sock_path = self.work_dir / SOCKET_FILE
             sock_path.unlink(missing_ok=True)  # a previous worker's, for the same attempt
             self._server = await asyncio.start_unix_server(
                 self._on_connect, sock=bind_unix(sock_path)
             )
+            # a record no step can read (undecodable, over the chunk bounds) is set aside by
+            # each running step's reader that meets it
             self._fed = self._bus.subscribe(
-                [topics.IN_FED], group_id=None, start_time_ms=self.task.fed_since_ms
+                [topics.IN_FED],
+                group_id=None,
+                start_time_ms=self.task.fed_since_ms,
+                dead_letters=self._dead,
             )
             await self._fed.__aenter__()
             self._handle = await self._runtime.start(self._launch())
@@ -293,7 +308,9 @@ class StepExecution:
             outcome = await self._await_end(self._handle)
         except (StepRuntimeError, OSError) as exc:
             # e.g. the Kubernetes API failed the watch: this step ends, the worker carries on
-            outcome = Outcome(FAILED, bounded(f"the step's runtime failed: {exc}"))
+            outcome = Outcome(
+                FAILED, bounded(f"the step's runtime failed: {exc}"), code=failures.RUNTIME_FAILED
+            )
         finally:
             await self._close()
         await self._bus.publish(
@@ -302,6 +319,7 @@ class StepExecution:
                 self.task,
                 outcome.state,
                 reason=outcome.reason,
+                code=outcome.code,
                 outputs=outcome.outputs,
                 fault=outcome.fault,
             ),
@@ -374,21 +392,22 @@ class StepExecution:
         ended = await self._wait_or_time_out(handle)
         if ended is None:
             await handle.kill()
-            return Outcome(TIMEOUT, f"step timed out after {self._timeout_s:g} s and was killed")
+            reason = f"step timed out after {self._timeout_s:g} s and was killed"
+            return Outcome(TIMEOUT, reason, code=failures.TIMED_OUT)
         with contextlib.suppress(TimeoutError):
             # Frames the step wrote just before exiting may still be in the socket buffer.
             if self._connected.is_set():
                 await asyncio.wait_for(self._frames_done.wait(), DRAIN_TIMEOUT_S)
         if self._stop_reason is not None:
-            return Outcome(self._stop_state, self._stop_reason)
+            return Outcome(self._stop_state, self._stop_reason, code=failures.STOPPED)
         if self._protocol_error is not None:
-            return Outcome(FAILED, self._protocol_error)
+            return Outcome(FAILED, self._protocol_error, code=failures.STEP_PROTOCOL)
         if self._result is not None:
             if self._result.state == SUCCESS:
                 return Outcome(SUCCESS, None, existing_files(self._result.outputs))
             return self._result
         fault = PLATFORM_FAULT if ended.platform_fault is not None else None
-        return Outcome(FAILED, ended.describe(), fault=fault)
+        return Outcome(FAILED, ended.describe(), code=failures.STEP_CRASHED, fault=fault)
 
     async def _close(self) -> None:
         for relay in self._relays:
@@ -487,7 +506,8 @@ class StepExecution:
                 return
             self._result = Outcome(SUCCESS, None, outputs)
         elif kind == frames.FAILED:
-            self._result = Outcome(FAILED, str(frame["reason"]))
+            code = failures.known(frame.get("code"))
+            self._result = Outcome(FAILED, str(frame["reason"]), code=code)
 
     async def _fail_protocol(self, reason: str) -> None:
         self._protocol_error = reason

@@ -10,7 +10,7 @@ Step → worker::
     {"kind": "metric", "name": str, "value": any, "step": int | None}
     {"kind": "log",    "level": str, "line": str}
     {"kind": "done",   "outputs": {name: path}}
-    {"kind": "failed", "reason": str}
+    {"kind": "failed", "reason": str, "code": str}   (code: one of fedcore.failures.CODES)
 
 Worker → step::
 

@@ -35,7 +35,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
+from lightkube.core.client import LabelSelector
+from lightkube.models.batch_v1 import JobCondition
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import Pod
 
 from task_engine.kubeapi import KubeApi, KubernetesError
 from task_engine.runtime import STDERR_FILE, StepExit, StepLaunch, tail
@@ -43,7 +47,10 @@ from task_engine.step import SPEC_FILE, read_spec
 
 IMAGE_ARG: Final = "runtime-image"
 POD_START_POLLS: Final = 600  # seconds waiting for an image pull before giving up the log
-STEP_SELECTOR: Final = "app.kubernetes.io/part-of=tessera,tessera.io/role=step"
+STEP_LABELS: Final[LabelSelector] = {
+    "app.kubernetes.io/part-of": "tessera",
+    "tessera.io/role": "step",
+}
 JOB_ID_LABEL: Final = "tessera.io/job-id"
 STEP_LABEL: Final = "tessera.io/step"
 ATTEMPT_LABEL: Final = "tessera.io/attempt"
@@ -79,6 +86,8 @@ class KubernetesConfig:
     timeout_s: int = 3600
     kill_grace_s: int = 10
     ttl_after_finished_s: int = 600
+    # the other images a job's ``runtime-image`` may name (STEP_IMAGES; ``image`` always may)
+    allowed_images: tuple[str, ...] = ()
     # Spark (fedalgo.computing.choice): the master this party configured, a Spark step's memory,
     # and the ServiceAccount a step on Spark-on-Kubernetes runs under (the chart's spark-driver).
     spark_master: str = ""
@@ -102,6 +111,9 @@ class KubernetesConfig:
             memory_mb=int(environ.get("STEP_MEMORY_MB", "2048")),
             run_as_user=int(environ.get("STEP_RUN_AS_USER", "10001")),
             timeout_s=int(float(environ.get("TASK_TIMEOUT_S", "3600"))),
+            allowed_images=tuple(
+                i for i in re.split(r"[,\s]+", environ.get("STEP_IMAGES", "")) if i
+            ),
             spark_master=environ.get("SPARK_MASTER", ""),
             spark_memory_mb=int(environ.get("SPARK_STEP_MEMORY_MB", "8192")),
             spark_service_account=environ.get("STEP_SPARK_SERVICE_ACCOUNT", ""),
@@ -135,7 +147,7 @@ def render_job(
 ) -> dict[str, Any]:
     """The Job manifest of one step (pure: tested against the Kubernetes schemas)."""
     name = job_name(launch.work_dir)
-    all_labels = {"app.kubernetes.io/part-of": "tessera", "tessera.io/role": "step", **labels}
+    all_labels = {**STEP_LABELS, **labels}
     cluster = config.on_spark_cluster(launch)
     memory_mb = config.spark_memory_mb if launch.spark_master else config.memory_mb
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(launch.env.items())]
@@ -230,27 +242,31 @@ def render_job(
     }
 
 
-def _finished(job: dict[str, Any]) -> str | None:
-    for cond in job.get("status", {}).get("conditions", []) or []:
-        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
-            return str(cond["type"])
+def _metadata(obj: Job | Pod) -> ObjectMeta:
+    return obj.metadata or ObjectMeta()
+
+
+def _conditions(job: Job) -> list[JobCondition]:
+    return list(job.status.conditions or []) if job.status else []
+
+
+def _finished(job: Job) -> str | None:
+    for cond in _conditions(job):
+        if cond.type in ("Complete", "Failed") and cond.status == "True":
+            return str(cond.type)
     return None
 
 
-def _timed_out(job: dict[str, Any]) -> bool:
+def _timed_out(job: Job) -> bool:
     """The Job failed at its ``activeDeadlineSeconds`` (its pod deleted for it: no fault)."""
-    return any(
-        cond.get("type") == "Failed" and cond.get("reason") == "DeadlineExceeded"
-        for cond in job.get("status", {}).get("conditions", []) or []
-    )
+    return any(c.type == "Failed" and c.reason == "DeadlineExceeded" for c in _conditions(job))
 
 
-def _terminated(pod: dict[str, Any] | None) -> dict[str, Any]:
-    for status in (pod or {}).get("status", {}).get("containerStatuses", []) or []:
-        terminated = status.get("state", {}).get("terminated")
-        if terminated:
-            return dict(terminated)
-    return {}
+def _exit_code(pod: Pod | None) -> int | None:
+    for status in (pod.status.containerStatuses or []) if pod and pod.status else []:
+        if status.state and status.state.terminated:
+            return int(status.state.terminated.exitCode)
+    return None
 
 
 # pod status reasons the kubelet or the node controller set when they, not the step, ended a pod
@@ -258,19 +274,20 @@ _PLATFORM_REASONS: Final = frozenset({"Evicted", "NodeLost", "Preempting", "Term
 MAX_FAULT_CHARS: Final = 300
 
 
-def platform_fault(pod: dict[str, Any] | None) -> str | None:
+def platform_fault(pod: Pod | None) -> str | None:
     """What the platform did to a failed step's pod (evicted it, lost or drained its node), or
     None if the step failed on its own. A failed Job whose pod is gone lost it with its node."""
     if pod is None:
         return "step pod lost (its node is gone)"
-    status = pod.get("status", {}) or {}
-    message = str(status.get("message") or "")[:MAX_FAULT_CHARS]
-    if status.get("reason") in _PLATFORM_REASONS:
-        return f"step pod {str(status['reason']).lower()}: {message}".rstrip(": ")
-    for cond in status.get("conditions", []) or []:
+    if pod.status is None:
+        return None
+    message = str(pod.status.message or "")[:MAX_FAULT_CHARS]
+    if pod.status.reason in _PLATFORM_REASONS:
+        return f"step pod {pod.status.reason.lower()}: {message}".rstrip(": ")
+    for cond in pod.status.conditions or []:
         # set by evictions, preemptions and the taint manager of an unreachable node
-        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
-            why = str(cond.get("reason") or "disrupted")[:MAX_FAULT_CHARS]
+        if cond.type == "DisruptionTarget" and cond.status == "True":
+            why = str(cond.reason or "disrupted")[:MAX_FAULT_CHARS]
             return f"step pod disrupted ({why}): {message}".rstrip(": ")
     return None
 
@@ -290,17 +307,17 @@ class JobHandle:
         """Stream the pod's output into the work dir (the step's own log lines reach Kafka
         through its socket; this keeps what the interpreter prints before or around them)."""
         ns = self._config.namespace
-        pod: dict[str, Any] | None = None
+        pod: Pod | None = None
         for _ in range(POD_START_POLLS):  # the log endpoint answers only once the pod started
             pod = await self._api.job_pod(ns, self.name)
-            if pod is not None and pod.get("status", {}).get("phase") != "Pending":
+            if pod is not None and pod.status and pod.status.phase != "Pending":
                 break
             await asyncio.sleep(1.0)
         if pod is None:
             return
-        with (self._work_dir / STDERR_FILE).open("ab") as out:
-            async for chunk in self._api.stream_log(ns, pod["metadata"]["name"]):
-                out.write(chunk)
+        with (self._work_dir / STDERR_FILE).open("a", encoding="utf-8") as out:
+            async for line in self._api.stream_log(ns, str(_metadata(pod).name)):
+                out.write(line)
                 out.flush()
 
     def start_log(self) -> None:
@@ -309,29 +326,29 @@ class JobHandle:
     async def wait(self) -> StepExit:
         ns = self._config.namespace
         outcome: str | None = None
-        job: dict[str, Any] = {}
-        async for event in self._api.watch_job(ns, self.name):
-            if event.get("type") == "DELETED":
-                break
-            job = event.get("object", {})
-            outcome = _finished(job)
-            if outcome:
-                break
+        job = Job()
+        # the watch ends when the Job is gone (deleted: killed); closed at once when it finished
+        async with contextlib.aclosing(self._api.watch_job(ns, self.name)) as states:
+            async for job in states:
+                outcome = _finished(job)
+                if outcome:
+                    break
         pod = await self._api.job_pod(ns, self.name)
-        terminated = _terminated(pod)
         await self._stop_log()
         with contextlib.suppress(KubernetesError):
             await self._api.delete_job(ns, self.name, 0)
         if self._killed or outcome is None:
             return StepExit(None, signal.SIGKILL, tail(self._work_dir / STDERR_FILE))
-        code = terminated.get("exitCode", 0 if outcome == "Complete" else 1)
+        code = _exit_code(pod)
+        if code is None:
+            code = 0 if outcome == "Complete" else 1
         fault = platform_fault(pod) if outcome == "Failed" and not _timed_out(job) else None
-        return StepExit(int(code), None, tail(self._work_dir / STDERR_FILE), fault)
+        return StepExit(code, None, tail(self._work_dir / STDERR_FILE), fault)
 
     async def _stop_log(self) -> None:
         if self._log_task is not None:
             self._log_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, KubernetesError, httpx.HTTPError):
+            with contextlib.suppress(asyncio.CancelledError, KubernetesError):
                 await self._log_task
             self._log_task = None
 
@@ -347,7 +364,8 @@ class JobHandle:
 
 
 class KubernetesRuntime:
-    """Runs each step as a Job from the job's ``runtime-image`` arg (else the default image)."""
+    """Runs each step as a Job from the default image, or the job's ``runtime-image`` when this
+    party's own settings list it (a peer's proposal cannot choose what runs on this party)."""
 
     def __init__(
         self, config: KubernetesConfig, api: KubeApi, *, extra_env: Mapping[str, str] | None = None
@@ -360,28 +378,32 @@ class KubernetesRuntime:
         spec = read_spec(work_dir) if (work_dir / SPEC_FILE).exists() else {}
         args = spec.get("args") or {}
         image = args.get(IMAGE_ARG) if isinstance(args, dict) else None
-        return image if isinstance(image, str) and image else self._config.image
+        if not image or image == self._config.image:
+            return self._config.image
+        if image not in self._config.allowed_images:
+            raise KubernetesError(f"{IMAGE_ARG} {str(image)[:200]!r} is not in STEP_IMAGES")
+        return str(image)
 
     async def delete_orphans(self) -> None:
         """Delete the step Jobs of this worker's pod: before the worker starts, they can only be
         a dead container's, whose steps nobody relays or reports any more."""
         uid = self._config.worker_pod.uid
-        for job in await self._api.list_jobs(self._config.namespace, STEP_SELECTOR):
-            owners = job["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == uid for o in owners):
+        for job in await self._api.list_jobs(self._config.namespace, STEP_LABELS):
+            owners = _metadata(job).ownerReferences or []
+            if any(owner.uid == uid for owner in owners):
                 await self._delete(job, "its worker died")
 
     async def _delete_superseded(self, job_id: str, step: str, attempt: int) -> None:
         """Delete the step's Jobs of attempts up to ``attempt`` (a retry or rerun supersedes
         them; one of this attempt is left by a worker that died after launching it)."""
-        selector = f"{STEP_SELECTOR},{JOB_ID_LABEL}={job_id},{STEP_LABEL}={step}"
-        for job in await self._api.list_jobs(self._config.namespace, selector):
-            old = job["metadata"].get("labels", {}).get(ATTEMPT_LABEL, "")
+        labels: LabelSelector = {**STEP_LABELS, JOB_ID_LABEL: job_id, STEP_LABEL: step}
+        for job in await self._api.list_jobs(self._config.namespace, labels):
+            old = (_metadata(job).labels or {}).get(ATTEMPT_LABEL, "")
             if old.isdigit() and int(old) <= attempt:
                 await self._delete(job, f"attempt {attempt} of its step starts")
 
-    async def _delete(self, job: dict[str, Any], why: str) -> None:
-        name = job["metadata"]["name"]
+    async def _delete(self, job: Job, why: str) -> None:
+        name = str(_metadata(job).name)
         _log.warning("deleting step Job %s: %s", name, why)
         await self._api.delete_job(self._config.namespace, name, 0)
 
@@ -399,7 +421,7 @@ class KubernetesRuntime:
         )
         name = manifest["metadata"]["name"]
         await self._delete_superseded(job_id, step, attempt)
-        await self._api.create_job(self._config.namespace, manifest)
+        await self._api.create_job(manifest)
         _log.info(
             "step %s runs as Job %s (%s)",
             launch.work_dir,

@@ -538,10 +538,10 @@ async def select_runtime(
     extra_env = {**settings.spark_environ(), **(extra_env or {})}
     if settings.step_runtime == "kubernetes":
         # Imported here: only a Kubernetes install needs the API client.
-        from task_engine.kubeapi import HttpKubeApi
+        from task_engine.kubeapi import KubeApi
         from task_engine.kubernetes import KubernetesConfig, KubernetesRuntime
 
-        api = HttpKubeApi.in_cluster()
+        api = KubeApi.in_cluster()
         stack.push_async_callback(api.aclose)
         kube = KubernetesRuntime(
             KubernetesConfig.from_environ(environment()), api, extra_env=extra_env

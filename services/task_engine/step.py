@@ -3,7 +3,10 @@
 The worker writes the step's spec (:data:`SPEC_FILE`, codec-encoded) into the work dir and
 listens on :data:`SOCKET_FILE` there; this process connects, runs the component with a
 :class:`fedalgo.context.Context` whose federation, metrics and logging go through that socket,
-and reports ``done`` with its outputs or ``failed`` with the exception's type and message.
+and reports ``done`` with its outputs or ``failed`` with the exception's type and message (the
+local detail, which stays on this party) and its error code (what the other parties are told).
+The component gets the party's security floors from the spec, which the worker fills from the
+party's own settings.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fedcore import codec
+from fedcore.floors import SecurityFloors
 from task_engine.channel import FrameLogHandler, StepChannel, StepFederation
 
 SPEC_FILE: Final = "step.spec"
@@ -71,6 +75,7 @@ def run_component(spec: dict[str, Any], channel: StepChannel) -> dict[str, str]:
             federation=StepFederation(channel),
             on_metric=channel.metric,
             computing=computing,
+            floors=SecurityFloors.model_validate(spec.get("floors") or {}),
         )
         try:
             component.run(ctx)  # checks the role and the args against its declaration
@@ -94,9 +99,11 @@ def main() -> int:
     try:
         outputs = run_component(spec, channel)
     except Exception as exc:  # the step's outcome: reported to the worker, then a non-zero exit
+        from fedalgo.errors import failure_code
+
         _log.error("step failed:\n%s", traceback.format_exc().rstrip())
         root.removeHandler(handler)
-        channel.failed(f"{type(exc).__name__}: {exc}")
+        channel.failed(f"{type(exc).__name__}: {exc}", failure_code(exc))
         channel.close()
         return 1
     root.removeHandler(handler)

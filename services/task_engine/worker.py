@@ -45,7 +45,7 @@ from typing import Any, Final, TypeVar
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from fedcore import logs, messages, topics
+from fedcore import failures, logs, messages, topics
 from fedcore.bus import Bus
 from fedcore.deadletter import DeadLetters, bounded
 from fedcore.envelope import Envelope
@@ -231,7 +231,9 @@ class Worker:
             await asyncio.sleep(0.02)
 
     async def _consume(self) -> None:
-        async with self._bus.subscribe([topics.TASKS], group_id=self.group_id) as sub:
+        async with self._bus.subscribe(
+            [topics.TASKS], group_id=self.group_id, dead_letters=self._dead
+        ) as sub:
             envelopes = aiter(sub)
             while True:
                 # A free slot first, then the next task: no task waits uncommitted in a full
@@ -265,7 +267,7 @@ class Worker:
     async def _control(self) -> None:
         since_ms = int(time.time() * 1000)
         async with self._bus.subscribe(
-            [topics.CONTROL], group_id=None, start_time_ms=since_ms
+            [topics.CONTROL], group_id=None, start_time_ms=since_ms, dead_letters=self._dead
         ) as sub:
             async for env in sub:
                 self.metrics.consumed.labels(topics.CONTROL).inc()
@@ -369,7 +371,10 @@ class Worker:
         stopped_at = self._stopped_jobs.get(task.job_id)
         if stopped_at is not None and env.ts <= stopped_at:
             await self._bus.publish(
-                topics.STATUS, status_envelope(task, CANCELED, reason="the job was stopped")
+                topics.STATUS,
+                status_envelope(
+                    task, CANCELED, reason="the job was stopped", code=failures.STOPPED
+                ),
             )
             return False
         assert self._runtime is not None, "run() selects the runtime first"
@@ -381,6 +386,7 @@ class Worker:
             state_dir=Path(self.settings.state_dir),
             timeout_s=self.settings.task_timeout_s,
             imports=self._component_modules,
+            floors=self.settings.floors,
         )
         try:
             await execution.start()
@@ -388,7 +394,10 @@ class Worker:
             # the task was fine but its step could not be started here: failed, not set aside
             reason = bounded(f"could not start the step: {exc}")
             _log.error("step %s/%s: %s", task.job_id, task.step, reason)
-            await self._bus.publish(topics.STATUS, status_envelope(task, FAILED, reason=reason))
+            await self._bus.publish(
+                topics.STATUS,
+                status_envelope(task, FAILED, reason=reason, code=failures.RUNTIME_FAILED),
+            )
             return False
         if task.job_id in self._paused_jobs:
             execution.suspend()
@@ -449,6 +458,7 @@ def _rejected(env: Envelope, reason: str, settings: PartySettings) -> Envelope:
             "party": settings.party_id,
             "state": FAILED,
             "reason": reason,
+            "code": failures.BAD_ARGUMENTS,
             "outputs": {},
             "attempt": attempt,
         },

@@ -6,10 +6,11 @@ import pytest
 from dashboard_helpers import GUEST, HOST, JOB, sample_job
 
 from dashboard import analysis
-from dashboard.aggregator import Aggregator
 from dashboard.charts import Axes, Series, bar_chart, line_chart
 from dashboard.dag import dag_svg
 from dashboard.schemas import JobAnalysis, JobDetail
+from dashboard.store import Store
+from dashboard.views import JobView
 from fedcore.envelope import Envelope
 
 # Four positives scored 0.9, 0.8, 0.6, 0.3 and four negatives 0.7, 0.4, 0.2, 0.1.
@@ -72,22 +73,24 @@ def test_feature_importance_in_either_shape_largest_first() -> None:
     assert analysis.importance({"a": "high"}) is None
 
 
-def _job_with_runs() -> Aggregator:
-    agg = Aggregator()
-    agg.apply_all(sample_job(JOB, 1000.0))
+def _job_with_runs(store: Store) -> JobView:
+    runs = []
     for step, inputs in (
         ("intersect", {"data": "/data/guest.csv"}),
         ("train", {"data": "/out/10000/j/intersect/data"}),
         ("evaluate", {"predictions": "/out/10000/j/train/predictions"}),
     ):
         body = {"component": step, "role": "guest", "args": {"threshold": 0.5}, "inputs": inputs}
-        agg.apply(Envelope(type="task.run", job_id=JOB, task=step, src=GUEST, body=body))
-    return agg
+        runs.append(Envelope(type="task.run", job_id=JOB, task=step, src=GUEST, body=body))
+    store.apply([*sample_job(JOB, 1000.0), *runs])
+    job = store.job(JOB)
+    assert job is not None
+    return job
 
 
-def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs() -> None:
-    job = _job_with_runs().get(JOB)
-    assert job is not None and job.pipeline == "hetero-lr"
+def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs(store: Store) -> None:
+    job = _job_with_runs(store)
+    assert job.pipeline == "hetero-lr"
     steps = {s.name: s for s in JobDetail.of(job).steps}
     assert steps["train"].component == "hetero_lr" and steps["train"].depends == ["intersect"]
     assert steps["evaluate"].depends == ["train"] and steps["evaluate"].args == {"threshold": 0.5}
@@ -95,15 +98,14 @@ def test_steps_take_the_dag_from_job_status_and_parameters_from_task_runs() -> N
     assert svg.count('class="edge"') == 2 and 'data-step="evaluate"' in svg
 
 
-def test_job_times_give_a_duration() -> None:
-    job = _job_with_runs().get(JOB)
-    assert job is not None and (job.started_at, job.ended_at) == (1001.0, 1040.0)
+def test_job_times_give_a_duration(store: Store) -> None:
+    job = _job_with_runs(store)
+    assert (job.started_at, job.ended_at) == (1001.0, 1040.0)
     assert JobDetail.of(job).duration_s == 39.0
 
 
-def test_the_analysis_of_a_job_uses_its_latest_roc() -> None:
-    job = _job_with_runs().get(JOB)
-    assert job is not None
+def test_the_analysis_of_a_job_uses_its_latest_roc(store: Store) -> None:
+    job = _job_with_runs(store)
     out = JobAnalysis.of(job)
     assert out.roc is not None and out.ks_point is not None and out.step == "evaluate"
     assert out.confusion is None  # the sample job's ROC has no thresholds

@@ -25,7 +25,6 @@ from dashboard.consumer import MemorySource
 from fedcore.settings import PartySettings
 
 T0 = 1_700_000_000.0
-SETTINGS = PartySettings(party_id=GUEST, kafka_bootstrap="127.0.0.1:1")  # never dialled here
 
 
 def _source() -> MemorySource:
@@ -46,8 +45,10 @@ async def _loaded(client: httpx.AsyncClient, n: int = 3) -> None:
     await eventually(probe, timeout_s=5)
 
 
-async def test_jobs_are_listed_newest_first_with_paging_and_a_state_filter() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_jobs_are_listed_newest_first_with_paging_and_a_state_filter(
+    settings: PartySettings,
+) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         page = (await client.get("/api/jobs")).json()
         assert [j["job_id"] for j in page["items"]] == [EVIL, BROKEN, DONE]
@@ -65,8 +66,8 @@ async def test_jobs_are_listed_newest_first_with_paging_and_a_state_filter() -> 
         ]
 
 
-async def test_one_job_its_metrics_and_logs() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_one_job_its_metrics_and_logs(settings: PartySettings) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         detail = (await client.get(f"/api/jobs/{DONE}")).json()
         assert [(s["name"], s["state"]) for s in detail["steps"]] == [
@@ -88,8 +89,10 @@ async def test_one_job_its_metrics_and_logs() -> None:
 @pytest.mark.parametrize(
     "path", ["/api/jobs/nope", "/api/jobs/nope/metrics", "/api/jobs/nope/logs"]
 )
-async def test_an_unknown_job_is_a_404_with_a_json_reason(path: str) -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_an_unknown_job_is_a_404_with_a_json_reason(
+    settings: PartySettings, path: str
+) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         response = await client.get(path)
         assert response.status_code == 404
         assert response.json() == {"detail": "job 'nope' not found"}
@@ -99,16 +102,20 @@ async def test_an_unknown_job_is_a_404_with_a_json_reason(path: str) -> None:
     "params",
     [{"limit": "0"}, {"limit": "501"}, {"limit": "ten"}, {"offset": "-1"}, {"state": "RUN!"}],
 )
-async def test_a_malformed_query_is_a_422_naming_the_parameter(params: dict[str, str]) -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_a_malformed_query_is_a_422_naming_the_parameter(
+    settings: PartySettings, params: dict[str, str]
+) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         response = await client.get("/api/jobs", params=params)
         assert response.status_code == 422
         assert response.headers["content-type"] == "application/json"
         assert response.json()["detail"][0]["loc"] == ["query", next(iter(params))]
 
 
-async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_the_jobs_page_is_self_contained_html_listing_the_jobs(
+    settings: PartySettings,
+) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         response = await client.get("/")
         assert response.status_code == 200
@@ -132,8 +139,10 @@ async def test_the_jobs_page_is_self_contained_html_listing_the_jobs() -> None:
         assert "<html" not in fragment.text
 
 
-async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart(
+    settings: PartySettings,
+) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         html = (await client.get(f"/jobs/{DONE}")).text
         assert f"<h1>Job {DONE}</h1>" in html
@@ -147,9 +156,9 @@ async def test_the_job_page_shows_steps_per_party_metrics_and_a_loss_chart() -> 
         assert "<polyline" in (await client.get(f"/_fragments/jobs/{DONE}")).text
 
 
-async def test_records_arriving_later_show_up() -> None:
+async def test_records_arriving_later_show_up(settings: PartySettings) -> None:
     source = _source()
-    async with serving(create_app(SETTINGS, source=source)) as client:
+    async with serving(create_app(settings, source=source)) as client:
         await _loaded(client)
         source.publish(metric(DONE, "evaluate", GUEST, "precision", 0.75, time.time(), None))
 
@@ -161,8 +170,8 @@ async def test_records_arriving_later_show_up() -> None:
         assert (await eventually(probe, timeout_s=5))["precision"] == 0.75
 
 
-async def test_health_is_ok_once_the_consumer_follows_its_source() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_health_is_ok_once_the_consumer_follows_its_source(settings: PartySettings) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         response = await client.get("/health")
         assert response.status_code == 200
@@ -171,8 +180,8 @@ async def test_health_is_ok_once_the_consumer_follows_its_source() -> None:
         assert body["consumer"]["records"] == len(_source()._log)
 
 
-async def test_search_analysis_log_download_compare_and_task_flow() -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+async def test_search_analysis_log_download_compare_and_task_flow(settings: PartySettings) -> None:
+    async with serving(create_app(settings, source=_source())) as client:
         await _loaded(client)
         page = (await client.get("/api/jobs", params={"q": "D0E"})).json()
         assert [j["job_id"] for j in page["items"]] == [DONE]
@@ -212,9 +221,10 @@ async def test_search_analysis_log_download_compare_and_task_flow() -> None:
     ],
 )
 async def test_bad_input_gets_a_page_or_json_never_a_traceback(
-    path: str, status: int, kind: str
+    settings: PartySettings, path: str, status: int, kind: str
 ) -> None:
-    async with serving(create_app(SETTINGS, source=_source())) as client:
+    async with serving(create_app(settings, source=_source())) as client:
+        await _loaded(client)
         response = await client.get(path)
         assert response.status_code == status
         assert response.headers["content-type"].startswith(kind)

@@ -48,19 +48,22 @@ def token_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _public(url: str, **extra: Any) -> PartySettings:
+def _public(url: str, state_dir: Path, **extra: Any) -> PartySettings:
     return PartySettings(
         party_id="10000",
         kafka_bootstrap="127.0.0.1:1",
         bind_host="0.0.0.0",
         database_url=url,
+        state_dir=state_dir,
         **extra,
     )
 
 
-async def test_off_loopback_only_token_holders_get_in(token_db: tuple[str, str]) -> None:
+async def test_off_loopback_only_token_holders_get_in(
+    token_db: tuple[str, str], tmp_path: Path
+) -> None:
     url, token = token_db
-    app = create_app(_public(url), source=MemorySource(sample_job(JOB, 1.0)))
+    app = create_app(_public(url, tmp_path), source=MemorySource(sample_job(JOB, 1.0)))
     async with serving(app) as client:
         # open: health, metrics, the login page
         assert (await client.get("/health")).status_code in (200, 503)
@@ -131,9 +134,9 @@ def test_after_login_only_a_path_here() -> None:
         assert safe_next(elsewhere) == "/"
 
 
-async def test_on_loopback_it_is_open_but_answers_only_its_own_address() -> None:
+async def test_on_loopback_it_is_open_but_answers_only_its_own_address(tmp_path: Path) -> None:
     settings = PartySettings(
-        party_id="10000", kafka_bootstrap="127.0.0.1:1", domain="party.example"
+        party_id="10000", kafka_bootstrap="127.0.0.1:1", domain="party.example", state_dir=tmp_path
     )
     async with serving(create_app(settings, source=MemorySource())) as client:
         assert (await client.get("/api/jobs")).status_code == 200

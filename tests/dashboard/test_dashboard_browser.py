@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from dashboard.api import MAX_COMPARE
-from real_parts import chromium
+from real_parts import chromium_browser
 from tessera.envfiles import local_parties, write_env_files
 from tessera.example import PIPELINE_YAML, grant_host_data, make_demo_data, render_job
 from tessera.sdk import Dashboard, Tessera
@@ -31,15 +31,6 @@ from tessera.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "dashboard"
 DOCS_IMAGES = ROOT / "docs" / "images"
@@ -102,18 +93,8 @@ def _short_job(job_text: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium through Playwright; a skip (a failure under make test) when either is
-    missing."""
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    executable = chromium()
-    if executable is None:
-        pytest.skip("no Chromium: deploy/setup/system.sh installs Debian's chromium")
-    with playwright_sync.sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=str(executable), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    """Headless Chromium through Playwright (``real_parts.chromium_browser``)."""
+    yield from chromium_browser()
 
 
 @pytest.fixture

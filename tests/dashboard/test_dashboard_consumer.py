@@ -1,61 +1,81 @@
-"""The consumer loop and the change stream, without HTTP."""
+"""The consumer loop (an in-memory source into a real database, on each backend) and the change
+stream, without HTTP."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from aiokafka.errors import KafkaConnectionError
 from dashboard_helpers import JOB, eventually, job_status, sample_job
-from dashboard_helpers import OTHER as STALE
+from dashboard_helpers import OTHER as LATER
 
-from dashboard.aggregator import Aggregator
-from dashboard.consumer import Changes, Consumer, MemorySource
+from dashboard.consumer import Changes, Consumer, MemorySource, Records
 from dashboard.events import change_stream
+from dashboard.store import Store
 from fedcore.envelope import Envelope
 
 
 class _FlakySource:
-    """Fails to connect once, then replays its records (counting how often it was opened)."""
+    """Fails to connect once, then reads on from its committed position (counting the opens)."""
 
-    def __init__(self, envelopes: list[Envelope]) -> None:
+    def __init__(self, memory: MemorySource) -> None:
         self.opened = 0
-        self._memory = MemorySource(envelopes)
+        self._memory = memory
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[AsyncIterable[Envelope]]:
+    async def open(self, on_dead: Callable[[], object]) -> AsyncIterator[Records]:
         self.opened += 1
         if self.opened == 1:
             raise KafkaConnectionError("broker not reachable")
-        async with self._memory.open() as records:
+        async with self._memory.open(on_dead) as records:
             yield records
 
     async def set_aside(self, env: Envelope, reason: str) -> None:
         await self._memory.set_aside(env, reason)
 
 
-async def test_the_consumer_retries_after_a_kafka_error_and_replays_into_a_clear_view() -> None:
-    source = _FlakySource(sample_job(JOB, 1.0))
-    aggregator, changes = Aggregator(), Changes()
-    aggregator.apply(job_status(STALE, "running", 0.5))  # must not survive the replay
-    consumer = Consumer(source, aggregator, changes, retry_s=0.01)
+async def _succeeded(store: Store, job_id: str) -> None:
+    async def probe() -> bool | None:
+        job = await asyncio.to_thread(store.job, job_id)
+        return (job is not None and job.state == "success") or None
+
+    await eventually(probe, timeout_s=10)
+
+
+async def test_the_consumer_retries_after_a_kafka_error_and_resumes_where_it_committed(
+    store: Store,
+) -> None:
+    memory = MemorySource(sample_job(JOB, 1.0))
+    source, changes = _FlakySource(memory), Changes()
+    consumer = Consumer(source, store, changes, retry_s=0.01)
     consumer.start()
     try:
-
-        async def probe() -> bool | None:
-            job = aggregator.get(JOB)
-            return (job is not None and job.state == "success") or None
-
-        await eventually(probe, timeout_s=5)
+        await _succeeded(store, JOB)
         assert source.opened == 2
-        assert aggregator.get(STALE) is None
         assert consumer.status.connected and consumer.status.error is None
         assert changes.version > 0
+        assert memory.committed == len(sample_job(JOB, 1.0))  # committed once stored
     finally:
         await consumer.stop(timeout_s=2)
         await consumer.stop(timeout_s=2)  # idempotent
     assert consumer.status.stopped and not consumer.status.connected
+
+    # a new consumer on the same database reads only what came after the commit
+    memory.publish(job_status(LATER, "running", 2.0))
+    again = Consumer(memory, store, Changes())
+    again.start()
+    try:
+
+        async def later() -> bool | None:
+            return await asyncio.to_thread(store.job, LATER) is not None or None
+
+        await eventually(later, timeout_s=10)
+        assert again.status.records == 1
+        assert (await asyncio.to_thread(store.job, JOB)) is not None
+    finally:
+        await again.stop(timeout_s=2)
 
 
 async def test_the_change_stream_pushes_on_change_and_ends_on_close() -> None:
@@ -89,7 +109,9 @@ def _nested(depth: int) -> list[object]:
     return value
 
 
-async def test_records_the_aggregator_cannot_apply_are_set_aside_and_the_consumer_goes_on() -> None:
+async def test_records_it_cannot_apply_are_set_aside_and_the_consumer_goes_on(
+    store: Store,
+) -> None:
     poison = [
         job_status("1" * 32, "running", 1.0, parties={"guest": 5}),
         Envelope(
@@ -97,16 +119,10 @@ async def test_records_the_aggregator_cannot_apply_are_set_aside_and_the_consume
         ),
     ]
     source = MemorySource([*poison, *sample_job(GOOD, 2.0)])
-    aggregator, changes = Aggregator(), Changes()
-    consumer = Consumer(source, aggregator, changes)
+    consumer = Consumer(source, store, Changes())
     consumer.start()
     try:
-
-        async def done() -> bool | None:
-            job = aggregator.get(GOOD)
-            return (job is not None and job.state == "success") or None
-
-        await eventually(done, timeout_s=5)
+        await _succeeded(store, GOOD)
         assert [env for env, _ in source.set_aside_envelopes] == poison
         reasons = [reason for _, reason in source.set_aside_envelopes]
         assert reasons[0].startswith("dashboard refuses job.status: JobStatus:")
@@ -119,8 +135,35 @@ async def test_records_the_aggregator_cannot_apply_are_set_aside_and_the_consume
         source.publish(job_status(LATE, "running", 3.0))  # still following
 
         async def late() -> bool | None:
-            return aggregator.get(LATE) is not None or None
+            return await asyncio.to_thread(store.job, LATE) is not None or None
 
-        await eventually(late, timeout_s=5)
+        await eventually(late, timeout_s=10)
+    finally:
+        await consumer.stop(timeout_s=2)
+
+
+async def test_a_record_the_database_refuses_is_set_aside_and_its_batch_is_kept(
+    store: Store,
+) -> None:
+    """``proposal.decision`` has no model; a time beyond 64 bits fits no database column. The
+    batch it came in is written again one envelope at a time, so only it is lost."""
+    refused = Envelope(
+        type="proposal.decision",
+        job_id=LATE,
+        src="10000",
+        body={"decision": "accepted", "rule": "r", "decided_by": "policy", "decided_ms": 2**70},
+    )
+    source = MemorySource([job_status(LATE, "running", 1.0), refused, *sample_job(GOOD, 2.0)])
+    consumer = Consumer(source, store, Changes())
+    consumer.start()
+    try:
+        await _succeeded(store, GOOD)
+        assert [env for env, _ in source.set_aside_envelopes] == [refused]
+        (reason,) = [reason for _, reason in source.set_aside_envelopes]
+        assert reason.startswith("dashboard cannot apply proposal.decision:")
+        assert str(2**70) not in reason  # no received value in the reason
+        late = await asyncio.to_thread(store.job, LATE)
+        assert late is not None and late.state == "running" and late.decisions == {}
+        assert consumer.status.set_aside == 1 and source.committed == 2 + len(sample_job(GOOD))
     finally:
         await consumer.stop(timeout_s=2)

@@ -4,7 +4,7 @@ records read and applied, jobs with a view, open event streams."""
 from __future__ import annotations
 
 import httpx
-from dashboard_helpers import DONE, GUEST, OTHER, eventually, job_status, sample_job, serving
+from dashboard_helpers import DONE, OTHER, eventually, job_status, sample_job, serving
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.app import create_app
@@ -12,7 +12,6 @@ from dashboard.consumer import MemorySource
 from fedcore.settings import PartySettings
 
 T0 = 1_700_000_000.0
-SETTINGS = PartySettings(party_id=GUEST, kafka_bootstrap="127.0.0.1:1")  # never dialled here
 
 
 async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
@@ -26,9 +25,9 @@ async def scrape(client: httpx.AsyncClient) -> dict[str, float]:
     }
 
 
-async def test_metrics_count_records_jobs_and_event_streams() -> None:
+async def test_metrics_count_records_jobs_and_event_streams(settings: PartySettings) -> None:
     envelopes = [*sample_job(DONE, T0), job_status(OTHER, "running", T0 + 100)]
-    async with serving(create_app(SETTINGS, source=MemorySource(envelopes))) as client:
+    async with serving(create_app(settings, source=MemorySource(envelopes))) as client:
 
         async def loaded() -> dict[str, float] | None:
             got = await scrape(client)
@@ -41,7 +40,9 @@ async def test_metrics_count_records_jobs_and_event_streams() -> None:
 
         stream = await client.send(client.build_request("GET", "/api/events"), stream=True)
         try:
-            await anext(stream.aiter_lines())  # the stream is open
+            # the line iterator is kept: were it collected, its finaliser would close the stream
+            lines = stream.aiter_lines()
+            await anext(lines)  # the stream is open
             assert (await scrape(client))["tessera_dashboard_sse_clients"] == 1
         finally:
             await stream.aclose()

@@ -8,9 +8,12 @@ out: it streams until the server stops.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +29,11 @@ from fedcore.settings import PartySettings
 
 EXAMPLES = 25
 PORT = free_port()
-SETTINGS = PartySettings(party_id="10000", kafka_bootstrap="127.0.0.1:1", dashboard_port=PORT)
+# the dashboard's SQLite in a directory of its own (the module's app is built at import)
+STATE = Path(tempfile.mkdtemp(prefix="tessera-dashboard-schema-"))
+SETTINGS = PartySettings(
+    party_id="10000", kafka_bootstrap="127.0.0.1:1", dashboard_port=PORT, state_dir=STATE
+)
 SOURCE = MemorySource(
     [
         *sample_job("d" * 32, 1_700_000_000.0),
@@ -52,6 +59,7 @@ def dashboard_url() -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+        shutil.rmtree(STATE, ignore_errors=True)
 
 
 @SCHEMA.parametrize()

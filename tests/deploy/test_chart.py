@@ -21,6 +21,7 @@ from deploy_helpers import (
 )
 
 from fedcore.apitokens import is_loopback
+from fedcore.settings import PartySettings
 
 APPS = {"flow-server", "dashboard", "task-engine", "federation-bridge"}
 
@@ -297,8 +298,8 @@ def test_task_engine_rbac_is_namespaced_and_minimal(party_a: list[Manifest]) -> 
         for r in rule["resources"]
     }
     assert rules == {
-        ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-        ("", "pods"): {"get", "list", "watch"},
+        ("batch", "jobs"): {"create", "list", "watch", "delete"},
+        ("", "pods"): {"list"},
         ("", "pods/log"): {"get"},
     }
     binding = by_kind(party_a, "RoleBinding")["task-engine-steps"]
@@ -357,6 +358,18 @@ def test_deadlines_and_heartbeats_default_to_the_services_defaults(
     assert env["HEARTBEAT_INTERVAL_S"] == "5"
     assert "HEARTBEAT_TIMEOUT_S" not in env, "unset: the flow_server waits three intervals"
     assert env["PLATFORM_RETRIES"] == "2"
+
+
+def test_the_partys_floors_and_images_reach_every_service(party_a: list[Manifest]) -> None:
+    env = _party_env(party_a)
+    assert (env["FLOOR_MIN_KEY_BITS"], env["FLOOR_MIN_BATCH_ROWS"], env["FLOOR_MAX_BINS"]) == (
+        "2048",
+        "64",
+        "64",
+    )
+    settings = PartySettings.from_env(environ=env)
+    assert settings.step_images == ("tessera/runtime:0.1.0",), "RUNTIME_IMAGE, and no other"
+    assert settings.floors.min_key_bits == 2048
 
 
 def test_deadlines_and_heartbeats_from_the_env_file(tools: Tools, env_dir: Path) -> None:
@@ -494,3 +507,49 @@ def test_the_published_dashboard_requires_the_partys_api_tokens(
     (ingress,) = [d for d in hidden if d["kind"] == "Ingress"]
     paths = {p["path"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert paths == {"/flow-server"}
+
+
+def _secret(docs: list[Manifest]) -> dict[str, str]:
+    data: dict[str, str] = by_kind(docs, "Secret")["party-secrets"]["stringData"]
+    return data
+
+
+def test_the_dashboard_keeps_its_tables_in_the_partys_postgresql(
+    party_a: list[Manifest], tools: Tools, env_dir: Path
+) -> None:
+    """Its job views, metrics and log tails live in PostgreSQL (it has no state volume): by
+    default the party's database, beside the flow_server's tables; ``dashboard.databaseUrl``
+    gives it one of its own."""
+    env = _container_env(party_a, "dashboard")
+    ref = {"name": "party-secrets", "key": "dashboard-database-url"}
+    assert env["DASHBOARD_DATABASE_URL"]["secretKeyRef"] == ref
+    assert "DASHBOARD_DATABASE_URL" not in _container_env(party_a, "flow-server")
+    secret = _secret(party_a)
+    assert secret["dashboard-database-url"] == secret["database-url"]
+    assert secret["database-url"].startswith("postgresql+psycopg://tessera:")
+    assert "state" not in {
+        m["name"]
+        for m in by_kind(party_a, "Deployment")["dashboard"]["spec"]["template"]["spec"][
+            "containers"
+        ][0]["volumeMounts"]
+    }
+
+    own = "postgresql+psycopg://d:p@dash.example:5432/dashboard"
+    rendered = _helm_template(tools, env_dir, f"dashboard.databaseUrl={own}")
+    assert rendered.returncode == 0, rendered.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    assert _secret(docs)["dashboard-database-url"] == own
+    assert _secret(docs)["database-url"] != own
+
+    external = render(
+        tools,
+        env_file(
+            env_dir,
+            "10000",
+            DISABLED_COMPONENTS="postgres",
+            DATABASE_URL="postgresql+psycopg://t:p@db.example:5432/tessera",
+        ),
+    )
+    secret = _secret(external)
+    assert secret["dashboard-database-url"] == secret["database-url"]
+    assert secret["database-url"] == "postgresql+psycopg://t:p@db.example:5432/tessera"

@@ -5,16 +5,19 @@ The host runs ``ACCEPT_POLICY=manual``: what its grants refuse is refused at onc
 allow waits for its operator. Every hostile case — the host's private key as input, a system
 file, a missing path, an ungranted table, an expired grant, a grant revoked while the proposal
 waits — is refused in the same words whether or not the file exists, no ``task.run`` reaches the
-host's workers, and the file is untouched.
+host's workers, and the file is untouched. The host's operator approves one proposal with the
+dashboard's button in headless Chromium and watches the job run there. (test_party_floors has
+the hostile cases the host's floors refuse.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +26,7 @@ from e2e_stack import GUEST, HOST, TwoParties
 from test_two_parties import _inbound_envelopes
 
 from fedcore import topics
+from real_parts import chromium_browser
 from tessera.example import PIPELINE_YAML
 from tessera.sdk import JobDetail, Tessera
 
@@ -95,7 +99,10 @@ class Hostile:
         bootstrap = f"127.0.0.1:{self.parties.stack.party(HOST).kafka_port}"
         found = []
         for job_id in job_ids:
-            envs = asyncio.run(_inbound_envelopes(bootstrap, topics.TASKS, job_id))
+            # in a thread of its own: Playwright's sync API keeps an event loop in this one
+            with ThreadPoolExecutor(1) as pool:
+                read = pool.submit(asyncio.run, _inbound_envelopes(bootstrap, topics.TASKS, job_id))
+                envs = read.result()
             found += [f"{job_id}/{e.task}" for e in envs if e.type == "task.run"]
         return found
 
@@ -191,6 +198,40 @@ def test_approval_runs_the_job_to_success(hostile: Hostile, two_parties: TwoPart
         ("approved", "local operator (no token)"),
     ]
     assert rows[1].rule == "ACCEPT_POLICY=manual"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from chromium_browser()
+
+
+def test_the_dashboards_approve_button_runs_the_held_job(
+    hostile: Hostile, two_parties: TwoParties, browser: Any
+) -> None:
+    job_id = hostile.propose(str(two_parties.data.host_csv))
+    hostile.held(job_id)
+    dashboard = two_parties.stack.party(HOST).base_url("dashboard")
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(f"{dashboard}/jobs/{job_id}")
+        page.locator('#job-state [data-state="pending_approval"]').wait_for()
+        assert not hostile.host_task_runs([job_id]), "nothing runs before the operator decides"
+        page.locator("#approve").get_by_role("button", name="Approve").click()
+        page.wait_for_url(f"{dashboard}/jobs/{job_id}*")
+        # the job runs on the host and the page follows it there without a reload
+        page.locator('#job-state [data-state="success"]').wait_for(timeout=420_000)
+    finally:
+        context.close()
+    job = hostile.ended(job_id, timeout_s=60)
+    assert job.state == "success", job.failure_reason()
+    assert hostile.host_task_runs([job_id]), "the host's steps were dispatched"
+    with two_parties.flow(HOST) as host:
+        rows = host.decisions(job_id=job_id).items
+    assert [(d.decision, d.decided_by) for d in reversed(rows)] == [
+        ("pending_approval", "policy"),
+        ("approved", "local operator (no token)"),
+    ]
 
 
 def test_a_rejection_from_the_dashboard_tells_the_initiator_who_and_why(

@@ -6,6 +6,7 @@ submitted to the guest with the demo data.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -227,7 +228,7 @@ def _bad_pipelines() -> dict[str, tuple[bytes, tuple[str, ...]]]:
     unknown = _pipeline()
     unknown["steps"][0]["component"] = "no_such_component"
     duplicate = _pipeline()
-    duplicate["steps"].append(dict(duplicate["steps"][0]))
+    duplicate["steps"].append(copy.deepcopy(duplicate["steps"][0]))  # no shared nodes: no aliases
     cycle = {
         "name": "cycle",
         "steps": [

@@ -62,6 +62,45 @@ async def test_committed_group_resumes_after_last_handled(kafka: Broker) -> None
     assert mine == [0, 1, 2, 3]
 
 
+async def test_batches_hand_out_what_arrived_and_a_commit_covers_exactly_them(
+    kafka: Broker,
+) -> None:
+    """A consumer that applies a list at a time (the dashboard): chunked envelopes come whole,
+    and after a commit a new member of the group starts after the last list handed out."""
+    topic = await _fresh_topic(kafka)
+    job = uuid.uuid4().hex
+    group = f"g-{uuid.uuid4().hex}"
+    big = np.arange(40_000, dtype=np.float64)  # ~320 kB: three chunks of 150 kB
+    async with Bus(kafka.bootstrap, "t", max_record_bytes=150_000) as bus:
+        for i in range(5):
+            body = {"i": i, "a": big} if i == 2 else {"i": i}
+            await bus.publish(topic, Envelope(type="log", job_id=job, src="1", body=body))
+
+        async def first_lists() -> list[list[int]]:
+            lists: list[list[int]] = []
+            async with bus.subscribe([topic], group_id=group) as sub:
+                async for batch in sub.batches(max_records=2, wait_ms=200):
+                    lists.append([e.body["i"] for e in batch])
+                    await sub.commit()
+                    if sum(map(len, lists)) == 5:
+                        break
+            return lists
+
+        lists = await asyncio.wait_for(first_lists(), 30)
+        await bus.publish(topic, Envelope(type="log", job_id=job, src="1", body={"i": 5}))
+
+        async def after_commit() -> list[int]:
+            async with bus.subscribe([topic], group_id=group) as sub:
+                async for batch in sub.batches(wait_ms=200):
+                    return [e.body["i"] for e in batch]
+            return []
+
+        rest = await asyncio.wait_for(after_commit(), 30)
+    assert [i for batch in lists for i in batch] == [0, 1, 2, 3, 4]
+    assert all(1 <= len(batch) <= 2 for batch in lists)  # at most max_records records each
+    assert rest == [5]
+
+
 async def test_groupless_subscription_replays_from_a_point_in_time(kafka: Broker) -> None:
     topic = "fl.in.fed"
     job = uuid.uuid4().hex

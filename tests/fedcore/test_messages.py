@@ -59,9 +59,10 @@ VALID: dict[str, dict[str, Any]] = {
     "job.start": {},
     "task.status": {
         "party": "10000",
-        "state": "success",
-        "reason": None,
-        "outputs": {"data": "/out/x.csv"},
+        "state": "failed",
+        "reason": "DataError: no column 'y' in /out/x.csv",
+        "code": "bad_data",
+        "outputs": {},
         "attempt": 1,
     },
     "job.status": {

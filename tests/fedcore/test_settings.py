@@ -46,6 +46,28 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert s.kafka_bootstrap == "127.0.0.1:19092"
 
 
+def test_floors_images_and_output_root_are_the_partys_own_and_secure_by_default(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.env"
+    path.write_text(ENV)
+    s = PartySettings.from_env(path, environ={"STATE_DIR": str(tmp_path / "state")})
+    assert (s.floors.min_key_bits, s.floors.min_batch_rows, s.floors.max_bins) == (2048, 64, 64)
+    assert s.step_images == () and s.outputs_dir == tmp_path / "state" / "output"
+    s = PartySettings.from_env(
+        path,
+        environ={
+            "FLOOR_MIN_BATCH_ROWS": "256",
+            "FLOOR_MAX_BINS": "32",
+            "STEP_IMAGES": "tessera/runtime:0.1.0, registry.example/algo:2",
+            "OUTPUT_ROOT": "/srv/tessera-out",
+        },
+    )
+    assert (s.floors.min_batch_rows, s.floors.max_bins) == (256, 32)
+    assert s.step_images == ("tessera/runtime:0.1.0", "registry.example/algo:2")
+    assert s.outputs_dir == Path("/srv/tessera-out")
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -54,6 +76,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("PARTY_ID=1\nOTHER_PARTIES=2\nPARTY_MQ_HTTP_URL_2=ftp://x\n", "PARTY_MQ_HTTP_URL_2"),
         ("PARTY_ID=abc\n", "party_id"),
         ("PARTY_ID=1\nFLOW_SERVER_PORT=lots\n", "flow_server_port"),
+        ("PARTY_ID=1\nFLOOR_MIN_KEY_BITS=512\n", "min_key_bits"),
     ],
 )
 def test_bad_settings_name_the_variable(tmp_path: Path, text: str, needle: str) -> None:

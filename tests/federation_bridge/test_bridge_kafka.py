@@ -26,7 +26,6 @@ from fedcore import codec, topics
 from fedcore.bus import Bus, ensure_topics
 from fedcore.envelope import Envelope
 from federation_bridge import signing
-from federation_bridge.sender import DEAD_LETTER_TOPIC
 from federation_bridge.wire import PARTY_HEADER, PATH, SIGNATURE_HEADER, Batch, WireRecord
 
 pytestmark = pytest.mark.kafka
@@ -117,7 +116,7 @@ async def test_an_unroutable_record_is_dead_lettered_and_does_not_block(
 ) -> None:
     lost, after = fed(A, "99999"), fed(A, B)
     async with (
-        Tail(kafka_pair[0].bootstrap, DEAD_LETTER_TOPIC) as dead,
+        Tail(kafka_pair[0].bootstrap, topics.DEAD) as dead,
         Tail(kafka_pair[1].bootstrap, topics.IN_FED) as inbound,
     ):
         await bus_a.publish(topics.OUT_FED, lost)
@@ -125,7 +124,10 @@ async def test_an_unroutable_record_is_dead_lettered_and_does_not_block(
         assert len(await inbound.collect(has_id(after.id), count=1, settle_s=0)) == 1
         [record] = await dead.collect(has_id(lost.id), count=1, settle_s=0)
     assert record.value == lost.to_bytes()
-    assert b"not a configured peer" in dict(record.headers)["dead_reason"]
+    marks = dict(record.headers)
+    assert b"not a configured peer" in marks["dead_reason"]
+    assert marks["dead_service"] == b"federation_bridge"
+    assert marks["dead_source"].startswith(f"{topics.OUT_FED}[".encode())
 
 
 # -- the receiver's checks, posting directly -------------------------------------------------------

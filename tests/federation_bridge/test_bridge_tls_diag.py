@@ -17,13 +17,11 @@ from bridge_procs import (
     A,
     B,
     BridgeProcess,
-    Pki,
     Tail,
     fed,
     free_port,
     has_id,
     keygen,
-    make_pki,
     stopped_after,
 )
 from typer.testing import CliRunner
@@ -34,6 +32,7 @@ from federation_bridge import diag, signing
 from federation_bridge.wire import PATH
 from tessera.cli import app as cli
 from tessera.diagnose import DiagnoseOptions, diagnose
+from tls_material import Pki, make_pki
 
 pytestmark = pytest.mark.kafka
 

@@ -3,13 +3,12 @@ databases on either backend, and one party driven directly."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
-import psycopg
 from pydantic import Field
 
+from backends import Databases as Databases
 from fedcore.envelope import Envelope
 from fedcore.params import Params
 from flow_server.catalog import Catalog, ComponentInfo
@@ -133,35 +132,3 @@ class LocalParty:
             assert job is not None
             _ = (job.tasks, job.members)
             return job
-
-
-class _Server(Protocol):
-    def url(self, database: str = "postgres") -> str: ...
-
-
-class Databases:
-    """Fresh, empty databases on one backend; the PostgreSQL ones are dropped by ``drop_all``."""
-
-    def __init__(self, backend: str, tmp: Path, server: _Server | None) -> None:
-        self.backend = backend
-        self._tmp = tmp
-        self._server = server
-        self._created: list[str] = []
-
-    def new(self, name: str) -> str:
-        """The URL of a new, empty database (``name`` only makes it easier to recognise)."""
-        if self._server is None:
-            return f"sqlite:///{self._tmp / f'{name}-{uuid.uuid4().hex[:8]}.db'}"
-        database = f"t_{name}_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self._server.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{database}"')
-        self._created.append(database)
-        return self._server.url(database)
-
-    def drop_all(self) -> None:
-        if self._server is None or not self._created:
-            return
-        with psycopg.connect(self._server.url(), autocommit=True) as conn:
-            for database in self._created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        self._created.clear()

@@ -118,6 +118,19 @@ def test_a_path_under_a_granted_directory_is_admitted(
     assert rows[0].party_args["input"] == str(files["host"])  # the proposal as it arrived
 
 
+def test_a_missing_granted_file_is_told_to_the_initiator_by_its_code_only(
+    parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
+) -> None:
+    parties[HOST].grant(GUEST, path=str(files["granted"]), role="host")
+    job_id, net = _propose(parties, files["granted"] / "gone.csv", tmp_path)
+    _refusal(parties, job_id)
+    assert parties[GUEST].job(job_id).reason == (
+        f"party {HOST} rejected the job: data_not_found at parties-args.{HOST}.input"
+    )
+    assert "gone.csv" in str(parties[HOST].job(job_id).reason), "the detail stays on the host"
+    assert not net.runs
+
+
 def test_dot_dot_and_symlinks_do_not_lead_out_of_a_grant(
     parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -188,7 +201,7 @@ def test_a_host_grant_does_not_let_the_data_serve_as_guest(
     job_id = parties[GUEST].submit(PIPELINE, flipped)
     Network(parties).run()
     reason = _refusal(parties, job_id)
-    assert "granted to 10000 as host only, not as guest" in reason
+    assert "granted to 10000 as host only, not as guest (floor guest-data" in reason
     parties[HOST].grant(GUEST, path=str(files["granted"]), role="guest")
     job_id = parties[GUEST].submit(PIPELINE, flipped)
     Network(parties).run()
@@ -315,6 +328,27 @@ def test_a_grant_revoked_while_the_proposal_waits_refuses_it_at_approval(
         last = decisions.latest(s, job_id)
         assert last is not None
         assert (last.decision, last.decided_by, last.code) == ("rejected", "alice", "not_granted")
+
+
+def test_an_output_grant_revoked_while_the_proposal_waits_is_not_honoured(
+    parties: dict[str, LocalParty], files: dict[str, Path], tmp_path: Path
+) -> None:
+    _manual(parties, files, mode="manual")
+    output = parties[HOST].grant(GUEST, kind="output", path=str(tmp_path / "out"))
+    job_id, net = _propose(parties, files["host"], tmp_path)
+    held = parties[HOST].job(job_id).output_placement
+    assert held is not None and held["chosen_by"] == "grant"
+    with parties[HOST].sessions.begin() as s:
+        grant = s.get(DataGrant, output)
+        assert grant is not None
+        grants.revoke_grant(s, grant, by="bob")
+    _decide(parties[HOST], job_id, "approve")
+    net.run()
+    host = parties[HOST].job(job_id)
+    assert host.state == "success"
+    assert host.output_placement is not None
+    assert host.output_placement["chosen_by"] == "settings"
+    assert host.output_placement["root"] == str(parties[HOST].ctx.default_output)
 
 
 def test_no_decision_ends_the_job_at_the_deadline_on_both_parties(

@@ -320,7 +320,10 @@ def test_platform_retries_run_out_and_the_lost_step_fails_the_job_everywhere(
     assert parties[HOST].job(job_id).platform_retries == {"train": 2}
     assert lost_reason(15.2) == "worker lost: no heartbeat for 15 s"
     for pid in (GUEST, HOST):
-        assert "worker lost: no heartbeat for 15 s" in (parties[pid].job(job_id).reason or "")
+        reason = parties[pid].job(job_id).reason or ""
+        assert f"step 'train' failed on party {HOST}: worker_lost: " in reason
+    host_train = next(t for t in parties[HOST].job(job_id).tasks if t.step == "train")
+    assert host_train.reason == "worker lost: no heartbeat for 15 s", "the detail stays here"
     assert net.running == {}  # the guest's copy was killed
     assert running_here(parties[HOST].sessions, HOST) == []
 
@@ -337,7 +340,12 @@ def test_a_party_without_platform_retries_fails_a_lost_step_at_once(
     assert lose(host, RunningStep(job_id, "train", 1))
     net.run()
     assert states(parties, job_id) == ("failed", "failed")
-    assert "worker lost: no heartbeat for 15 s" in (parties[GUEST].job(job_id).reason or "")
+    # the detail stays with the host's task; the guest is told the code
+    (lost,) = [t for t in host.job(job_id).tasks if t.party_id == HOST and t.step == "train"]
+    assert "worker lost: no heartbeat for 15 s" in (lost.reason or "")
+    assert "worker_lost: the worker running the step stopped answering" in (
+        parties[GUEST].job(job_id).reason or ""
+    )
 
 
 def test_platform_retries_leave_the_auto_retries_budget_alone(

@@ -197,7 +197,7 @@ def test_a_host_failure_fails_both_and_rerun_redoes_only_the_failed_steps(
     net.run()
     assert states(parties, job_id) == ("failed", "failed")
     reason = parties[GUEST].job(job_id).reason
-    assert reason == "step 'train' failed on party 20000: failed here"
+    assert reason == "step 'train' failed on party 20000: step_failed: the step failed"
     with pytest.raises(IllegalTransition):
         command(parties[GUEST], job_id, protocol.resume_job)
 

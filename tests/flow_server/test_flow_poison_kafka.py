@@ -23,6 +23,7 @@ from fedcore.envelope import Envelope
 from fedcore.settings import PartySettings
 from fedcore.version import TESSERA_VERSION
 from flow_server.app import create_app
+from unreadable_records import publish_unreadable
 
 pytestmark = pytest.mark.kafka
 
@@ -141,15 +142,18 @@ async def test_poison_is_set_aside_and_the_next_proposal_is_answered(
     ]
     for topic, env in poison:
         await bus.publish(topic, env)
-    # not even an envelope: the subscription skips it
-    await bus.publish_raw(topics.IN_CTL, jobs[3].encode(), b"\xc1 garbage", [])
+    # not even envelopes: the subscription sets them aside itself
+    unreadable = await publish_unreadable(bus, topics.IN_CTL)
 
-    dead = await _dead_letters(bus.bootstrap, set(jobs[:3]) | {""})
+    dead = await _dead_letters(bus.bootstrap, set(jobs[:3]) | {""} | unreadable)
     reasons = {key: dict(r.headers)["dead_reason"].decode() for key, r in dead.items()}
     assert "common_args" in reasons[jobs[0]]
     assert "attempt" in reasons[jobs[1]]
     assert "attempts.train" in reasons[jobs[2]]
     assert "running.0" in reasons[""]
+    assert any("1000000" in reasons[key] for key in unreadable)
+    for key in unreadable:
+        assert dict(dead[key].headers)["dead_source"].startswith(f"{topics.IN_CTL}[".encode())
     for record in dead.values():
         headers = dict(record.headers)
         assert headers["dead_service"] == b"flow_server"
@@ -165,7 +169,9 @@ async def test_poison_is_set_aside_and_the_next_proposal_is_answered(
 
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families((await client.get("http://127.0.0.1:9380/metrics")).text)
+        for family in text_string_to_metric_families(
+            (await client.get("http://127.0.0.1:9380/metrics")).text
+        )
         for s in family.samples
     }
     dead_total = sum(
@@ -173,4 +179,4 @@ async def test_poison_is_set_aside_and_the_next_proposal_is_answered(
         for (name, _), value in samples.items()
         if name == "tessera_flow_server_dead_letters_total"
     )
-    assert dead_total >= 4
+    assert dead_total >= 6

@@ -22,6 +22,8 @@ from flow_server.protocol import ProtocolError
 from flow_server.states import IllegalTransition
 
 Outbox = list[tuple[str, Envelope]]
+# a failure's local detail, as a step reports it: it quotes a path and a header of the party's data
+LOCAL_DETAIL = "DataError: no column 'income' in /srv/secret/host.csv"
 
 
 @pytest.fixture
@@ -69,7 +71,8 @@ class Network:
                 body={
                     "party": party,
                     "state": "failed" if failing else "success",
-                    "reason": "boom" if failing else None,
+                    "reason": LOCAL_DETAIL if failing else None,
+                    "code": "bad_data" if failing else None,
                     "outputs": {} if failing else outputs,
                 },
             ),
@@ -154,7 +157,8 @@ def test_task_run_carries_what_the_step_needs(
     assert first["component"] == "intersect" and first["role"] == "host"
     assert first["parties"] == {"guest": ["10000"], "host": ["20000"]}
     assert first["inputs"] == {"data": str(tmp_path / "h.csv")}
-    assert first["output_dir"] == f"{tmp_path / 'out'}/{job_id}/20000/intersect"
+    # the output job.yaml names for 20000 is 10000's wish, not granted: 20000 writes in its own
+    assert first["output_dir"] == f"{tmp_path / 'out-b'}/{job_id}/20000/intersect"
     assert first["attempt"] == 1
     assert first["fed_since_ms"] == parties["20000"].job(job_id).fed_since_ms
     train = run[("train", "10000")].body
@@ -171,10 +175,18 @@ def test_a_task_failure_fails_the_job_everywhere(
     job_id = submit(parties, tmp_path)
     net = Network(parties, fail=("train", "20000"))
     net.run()
+    public = "bad_data: the party's input data cannot be used by this step"
     for party in parties.values():
         job = party.job(job_id)
         assert job.state == "failed"
-        assert job.reason == "step 'train' failed on party 20000: boom"
+        assert job.reason == f"step 'train' failed on party 20000: {public}"
+    # the local detail stays on 20000: its own task keeps it, nothing sent to 10000 carries it
+    train = next(t for t in parties["20000"].job(job_id).tasks if t.step == "train")
+    assert (train.reason, train.code) == (LOCAL_DETAIL, "bad_data")
+    told = [e for e in net.ctl if e.src == "20000"]
+    assert told and not any("secret" in repr(e.body) or "income" in repr(e.body) for e in told)
+    (forwarded,) = [e for e in told if e.type == "task.status" and e.body["state"] == "failed"]
+    assert (forwarded.body["reason"], forwarded.body["code"]) == (public, "bad_data")
     assert not any(r.task == "evaluate" for r in net.runs)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from fedalgo.components import component
 from fedalgo.context import Context
+from fedcore import floors
 
 
 @component("te_ping", roles=("guest", "host"), outputs=("result", "never_written"))
@@ -42,6 +43,12 @@ def te_fail(ctx: Context) -> None:
     """Fails the way a component with bad input does."""
     ctx.logger.info("about to fail")
     raise ValueError("the input has no id column")
+
+
+@component("te_floors", roles=("guest",))
+def te_floors(ctx: Context) -> None:
+    """Bins the way a component would, held to the party's own floors (never to its args)."""
+    floors.check_bins(ctx.floors, int(ctx.args["bins"]))
 
 
 @component("te_exit", roles=("guest",))

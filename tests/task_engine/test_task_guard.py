@@ -25,9 +25,10 @@ from brokers import Broker
 from fedcore import topics
 from fedcore.bus import Bus, partitions
 from fedcore.envelope import Envelope
-from task_engine.kubeapi import HttpKubeApi
+from kube_api_server import FakeApiServer
 from task_engine.kubernetes import KubernetesConfig, KubernetesRuntime, WorkerPod
 from task_engine.worker import Worker
+from unreadable_records import publish_unreadable
 
 pytestmark = pytest.mark.kafka
 
@@ -208,6 +209,49 @@ async def test_bad_control_commands_are_set_aside(kafka: Broker, bus: Bus, tmp_p
             assert (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200
 
 
+async def test_records_that_are_no_envelope_are_set_aside_from_every_topic(
+    kafka: Broker, bus: Bus, tmp_path: Path
+) -> None:
+    """Undecodable bytes and a chunk header over the bounds, on fl.tasks, on fl.control and on
+    fl.in.fed while a step reads it, reach fl.dead with the topic they came from; they are
+    counted, and the worker and its step go on."""
+    job = uuid.uuid4().hex
+    parties = {"guest": [PEER], "host": [PARTY]}
+    async with running_worker(kafka, PARTY, tmp_path) as worker:
+        await asyncio.sleep(0.5)  # fl.control is read from the worker's start on
+        await bus.publish(
+            topics.TASKS, task_run(job, "ping", "te_ping", "host", PARTY, tmp_path, parties=parties)
+        )
+        await collect(bus, topics.STATUS, job, lambda es: len(es) >= 1)
+        sent = {t: await publish_unreadable(bus, t) for t in (topics.TASKS, topics.CONTROL)}
+        sent[topics.IN_FED] = await publish_unreadable(bus, topics.IN_FED)
+        dead = await dead_letters(kafka, set().union(*sent.values()))
+        for topic, keys in sent.items():
+            for record in (r for r in dead if r.key.decode() in keys):
+                marks = headers(record)
+                assert marks["dead_service"] == "task_engine"
+                assert marks["dead_source"].startswith(f"{topic}["), marks["dead_source"]
+        reasons = " ".join(headers(r)["dead_reason"] for r in dead)
+        assert "1000000" in reasons
+        assert worker.metrics.dead._value.get() >= 6
+        ping = Envelope(
+            type="fed",
+            job_id=job,
+            task="ping",
+            src=PEER,
+            dst=PARTY,
+            body={"attempt": 1, "tag": "ping", "value": np.arange(3)},
+        )
+        await bus.publish(topics.IN_FED, ping)
+        done = final(await collect(bus, topics.STATUS, job, ended()))
+        assert done.body["state"] == "success", done.body["reason"]
+        # the commit moves past what was set aside with the next task handed out
+        good = uuid.uuid4().hex
+        await bus.publish(topics.TASKS, task_run(good, "fail", "te_fail", "guest", PARTY, tmp_path))
+        await collect(bus, topics.STATUS, good, ended())
+        assert await committed_at_end(kafka, worker.group_id)
+
+
 async def test_a_step_gets_only_well_formed_fed_messages_from_its_peers(
     kafka: Broker, bus: Bus, tmp_path: Path
 ) -> None:
@@ -254,16 +298,6 @@ async def test_a_step_gets_only_well_formed_fed_messages_from_its_peers(
     assert ids == {env.id for env in bad}
 
 
-def _refusing_api() -> HttpKubeApi:
-    """An API server that refuses every call (the worker's Role lacks a permission)."""
-
-    def refuse(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(403, text='jobs.batch is forbidden: cannot list resource "jobs"')
-
-    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse), base_url="https://k8s.test")
-    return HttpKubeApi(client, token_file=None)
-
-
 async def test_a_kubernetes_error_fails_the_task_not_the_worker(
     kafka: Broker, bus: Bus, tmp_path: Path
 ) -> None:
@@ -274,8 +308,16 @@ async def test_a_kubernetes_error_fails_the_task_not_the_worker(
         volume_root=tmp_path,
         worker_pod=WorkerPod("task-engine-0", "uid-0"),
     )
-    runtime = KubernetesRuntime(config, _refusing_api())
-    async with running_worker(kafka, PARTY, tmp_path, runtime=runtime) as worker:
+    # the worker's Role lacks a permission: the API server refuses every call
+    server = FakeApiServer(
+        config.namespace, forbidden='jobs.batch is forbidden: cannot list resource "jobs"'
+    )
+    async with (
+        server.serving(),
+        running_worker(
+            kafka, PARTY, tmp_path, runtime=KubernetesRuntime(config, server.api())
+        ) as worker,
+    ):
         jobs = [uuid.uuid4().hex for _ in range(2)]
         for job in jobs:
             await bus.publish(

@@ -341,11 +341,26 @@ async def test_a_failing_component_is_reported_with_its_reason(
     statuses = await collect(bus_a, topics.STATUS, job, ended())
     assert final(statuses).body["state"] == "failed"
     assert final(statuses).body["reason"] == "ValueError: the input has no id column"
+    assert final(statuses).body["code"] == "step_error", "what the other parties will be told"
     assert final(statuses).body["outputs"] == {}
     logs = await collect(
         bus_a, topics.LOGS, job, lambda es: any("Traceback" in e.body["line"] for e in es)
     )
     assert any(e.body["line"].endswith("about to fail") for e in logs)
+
+
+async def test_the_step_is_held_to_the_partys_own_floors(
+    workers: tuple[Worker, Worker], buses: tuple[Bus, Bus], tmp_path: Path
+) -> None:
+    bus_a, _ = buses
+    job = uuid.uuid4().hex
+    # the task's args cannot lower the floor: the worker hands the step its party's settings
+    run = task_run(job, "bins", "te_floors", "guest", GUEST, tmp_path, args={"bins": 100})
+    run.body["args"]["floors"] = {"max_bins": 1000}
+    await bus_a.publish(topics.TASKS, run)
+    done = final(await collect(bus_a, topics.STATUS, job, ended())).body
+    assert (done["state"], done["code"]) == ("failed", "floor.max-bins")
+    assert "100 bins per column exceed this party's maximum of 64" in done["reason"]
 
 
 async def test_unknown_components_and_malformed_tasks_fail_with_a_reason(
@@ -369,7 +384,9 @@ async def test_a_step_that_dies_without_reporting_fails_with_exit_code_and_stder
     bus_a, _ = buses
     job = uuid.uuid4().hex
     await bus_a.publish(topics.TASKS, task_run(job, "crash", "te_exit", "guest", GUEST, tmp_path))
-    reason = final(await collect(bus_a, topics.STATUS, job, ended())).body["reason"]
+    done = final(await collect(bus_a, topics.STATUS, job, ended())).body
+    reason = done["reason"]
+    assert done["code"] == "step_crashed"
     assert reason.startswith("step process exited with code 3")
     assert "native library exploded" in reason
 
@@ -446,6 +463,7 @@ async def test_shutdown_kills_running_steps_and_reports_them(
         "party": "40000",
         "state": "failed",
         "reason": "worker stopped",
+        "code": "stopped",
         "outputs": {},
         "attempt": 1,
     }

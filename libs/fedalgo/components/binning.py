@@ -46,6 +46,7 @@ from fedalgo.context import Context
 from fedalgo.errors import DataError, ProtocolError
 from fedalgo.histogram import bin_sums, compress, decompress
 from fedalgo.tables import Dataset
+from fedcore import floors
 from fedcore.params import Params
 
 TAG = "binning"
@@ -74,6 +75,7 @@ def _feature_model(name: str, splits: np.ndarray, counts: np.ndarray) -> dict[st
 def binning(ctx: Context) -> None:
     """Bin each party's columns; the guest computes every column's WOE/IV (hosts' encrypted)."""
     params = ctx.params(BinningParams)
+    floors.check_bins(ctx.floors, params.bins)  # this party's floor: a bin per row orders its rows
     if ctx.role == "guest":
         _guest(ctx, params)
     else:
@@ -88,6 +90,8 @@ def _counts(binning_: Binning) -> list[np.ndarray]:
 
 def _guest(ctx: Context, params: BinningParams) -> None:
     method, bins, with_iv = params.method, params.bins, params.iv
+    if with_iv:
+        floors.check_key_bits(ctx.floors, params.key_bits)  # the key that hides this party's labels
     data = ctx.read_dataset("data", with_label=True)
     if data.n_samples == 0:
         raise DataError("the guest's data has no rows")

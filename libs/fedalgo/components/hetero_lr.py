@@ -55,7 +55,7 @@ from fedalgo.components.registry import component
 from fedalgo.computing import Computing, Rows
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid
+from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid, smallest_batch
 from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
@@ -63,6 +63,7 @@ from fedalgo.tables import (
     format_floats,
     write_table,
 )
+from fedcore import floors
 from fedcore.params import InvalidArguments, Params, hyphenate
 
 RESIDUAL_EXPONENT = -8  # residuals in (-1, 1) at 16**-8 = 2**-32
@@ -212,6 +213,11 @@ class _Guest:
         self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
+        # This party's floors: the key size is its policy for any job on its data; a small
+        # batch would hand the hosts its labels (each decrypts X_h[B]^T d).
+        floors.check_key_bits(ctx.floors, self.key_bits)
+        rows = smallest_batch(self.data.n_samples, self.config.batch_size)
+        floors.check_batch_rows(ctx.floors, rows)
         self.hosts = ctx.party_ids("host")
 
     def _handshake(self) -> dict[str, int]:
@@ -418,6 +424,7 @@ class _Host:
         if not data.features:
             raise DataError("the host's data has no feature columns (only 'id')")
         cfg, key_bits = self._setup()
+        floors.check_key_bits(ctx.floors, key_bits)  # the key that [[X_h]] is sent under
         ctx.logger.info("training with the guest's settings: %s", cfg)
         x = data.x
         try:

@@ -70,6 +70,7 @@ from fedalgo.tables import (
     write_table,
 )
 from fedalgo.tree import Node, SplitCandidate, Tree, best_split, leaf_weight
+from fedcore import floors
 from fedcore.params import InvalidArguments, Params, hyphenate
 
 NAME = "hetero_secureboost"
@@ -185,6 +186,9 @@ class _Guest:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.config = BoostConfig.from_params(ctx.params(BoostParams))
+        # This party's floors: its key hides the gradients (its labels), its bins its values.
+        floors.check_key_bits(ctx.floors, self.config.key_bits)
+        floors.check_bins(ctx.floors, self.config.bins)
         self.data = ctx.read_dataset("data", with_label=True)
         if self.data.n_samples == 0:
             raise DataError("the guest's data has no rows (is the intersection empty?)")
@@ -482,6 +486,7 @@ class _Host:
         if not data.features:
             raise DataError("the host's data has no feature columns (only 'id')")
         cfg, public_key, packing = self._setup()
+        floors.check_bins(ctx.floors, cfg.bins)  # the guest's bins split this party's columns
         binning = fit_binning(data.x, cfg.bins, "quantile", ctx.computing)
         ctx.send("guest", f"{TAG}/host_bins", binning.bin_counts)
         # Standard randomness: the guest holds the key (see the threat model).

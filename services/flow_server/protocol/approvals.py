@@ -20,7 +20,13 @@ from flow_server import decisions, states
 from flow_server.dsl import DslError, JobSpec, parse_pipeline
 from flow_server.models import Job, JobState, now_ms
 from flow_server.policy import Verdict, judge
-from flow_server.protocol.context import PartyContext, derived_id, emit, job_parties
+from flow_server.protocol.context import (
+    PartyContext,
+    derived_id,
+    emit,
+    job_parties,
+    place_outputs,
+)
 from flow_server.protocol.jobstate import after_job_move, set_job_state
 
 log = logging.getLogger(__name__)
@@ -127,6 +133,9 @@ def approve_job(session: Session, ctx: PartyContext, job: Job, *, by: str, cause
         )
         return
     job.party_args = verdict.args
+    job.output_placement = place_outputs(
+        session, ctx, job_args=job.party_args, common_args=job.common_args, initiator=job.initiator
+    )
     set_job_state(session, ctx, job, JobState.WAITING, cause=cause)
     _tell_initiator(session, ctx, job, "job.accept", {}, cause)
     used = ", ".join(verdict.grants) or "none needed"

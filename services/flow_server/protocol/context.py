@@ -7,11 +7,12 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
-from flow_server import scheduler
+from flow_server import disclosure, placement, scheduler
 from flow_server.catalog import Catalog
 from flow_server.dsl import DslError, JobSpec, Pipeline, Step, parse_party_specs, parse_pipeline
 from flow_server.models import Job, JobParty, OutboxRecord
@@ -33,14 +34,16 @@ class PartyContext:
     me: str
     peers: frozenset[str]
     catalog: Catalog
-    default_output: Path  # used when a party gives no `output` argument
+    default_output: Path  # this party's output root (see flow_server.placement)
     # how long the initiator waits for every party's answer to a proposal (and a party whose
     # policy holds a proposal for its operator, for the operator's decision)
     accept_timeout_s: float = 60.0
-    # how this party answers its peers' proposals (grants, ACCEPT_POLICY)
+    # how this party answers its peers' proposals (grants, floors, ACCEPT_POLICY)
     policy: Policy = field(default_factory=Policy)
     # how many times a step is rerun after this party's platform faults (see ``faults``)
     platform_retries: int = 2
+    # where the database and work dirs are: never a peer's output
+    state_dir: Path = Path(".run/state")
 
 
 def derived_id(*parts: str) -> str:
@@ -78,9 +81,13 @@ def auto_retries(job: Job, step: Step) -> int:
         return 0
 
 
-def task_views(job: Job) -> dict[tuple[str, str], scheduler.TaskView]:
+def task_views(job: Job, me: str) -> dict[tuple[str, str], scheduler.TaskView]:
+    """Every task's state, with this party's failures by code only: the job's reason, which
+    every party is told, is made from these."""
     return {
-        (t.step, t.party_id): scheduler.TaskView(t.state, t.reason, dict(t.outputs))
+        (t.step, t.party_id): scheduler.TaskView(
+            t.state, disclosure.task_reason(t, me), dict(t.outputs)
+        )
         for t in job.tasks
     }
 
@@ -101,3 +108,27 @@ def find_job(session: Session, env: Envelope) -> Job | None:
     if job is None:
         log.warning("%s %s from %s: unknown job %s", env.type, env.id, env.src, env.job_id)
     return job
+
+
+def place_outputs(
+    session: Session,
+    ctx: PartyContext,
+    *,
+    job_args: dict[str, Any],
+    common_args: dict[str, Any],
+    initiator: str,
+) -> dict[str, Any]:
+    """Where this party writes a job's outputs (``flow_server.placement``), as stored on the job;
+    decided when it creates or accepts the job, and again when its operator approves it (an
+    output grant may have lapsed meanwhile)."""
+    chosen = placement.choose(
+        session,
+        me=ctx.me,
+        initiator=initiator,
+        requested=placement.requested_output(job_args, common_args),
+        default_root=ctx.default_output,
+        state_dir=ctx.state_dir,
+    )
+    if chosen.chosen_by == "settings" and chosen.requested is not None:
+        log.info("job from %s: %s", initiator, chosen.reason)
+    return chosen.to_json()

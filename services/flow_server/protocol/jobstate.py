@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from fedcore import paths, topics
 from fedcore.envelope import Envelope
-from flow_server import scheduler, states
+from flow_server import disclosure, placement, scheduler, states
 from flow_server.models import Job, JobState, Task, TaskState
 from flow_server.protocol.context import (
     PartyContext,
@@ -130,7 +130,7 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
         return
     pipeline = job_pipeline(job, ctx.catalog)
     parties = job_parties(job)
-    tasks = task_views(job)
+    tasks = task_views(job, ctx.me)
     outcome = scheduler.job_outcome(pipeline, parties, tasks)
     if outcome.state != scheduler.RUNNING:
         set_job_state(
@@ -157,10 +157,11 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
                 cause=cause,
             )
             return
-        root = str(args.get("output") or ctx.default_output)
+        root = placement.output_root(job, ctx.default_output)
         try:
             # The party id keeps parties that share a filesystem apart; job id and step name
-            # come from the initiator, so the result must stay inside the output root.
+            # come from the initiator (and the root may be a peer's, granted), so the result
+            # must stay inside the output root.
             output_dir = paths.join(root, job.id, ctx.me, step.name)
         except paths.PathRefused as exc:
             reason = f"party {ctx.me}: step {step.name}: output {exc}"
@@ -202,7 +203,8 @@ def schedule(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> No
 
 
 def forward(session: Session, ctx: PartyContext, job: Job, task: Task, *, cause: str) -> None:
-    """Tell every other party of the job this party's task state (no paths, no outputs)."""
+    """Tell every other party of the job this party's task state: no paths, no outputs, and of a
+    failure only its code (``flow_server.disclosure``)."""
     for other in job_parties(job):
         if other == ctx.me:
             continue
@@ -219,7 +221,8 @@ def forward(session: Session, ctx: PartyContext, job: Job, task: Task, *, cause:
                 body={
                     "party": ctx.me,
                     "state": task.state,
-                    "reason": task.reason,
+                    "reason": disclosure.task_reason(task, ctx.me),
+                    "code": task.code,
                     "attempt": task.attempt,
                 },
             ),

@@ -105,7 +105,7 @@ def rerun_job(session: Session, ctx: PartyContext, job: Job, *, cause: str) -> d
     states.check_job_rerun(job.id, job.state)
     pipeline = job_pipeline(job, ctx.catalog)
     parties = job_parties(job)
-    tasks = task_views(job)
+    tasks = task_views(job, ctx.me)
     not_done = {s.name for s in pipeline.steps if not scheduler.step_done(s, parties, tasks)}
     attempts = {
         name: max([t.attempt for t in job.tasks if t.step == name] + [step_attempt(job, name)]) + 1

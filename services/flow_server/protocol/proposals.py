@@ -20,7 +20,7 @@ from fedcore import topics
 from fedcore.envelope import Envelope, new_id
 from fedcore.messages import Empty, JobPropose, JobReject
 from fedcore.version import TESSERA_VERSION, compatible
-from flow_server import references
+from flow_server import floors, references
 from flow_server.catalog import Catalog
 from flow_server.dsl import (
     ArgRef,
@@ -44,6 +44,7 @@ from flow_server.protocol.context import (
     emit,
     find_job,
     job_member,
+    place_outputs,
 )
 from flow_server.protocol.jobstate import announce, move_job, set_job_state, start_job
 
@@ -80,6 +81,18 @@ def _exists(path: str) -> bool:
         return False
 
 
+# refusals that would tell the proposer something about this party's files: only their code
+_LOCAL_CODES = frozenset({"data_not_found"})
+
+
+def _public_rejection(exc: DslError) -> str:
+    """What the initiator is told of a refusal: the rule's message, or for a refusal about this
+    party's files (a granted table's local path) only its code; the full reason stays here."""
+    if exc.code in _LOCAL_CODES:
+        return f"{exc.code}" + (f" at {exc.where}" if exc.where else "")
+    return str(exc)
+
+
 def submit_job(
     session: Session, ctx: PartyContext, *, pipeline_row: PipelineRow, job_yaml: bytes | str
 ) -> Job:
@@ -88,6 +101,10 @@ def submit_job(
     spec = parse_job(job_yaml)
     check_job(spec, pipeline, me=ctx.me, peers=ctx.peers, check_args_of=list(spec.parties))
     spec.party_args[ctx.me] = references.resolve_args(session, spec.party_args[ctx.me], me=ctx.me)
+    # this party's own floors hold for its own jobs too (a peer's proposal: policy.judge)
+    floors.check_job(
+        spec, pipeline, me=ctx.me, party_floors=ctx.policy.floors, images=ctx.policy.images
+    )
     _check_local_data(spec, pipeline, ctx.me)
     job = Job(
         id=new_id(),
@@ -100,6 +117,13 @@ def submit_job(
         common_args=spec.common_args,
         party_args=spec.party_args[ctx.me],
         fed_since_ms=now_ms(),
+        output_placement=place_outputs(
+            session,
+            ctx,
+            job_args=spec.party_args[ctx.me],
+            initiator=ctx.me,
+            common_args=spec.common_args,
+        ),
     )
     if len(spec.parties) > 1:
         job.accept_deadline_ms = now_ms() + int(ctx.accept_timeout_s * 1000)
@@ -197,13 +221,16 @@ def on_propose(session: Session, ctx: PartyContext, env: Envelope, body: JobProp
         reason = str(exc)
         move_job(job, JobState.REJECTED, reason)
         announce(session, ctx, job, cause=env.id)
-        _answer(session, ctx, env, "job.reject", {"reason": reason})
+        _answer(session, ctx, env, "job.reject", {"reason": _public_rejection(exc)})
         approvals.record_refusal(session, ctx, env, exc)
         log.info("rejected job %s from %s: %s", env.job_id, env.src, reason)
         return
     job.pipeline_name = pipeline.name
     job.common_args = spec.common_args
     job.party_args = spec.party_args[ctx.me]
+    job.output_placement = place_outputs(
+        session, ctx, job_args=job.party_args, initiator=env.src, common_args=job.common_args
+    )
     job.members = [
         JobParty(
             party_id=p,

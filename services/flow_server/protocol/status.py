@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from fedcore.envelope import Envelope
 from fedcore.messages import JobStatus, TaskStatus
-from flow_server import models_registry
+from flow_server import disclosure, models_registry
 from flow_server.models import Job, JobState, Task, TaskState
 from flow_server.protocol.context import (
     PartyContext,
@@ -102,7 +102,10 @@ def on_task_status(session: Session, ctx: PartyContext, env: Envelope, body: Tas
             attempt=attempt or current,
         )
         job.tasks.append(task)
-    if update_task(job, task, state, reason, attempt) and party == ctx.me:
+    changed = update_task(job, task, state, reason, attempt)
+    if changed:
+        task.code = disclosure.task_code(state, body.code)
+    if changed and party == ctx.me:
         task.outputs = dict(outputs)
         if state == TaskState.SUCCESS:
             models_registry.on_task_success(session, job=job, task=task, catalog=ctx.catalog)

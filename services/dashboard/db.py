@@ -1,0 +1,33 @@
+"""The dashboard's database: an engine from ``PartySettings.dashboard_db_url`` (SQLite in
+``STATE_DIR`` by default, PostgreSQL by URL) and its own Alembic history, kept apart from the
+flow_server's in the ``dashboard_alembic_version`` table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
+VERSION_TABLE: Final = "dashboard_alembic_version"
+
+
+def alembic_config(engine: Engine | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if engine is not None:
+        cfg.set_main_option(
+            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    return cfg
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Bring the dashboard's tables to the newest migration (the only way they are created)."""
+    cfg = alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
