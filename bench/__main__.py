@@ -1,5 +1,6 @@
 """``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
-[--engine local|spark] [--spark-master URL] [--database sqlite|postgresql]``."""
+[--engine local|spark] [--spark-master URL] [--spark-submit-args ARGS]
+[--database sqlite|postgresql]``."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from bench import (
     intersect,
     paillier,
     secureboost,
+    spark_phases,
     spark_start,
 )
 from bench.common import Options
@@ -28,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "intersect": intersect.run,
     "binning": binning.run,
     "spark_start": spark_start.run,
+    "spark_phases": spark_phases.run,
     "dashboard_start": dashboard_start.run,
 }
 
@@ -55,6 +58,11 @@ def main(argv: list[str] | None = None) -> None:
         "--spark-master", default="local[*]", help="the Spark master of --engine spark"
     )
     parser.add_argument(
+        "--spark-submit-args",
+        default="",
+        help="spark-submit flags every party's operator sets (e.g. '--driver-memory 2g')",
+    )
+    parser.add_argument(
         "--database",
         choices=("sqlite", "postgresql"),
         default="sqlite",
@@ -67,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         out=args.out,
         engine=args.engine,
         spark_master=args.spark_master,
+        spark_submit_args=args.spark_submit_args,
         database=args.database,
     )
     BENCHMARKS[args.name](options)

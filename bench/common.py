@@ -17,6 +17,7 @@ class Options:
     out: Path | None
     engine: str = "local"  # the vertical benchmarks' computing engine: local or spark
     spark_master: str = "local[*]"
+    spark_submit_args: str = ""  # every party's (its operator's SPARK_SUBMIT_ARGS)
     database: str = "sqlite"  # dashboard_start: the dashboard's database, sqlite or postgresql
 
 

@@ -4,10 +4,10 @@
   repository's ``data/``), as they are.
 * ``default_credit_3party``: default_credit's guest file, its host's columns split between two
   hosts (x0..x4 and x5..x9).
-* ``synthetic_10k``, ``synthetic_100k``, ``synthetic_1m``: generated (seed 0) rows of 10 guest and
-  20 host features, independent standard normals rounded to 6 decimals; the label is drawn from a
-  logistic model over all 30 (coefficients N(0, 0.4^2), the same for every size; intercept -1,
-  about a third positive), so both parties' features carry signal.
+* ``synthetic_10k``, ``synthetic_100k``, ``synthetic_1m``, ``synthetic_5m``: generated (seed 0)
+  rows of 10 guest and 20 host features, independent standard normals rounded to 6 decimals;
+  the label is drawn from a logistic model over all 30 (coefficients N(0, 0.4^2), the same for
+  every size; intercept -1, about a third positive), so both parties' features carry signal.
 
 Every set is written to a work directory as one CSV file per party, the guest's first; the joined
 matrix (guest's columns, then each host's) and the labels stay in memory for the scikit-learn
@@ -25,7 +25,12 @@ from fedalgo.tables import read_dataset
 
 # The repository's data sets (data/README.md): the default of ``--data-dir``.
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-SYNTHETIC_ROWS = {"synthetic_10k": 10_000, "synthetic_100k": 100_000, "synthetic_1m": 1_000_000}
+SYNTHETIC_ROWS = {
+    "synthetic_10k": 10_000,
+    "synthetic_100k": 100_000,
+    "synthetic_1m": 1_000_000,
+    "synthetic_5m": 5_000_000,
+}
 SYNTHETIC_GUEST_FEATURES = 10
 SYNTHETIC_HOST_FEATURES = 20
 SYNTHETIC_SEED = 0
@@ -33,7 +38,7 @@ STORED = ("breast", "default_credit")
 THREE_PARTY = {"default_credit_3party": ("default_credit", 5)}  # set, host columns of host 1
 NAMES = (*STORED, *THREE_PARTY, *SYNTHETIC_ROWS)
 # Left out of a run without --dataset (make bench; make bench-large runs them): see bench/README.md.
-ONLY_BY_NAME = frozenset({"synthetic_1m"})
+ONLY_BY_NAME = frozenset({"synthetic_1m", "synthetic_5m"})
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ PARAMS: dict[str, dict[str, Any]] = {
     "synthetic_10k": _SYNTHETIC,
     "synthetic_100k": _SYNTHETIC,
     "synthetic_1m": _SYNTHETIC,
+    "synthetic_5m": _SYNTHETIC,
 }
 
 

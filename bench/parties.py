@@ -61,10 +61,12 @@ class PartyReport:
     peak_rss_mb: float
     process_peak_rss_mb: float
     worker_peak_rss_mb: float
+    jvm_peak_rss_mb: float  # a Spark party's JVM (on local[N] its executors are threads of it)
     started: float  # time.monotonic() (system-wide on Linux) when the component started
     finished: float
     engine_start_s: float  # starting the computing engine (a Spark session: its JVM), before
     executors: int
+    spark_stages: dict[str, dict[str, float | int]]  # the engine's per-work stage timings
 
 
 @dataclass(frozen=True)
@@ -196,13 +198,23 @@ def _hwm_mb(pid: int | str) -> float:
     return 0.0
 
 
+def _is_jvm(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip() == "java"
+    except OSError:
+        return False
+
+
 class _TreeSampler:
-    """Sampled: the peak of (this process + every live descendant) resident memory, and the
-    largest peak (VmHWM) of any one descendant."""
+    """Sampled: the peak of (this process + every live descendant) resident memory, the
+    largest peak (VmHWM) of any one descendant but a JVM (pool workers, Spark's Python workers)
+    and the peak of the JVM (Spark's driver, and on ``local[N]`` its executors)."""
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
         self.descendant_peak_mb = 0.0
+        self.jvm_peak_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
 
@@ -220,7 +232,11 @@ class _TreeSampler:
             kids = _descendants(me)
             total = _rss_mb(me) + sum(_rss_mb(p) for p in kids)
             self.peak_mb = max(self.peak_mb, total)
-            self.descendant_peak_mb = max([self.descendant_peak_mb, *map(_hwm_mb, kids)])
+            for kid in kids:
+                if _is_jvm(kid):
+                    self.jvm_peak_mb = max(self.jvm_peak_mb, _hwm_mb(kid))
+                else:
+                    self.descendant_peak_mb = max(self.descendant_peak_mb, _hwm_mb(kid))
             if self._stop.wait(_SAMPLE_S):
                 return
 
@@ -252,7 +268,8 @@ def _party_main(
             engine_started = time.monotonic()
             # The bench's operator offers the master it names (as SPARK_MASTER would).
             master = spec.get("spark_master", "")
-            choice = choose({"spark-master-name": master}, SparkOffer(master=master))
+            offer = SparkOffer(master=master, submit_args=spec.get("spark_submit_args", ""))
+            choice = choose({"spark-master-name": master}, offer)
             with open_computing(choice) as computing:
                 engine_start_s = time.monotonic() - engine_started
                 ctx = Context(
@@ -271,6 +288,7 @@ def _party_main(
                 finished = time.monotonic()
                 cpu_s = _cpu_s() - cpu_started
                 executors = computing.executors
+                spark_stages = computing.stage_timings()
         process_mb = _hwm_mb("self")
         report = PartyReport(
             party=pid,
@@ -281,10 +299,12 @@ def _party_main(
             peak_rss_mb=max(sampler.peak_mb, process_mb),
             process_peak_rss_mb=process_mb,
             worker_peak_rss_mb=sampler.descendant_peak_mb,
+            jvm_peak_rss_mb=sampler.jvm_peak_mb,
             started=started,
             finished=finished,
             engine_start_s=engine_start_s,
             executors=executors,
+            spark_stages=spark_stages,
         )
         results.put({"party": pid, "report": report})
     except BaseException as exc:  # reported to the parent, which stops the other parties

@@ -39,7 +39,12 @@ class Reference:
 
 
 def party_specs(
-    guest: Path, hosts: list[Path], out: Path, params: dict[str, Any], spark_master: str = ""
+    guest: Path,
+    hosts: list[Path],
+    out: Path,
+    params: dict[str, Any],
+    spark_master: str = "",
+    spark_submit_args: str = "",
 ) -> dict[str, dict[str, Any]]:
     """What the runners take: each party's role, the guest's ``params``, files in ``out``, and
     the Spark master every party computes on ('' for the local engine)."""
@@ -54,6 +59,7 @@ def party_specs(
             "inputs": {"data": path},
             "outputs": {"model": out / f"{pid}.model", "predictions": out / f"{pid}.pred"},
             "spark_master": spark_master,
+            "spark_submit_args": spark_submit_args,
         }
         for pid, role, path in parties
     }
@@ -68,9 +74,10 @@ def run_one(
     *,
     timeout_s: float,
     spark_master: str = "",
+    spark_submit_args: str = "",
 ) -> dict[str, Any]:
     """Train ``algorithm`` on ``data`` and return the benchmark's JSON object."""
-    specs = party_specs(data.guest, data.hosts, out, params, spark_master)
+    specs = party_specs(data.guest, data.hosts, out, params, spark_master, spark_submit_args)
     run = run_in_processes(algorithm, specs, timeout_s=timeout_s)
     table = read_table(out / f"{GUEST}.pred")
     y = np.array([int(r[1]) for r in table.rows])
@@ -88,6 +95,7 @@ def run_one(
         "params": params,
         "engine": "spark" if spark_master else "local",
         "spark_master": spark_master or None,
+        "spark_submit_args": spark_submit_args or None,
         "executors": max(r.executors for r in run.reports.values()),
         **run_figures(run),
         "auc": round(metrics.auc(curve), 5),
@@ -105,6 +113,7 @@ def run_figures(run: ProcessRun) -> dict[str, Any]:
         "cpu_s": round(sum(r.cpu_s for r in reports.values()), 2),
         "loadavg_1m": round(os.getloadavg()[0], 2),
         "peak_rss_mb": round(max(r.peak_rss_mb for r in reports.values()), 1),
+        "driver_peak_rss_mb": round(max(r.process_peak_rss_mb for r in reports.values()), 1),
         "bytes_sent": sum(r.bytes_sent for r in reports.values()),
         "bytes_sent_by_party": {p: r.bytes_sent for p, r in reports.items()},
         "parties": {
@@ -115,8 +124,10 @@ def run_figures(run: ProcessRun) -> dict[str, Any]:
                 "peak_rss_mb": round(r.peak_rss_mb, 1),
                 "process_peak_rss_mb": round(r.process_peak_rss_mb, 1),
                 "worker_peak_rss_mb": round(r.worker_peak_rss_mb, 1),
+                "jvm_peak_rss_mb": round(r.jvm_peak_rss_mb, 1),
                 "engine_start_s": round(r.engine_start_s, 2),
                 "executors": r.executors,
+                "spark_stages": r.spark_stages,
             }
             for p, r in reports.items()
         },
@@ -153,5 +164,6 @@ def run_all(
                 work,
                 timeout_s=timeout_s,
                 spark_master=master,
+                spark_submit_args=options.spark_submit_args if master else "",
             )
             emit(result, options)

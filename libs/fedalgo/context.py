@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from fedalgo.errors import ArgumentError
-from fedalgo.tables import Dataset, Table, dataset_of
+from fedalgo.tables import LABEL_COLUMN, Dataset, Table
 from fedcore.floors import NO_FLOORS, SecurityFloors
 from fedcore.params import InvalidArguments, Params
 
@@ -159,8 +159,17 @@ class Context:
         return self.computing.read_table(str(self.input(name)))
 
     def read_dataset(self, name: str, *, with_label: bool) -> Dataset:
-        """Input ``name`` as numeric data (:func:`fedalgo.tables.read_dataset`), read as above."""
-        return dataset_of(self.read_table(name), self.input_location(name), with_label=with_label)
+        """Input ``name`` as numeric data (:func:`fedalgo.tables.read_dataset`), parsed by the
+        computing engine (on Spark, in the executors: the step gets numbers, not text)."""
+        location = self._locations.get(name, "")
+        if "://" not in location:
+            location = str(self.input(name))
+        data = self.computing.read_dataset(location, with_label=with_label)
+        if data.has_label_column and not with_label:
+            self.logger.warning(
+                "ignoring the label column %r in the %s's data", LABEL_COLUMN, self.role
+            )
+        return data
 
     def input_location(self, name: str) -> str:
         """Input ``name`` as given (a path or a URI), for messages."""

@@ -15,6 +15,7 @@ the caller's job (see the threat model of each component).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +28,7 @@ from fedalgo.errors import ProtocolError
 from fedalgo.paillier.montgomery import Modulus, bin_products
 
 if TYPE_CHECKING:
-    from fedalgo.computing import Computing
+    from fedalgo.computing import Computing, Rows
 
 mpz = gmpy2.mpz
 
@@ -53,6 +54,56 @@ def bin_sums(
     if computing is not None and computing.splits(len(ciphertexts)):
         return computing.bin_sums(values, flat_bins, total_bins, nsquare)
     return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
+
+
+def limb_rows(
+    rows: np.ndarray, ciphertexts: Sequence[Any], flat_bins: np.ndarray, nsquare: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One partition of :func:`node_bin_sums`' rows: its ciphertexts as limbs (half the memory
+    of Python ints, and what the C loops read)."""
+    return rows, Modulus(nsquare).limbs_of(ciphertexts), flat_bins
+
+
+def _node_products(
+    rows: np.ndarray,
+    limbs: np.ndarray,
+    flat_bins: np.ndarray,
+    node_of_row: np.ndarray,
+    nodes: list[int],
+    total_bins: int,
+    nsquare: Any,
+) -> list[np.ndarray]:
+    modulus = Modulus(nsquare)
+    where = node_of_row[rows]
+    return [
+        bin_products(limbs[where == node], flat_bins[where == node], total_bins, modulus)
+        for node in nodes
+    ]
+
+
+def _mul_node_products(a: list[np.ndarray], b: list[np.ndarray], nsquare: Any) -> list[np.ndarray]:
+    modulus = Modulus(nsquare)
+    out = []
+    for x, y in zip(a, b, strict=True):
+        products = [
+            u * v % nsquare
+            for u, v in zip(modulus.residues_of(x), modulus.residues_of(y), strict=True)
+        ]
+        out.append(modulus.limbs_of(products))
+    return out
+
+
+def node_bin_sums(
+    rows: Rows, node_of_row: np.ndarray, nodes: list[int], total_bins: int, nsquare: Any
+) -> list[list[Any]]:
+    """:func:`bin_sums` of each node's rows, over rows an engine holds (:func:`limb_rows`
+    partitions: row numbers, limbs, flat bins): one pass over the partitions for every node of
+    a level, their partial products multiplied by tree aggregation. The products are exact, so
+    the result does not depend on how the rows are partitioned."""
+    combine = functools.partial(_mul_node_products, nsquare=nsquare)
+    merged = rows.reduce(_node_products, combine, node_of_row, nodes, total_bins, nsquare)
+    modulus = Modulus(nsquare)
+    return [modulus.residues_of(products) for products in merged]
 
 
 def compress(

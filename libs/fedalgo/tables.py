@@ -42,6 +42,8 @@ class Dataset:
     features: list[str]
     x: np.ndarray
     y: np.ndarray | None = None
+    #: whether the table had a label column (read or not: a host warns that it ignores it)
+    has_label_column: bool = False
 
     @property
     def n_samples(self) -> int:
@@ -133,6 +135,7 @@ def dataset_of(
         features=[table.header[i] for i in feat_idx],
         x=parse_numeric(table, feat_idx, path),
         y=parse_labels(table, path, label) if with_label else None,
+        has_label_column=label in table.header,
     )
 
 

@@ -208,9 +208,9 @@ class JobPropose(Body):
     party_args: Args = Field(default_factory=dict)
     initiator: PartyId
     # absent from a release too old to say: the receiver rejects it naming the reason
-    tessera_version: (
-        Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")] | None
-    ) = None
+    tessera_version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+-]{1,32}$")] | None = (
+        None
+    )
     component_versions: Annotated[
         dict[Name, Annotated[str, Field(max_length=32)]], Field(max_length=MAX_ENTRIES)
     ] = Field(default_factory=dict)

@@ -77,7 +77,13 @@ def run_component(spec: dict[str, Any], channel: StepChannel) -> dict[str, str]:
             computing=computing,
             floors=SecurityFloors.model_validate(spec.get("floors") or {}),
         )
-        component.run(ctx)  # checks the role and the args against its declaration
+        try:
+            component.run(ctx)  # checks the role and the args against its declaration
+        finally:
+            stages = computing.stage_timings()
+            if stages:  # a Spark step: what its stages took, per kind of work
+                _log.info("spark stages: %s", stages)
+                channel.metric("spark_stages", stages, None)
     return outputs
 
 

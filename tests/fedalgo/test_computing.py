@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import chunk_functions
 import numpy as np
 import pytest
 from fedalgo_helpers import GUEST, HOST, party, read_rows, write_rows
@@ -20,16 +21,21 @@ from fedalgo.bin_edges import fit_binning
 from fedalgo.components.scale import fit_scaling
 from fedalgo.computing import Computing, LocalComputing
 from fedalgo.computing.spark import SparkComputing
+from fedalgo.errors import DataError
 from fedalgo.federation import run_parties
 from fedalgo.histogram import bin_sums
 from fedalgo.logistic import linear
+from fedalgo.tables import read_dataset
+from hdfs_cluster import hdfs
 
 ROWS = 120
+__all__ = ["hdfs"]  # the session fixture, imported for this module's tests
 
 
 @pytest.fixture(scope="module")
 def spark_session() -> Iterator[Any]:
     computing = SparkComputing.start("local[2]")
+    computing._sc.addPyFile(chunk_functions.__file__)
     yield computing._session
     computing.close()
 
@@ -92,6 +98,58 @@ def test_spark_runs_every_primitive_as_the_process_does(spark: SparkComputing) -
     assert np.allclose(linear(x, w, spark), x @ w, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_rows_stay_with_the_engine_and_regroup(engine: str, request: pytest.FixtureRequest) -> None:
+    computing: Computing = request.getfixturevalue(engine)
+    count = 50
+    rows = np.arange(count)
+    big = [2**300 + i for i in range(count)]  # ints beyond int64, as ciphertexts are
+    small = np.arange(count, dtype=np.int64) * 3
+    held = computing.distribute([rows, big, small])
+    assert held.count == count
+    total = sum(big) + int(rows.sum()) + int(small.sum())
+    assert sum(held.collect(chunk_functions.sum_rows, 1)) == total
+    squared = held.map(chunk_functions.square)
+    held.release()
+    assert squared.reduce(chunk_functions.sum_rows, chunk_functions.add, 2) == 2 * (
+        sum(b * b for b in big) + int(rows.sum()) + 2 * int(small.sum())
+    )
+    keys = (rows * 7) % 4  # four groups of uneven rows
+    grouped = squared.regroup(keys, 4)
+    for g in range(4):
+        members = np.flatnonzero(keys == g)
+        want = sum(big[i] ** 2 + int(i) + 6 * int(i) for i in members.tolist())
+        assert grouped.group_reduce(g, chunk_functions.sum_rows, chunk_functions.add, 1) == want
+    grouped.release()
+    squared.release()
+
+
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_reading_a_dataset_gives_the_same_numbers_on_both_engines(
+    engine: str, request: pytest.FixtureRequest, breast: dict[str, Path], tmp_path: Path
+) -> None:
+    computing: Computing = request.getfixturevalue(engine)
+    want = read_dataset(breast["guest"], with_label=True)
+    got = computing.read_dataset(str(breast["guest"]), with_label=True)
+    assert got.ids == want.ids and got.features == want.features
+    assert np.array_equal(got.x, want.x) and got.y is not None and want.y is not None
+    assert np.array_equal(got.y, want.y) and got.has_label_column
+    host = computing.read_dataset(str(breast["host"]), with_label=False)
+    assert host.y is None and not host.has_label_column and host.x.shape[0] == ROWS
+    bad = write_rows(tmp_path / "bad.csv", ["id", "x"], [["a", "1.5"], ["b", "oops"]])
+    with pytest.raises(DataError, match=r"column 'x' has non-numeric value 'oops'"):
+        computing.read_dataset(str(bad), with_label=False)
+
+
+def test_spark_times_its_work_per_kind(spark: SparkComputing) -> None:
+    before = spark.stage_timings().get("column_stats", {"jobs": 0, "tasks": 0})
+    fit_scaling(np.random.default_rng(1).normal(size=(40, 4)), "standard", spark)
+    after = spark.stage_timings()["column_stats"]
+    assert after["jobs"] == before["jobs"] + 1
+    assert after["tasks"] == before["tasks"] + 2  # a chunk per executor core
+    assert LocalComputing().stage_timings() == {}
+
+
 def test_spark_reads_csv_and_parquet_uris(spark: SparkComputing, tmp_path: Path) -> None:
     csv = write_rows(tmp_path / "t.csv", ["id", "x"], [["a", "1.5"], ["b", "2"]])
     table = spark.read_table(f"file://{csv}")
@@ -102,6 +160,25 @@ def test_spark_reads_csv_and_parquet_uris(spark: SparkComputing, tmp_path: Path)
     )
     table = spark.read_table(f"file://{parquet}")
     assert table.header == ["id", "x"] and sorted(table.rows) == [["a", "1.5"], ["b", "2.0"]]
+
+
+def test_spark_reads_a_dataset_from_a_real_hdfs(
+    spark: SparkComputing, hdfs: str, breast: dict[str, Path]
+) -> None:
+    jvm = spark._sc._jvm
+    fs = jvm.org.apache.hadoop.fs.FileSystem.get(
+        jvm.java.net.URI(hdfs), spark._sc._jsc.hadoopConfiguration()
+    )
+    fs.copyFromLocalFile(
+        jvm.org.apache.hadoop.fs.Path(str(breast["guest"])),
+        jvm.org.apache.hadoop.fs.Path("/data/guest.csv"),
+    )
+    got = spark.read_dataset(f"{hdfs}/data/guest.csv", with_label=True)
+    want = read_dataset(breast["guest"], with_label=True)
+    assert got.ids == want.ids and got.features == want.features
+    assert np.array_equal(got.x, want.x) and np.array_equal(got.y, want.y)  # type: ignore[arg-type]
+    table = spark.read_table(f"{hdfs}/data/guest.csv")
+    assert table.rows == read_rows(breast["guest"])[1]
 
 
 def test_the_local_engine_refuses_remote_uris() -> None:

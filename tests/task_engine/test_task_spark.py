@@ -57,9 +57,7 @@ async def bus(kafka: Broker) -> AsyncIterator[Bus]:
 
 
 @pytest.fixture(scope="module")
-async def worker(
-    kafka: Broker, state: Path, spark_cluster: SparkCluster
-) -> AsyncIterator[Worker]:
+async def worker(kafka: Broker, state: Path, spark_cluster: SparkCluster) -> AsyncIterator[Worker]:
     settings = {"spark_master": spark_cluster.master_url, "spark_submit_args": DRIVER}
     async with running_worker(kafka, PARTY, state, task_timeout_s=300, **settings) as worker:
         yield worker
@@ -77,13 +75,17 @@ async def start_scale(bus: Bus, state: Path, data: Path, master: str) -> tuple[E
 
 async def run_scale(
     bus: Bus, state: Path, data: Path, master: str
-) -> tuple[Envelope, dict[str, Any], str]:
-    """Run ``scale`` on ``master``: its final status, its ``computing`` metric and its job id."""
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run ``scale`` on ``master``: its ``computing`` and ``spark_stages`` metrics, its job id."""
     done, job = await start_scale(bus, state, data, master)
     assert done.body["state"] == "success", done.body["reason"]
-    metrics = await collect(bus, topics.RESULTS, job, lambda es: bool(es), timeout_s=30)
-    computing = next(m.body["value"] for m in metrics if m.body["name"] == "computing")
-    return done, computing, job
+
+    def both(envs: list[Envelope]) -> bool:
+        return {"computing", "spark_stages"} <= {e.body["name"] for e in envs}
+
+    metrics = await collect(bus, topics.RESULTS, job, both, timeout_s=30)
+    value = {m.body["name"]: m.body["value"] for m in metrics}
+    return value["computing"], value["spark_stages"], job
 
 
 def check_scaled(state: Path, job: str, x: np.ndarray) -> None:
@@ -95,9 +97,12 @@ def check_scaled(state: Path, job: str, x: np.ndarray) -> None:
 async def test_a_local_spark_step_runs_inside_its_sandbox(
     worker: Worker, bus: Bus, state: Path, data: tuple[Path, np.ndarray]
 ) -> None:
-    _, computing, job = await run_scale(bus, state, data[0], "local[2]")
+    computing, stages, job = await run_scale(bus, state, data[0], "local[2]")
     assert computing == {"engine": "spark", "master": "local[2]", "executors": 2}
     check_scaled(state, job, data[1])
+    # The column statistics ran as one job of a stage of two tasks (a chunk per core), timed.
+    assert stages["column_stats"]["jobs"] == 1 and stages["column_stats"]["tasks"] == 2
+    assert stages["column_stats"]["seconds"] > 0
 
 
 async def test_a_step_runs_on_the_standalone_cluster_the_party_configured(
@@ -107,7 +112,7 @@ async def test_a_step_runs_on_the_standalone_cluster_the_party_configured(
     data: tuple[Path, np.ndarray],
     spark_cluster: SparkCluster,
 ) -> None:
-    _, computing, job = await run_scale(bus, state, data[0], spark_cluster.master_url)
+    computing, _, job = await run_scale(bus, state, data[0], spark_cluster.master_url)
     assert computing["master"] == spark_cluster.master_url
     assert computing["executors"] == spark_cluster.workers  # one core per worker
     check_scaled(state, job, data[1])
@@ -130,7 +135,7 @@ def test_only_a_configured_cluster_master_gets_the_hosts_network(tmp_path: Path)
 
     for master, isolated in (("", True), ("local[*]", True), ("spark://other:7077", True)):
         cmd = argv(master)
-        assert ("--unshare-net" in cmd or ("--unshare-all" in cmd and "--share-net" not in cmd))
+        assert "--unshare-net" in cmd or ("--unshare-all" in cmd and "--share-net" not in cmd)
         assert isolated
     shared = argv("spark://m:7077")
     assert "--unshare-net" not in shared and (

@@ -45,7 +45,7 @@ from fedalgo.components.registry import component
 from fedalgo.context import Context
 from fedalgo.errors import DataError, ProtocolError
 from fedalgo.histogram import bin_sums, compress, decompress
-from fedalgo.tables import LABEL_COLUMN, Dataset, dataset_of
+from fedalgo.tables import Dataset
 from fedcore import floors
 from fedcore.params import Params
 
@@ -200,10 +200,7 @@ def _host_iv(
 
 
 def _host(ctx: Context, method: str, bins: int) -> None:
-    table = ctx.read_table("data")
-    if LABEL_COLUMN in table.header:
-        ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-    data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
+    data: Dataset = ctx.read_dataset("data", with_label=False)
     ctx.send("guest", f"{TAG}/host_info", host_info(data))
     if not data.features:
         raise DataError("the host's data has no feature columns (only 'id')")

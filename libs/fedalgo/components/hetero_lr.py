@@ -38,6 +38,7 @@ Threat model (semi-honest parties, each sees exactly what it is sent):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -45,12 +46,13 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import gmpy2
 import numpy as np
 from pydantic import Field, field_validator
 
 from fedalgo import paillier
 from fedalgo.components.registry import component
-from fedalgo.computing import Computing
+from fedalgo.computing import Computing, Rows
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
 from fedalgo.logistic import batches, learning_rate, log_loss_sum, sigmoid, smallest_batch
@@ -58,7 +60,6 @@ from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
-    dataset_of,
     format_floats,
     write_table,
 )
@@ -70,6 +71,7 @@ FEATURE_EXPONENT = -6  # host features at 16**-6 = 2**-24
 # The guest folds with d + 1 (in [0, 2)), so its weights are non-negative integers: negative
 # exponents would cost a modular inverse per row. The host removes the +1 with its column sums.
 RESIDUAL_OFFSET = paillier.BASE**-RESIDUAL_EXPONENT
+mpz = gmpy2.mpz
 
 
 class HeteroLRParams(Params):
@@ -178,13 +180,29 @@ def _check_vector(value: Any, length: int, what: str) -> np.ndarray:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class _HostKey:
     """What the guest holds of one host: its public key and encrypted, packed features."""
 
     encryptor: paillier.Encryptor
-    features: paillier.EncryptedVector  # row-major: per_row ciphertexts for each row
+    # [[X_h]] where the computing engine keeps rows (Spark: the executors): row numbers and each
+    # row's per_row ciphertexts; regrouped by mini-batch at every epoch.
+    features: Rows
     per_row: int
+
+
+def _fold_rows(
+    rows: np.ndarray, cts: list[list[int]], idx: np.ndarray, weights: np.ndarray, nsquare: Any
+) -> list[Any]:
+    """Per packed column, prod c^e mod n^2 over these rows of a batch (``idx`` sorted, with
+    ``weights`` in the same order)."""
+    exps = weights[np.searchsorted(idx, rows)]
+    per_row = len(cts[0])
+    return [paillier.multi_exp([mpz(c[j]) for c in cts], exps, nsquare) for j in range(per_row)]
+
+
+def _mul_columns(a: list[Any], b: list[Any], nsquare: Any) -> list[Any]:
+    return [x * y % nsquare for x, y in zip(a, b, strict=True)]
 
 
 class _Guest:
@@ -233,11 +251,16 @@ class _Guest:
             per_row = value["per_row"]
             if not isinstance(per_row, int) or not 1 <= per_row <= host_features[host]:
                 raise ProtocolError(f"host {host} sent a bad packing ({per_row!r} per row)")
-            features = paillier.EncryptedVector.from_wire(
-                public_key, value["features"], expected_len=self.data.n_samples * per_row
+            n = self.data.n_samples
+            cts, exponent = paillier.check_wire(
+                public_key, value["features"], expected_len=n * per_row
             )
-            if features.exponent != FEATURE_EXPONENT:
+            del value
+            if exponent != FEATURE_EXPONENT:
                 raise ProtocolError(f"host features must have exponent {FEATURE_EXPONENT}")
+            by_row = [cts[i * per_row : (i + 1) * per_row] for i in range(n)]
+            del cts
+            features = self.ctx.computing.distribute([np.arange(n), by_row])
             # Standard randomness: the folded result goes back to the key holder, who knows the
             # factorisation, and DJN's h_s^a hides nothing from it (e.g. quadratic characters).
             encryptor = paillier.Encryptor(public_key, randomness="standard")
@@ -245,9 +268,6 @@ class _Guest:
         return keys
 
     def run(self) -> None:
-        self._run(self.ctx.computing)
-
-    def _run(self, pool: Computing) -> None:
         ctx, cfg, data = self.ctx, self.config, self.data
         host_features = self._handshake()
         ctx.send("host", "hetero_lr/setup", asdict(cfg))
@@ -262,7 +282,9 @@ class _Guest:
         for epoch in range(cfg.max_iter):
             lr = learning_rate(cfg.learning_rate, cfg.decay, epoch)
             loss_sum = 0.0
-            for k, idx in enumerate(batches(len(y), cfg.batch_size, seed=cfg.seed, epoch=epoch)):
+            schedule = batches(len(y), cfg.batch_size, seed=cfg.seed, epoch=epoch)
+            self._regroup(host_keys, schedule)
+            for k, idx in enumerate(schedule):
                 u = x[idx] @ w + b
                 for host, u_h in ctx.recv_all("host", _tag(epoch, k, "u")).items():
                     u = u + _check_vector(u_h, len(idx), f"partial logits of host {host}")
@@ -270,7 +292,7 @@ class _Guest:
                 loss_sum += log_loss_sum(u, y[idx])
                 weights = paillier.encode(d, RESIDUAL_EXPONENT) + RESIDUAL_OFFSET
                 for host, key in host_keys.items():
-                    folded = self._fold(key, idx, weights, pool)
+                    folded = self._fold(key, k, idx, weights)
                     ctx.send(host, _tag(epoch, k, "gradient"), folded.to_wire())
                 grad = x[idx].T @ d / len(idx) + cfg.alpha * w
                 w = w - lr * grad
@@ -310,19 +332,32 @@ class _Guest:
         ctx.output("model").write_text(json.dumps(model, indent=2))
 
     @staticmethod
+    def _regroup(host_keys: dict[str, _HostKey], schedule: list[np.ndarray]) -> None:
+        """Gather each host's [[X_h]] by this epoch's mini-batches (one shuffle an epoch, so
+        that a batch's fold reads only its own rows)."""
+        batch_of_row = np.empty(sum(len(idx) for idx in schedule), dtype=np.int32)
+        for k, idx in enumerate(schedule):
+            batch_of_row[idx] = k
+        for key in host_keys.values():
+            previous = key.features
+            key.features = previous.regroup(batch_of_row, len(schedule))
+            previous.release()
+
+    @staticmethod
     def _fold(
-        key: _HostKey, idx: np.ndarray, weights: np.ndarray, pool: Computing
+        key: _HostKey, batch: int, idx: np.ndarray, weights: np.ndarray
     ) -> paillier.EncryptedVector:
         """[[sum_i weights_i X_h[idx_i]]] per packed column, re-randomised for the host."""
-        columns = [
-            key.features[idx * key.per_row + c].dot_ints(weights, RESIDUAL_EXPONENT, pool=pool)
-            for c in range(key.per_row)
-        ]
-        folded = paillier.EncryptedVector(
-            key.features.public_key,
-            [col.ciphertexts[0] for col in columns],
-            columns[0].exponent,
+        if (weights < 0).any():
+            raise ValueError("fold weights must be non-negative (offset residuals)")
+        order = np.argsort(idx)
+        public_key = key.encryptor.public_key
+        nsq = public_key.nsquare
+        combine = functools.partial(_mul_columns, nsquare=nsq)
+        columns = key.features.group_reduce(
+            batch, _fold_rows, combine, idx[order], weights[order], nsq
         )
+        folded = paillier.EncryptedVector(public_key, columns, FEATURE_EXPONENT + RESIDUAL_EXPONENT)
         return key.encryptor.rerandomise(folded)
 
 
@@ -366,10 +401,7 @@ class _Packing:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        table = ctx.read_table("data")
-        if LABEL_COLUMN in table.header:
-            ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
+        self.data: Dataset = ctx.read_dataset("data", with_label=False)
 
     def run(self) -> None:
         self._run(self.ctx.computing)
@@ -402,17 +434,13 @@ class _Host:
         public_key, private_key = paillier.generate_keypair(key_bits)
         packing = _Packing.for_data(x_mantissas, public_key)
         encryptor = paillier.Encryptor(public_key, private_key=private_key)
-        encrypted = encryptor.encrypt_ints(
+        encrypted = encryptor.encrypt_to_wire(
             packing.pack_rows(x_mantissas), FEATURE_EXPONENT, pool=pool
         )
         ctx.send(
             "guest",
             "hetero_lr/host_key",
-            {
-                "public_key_n": public_key.n,
-                "per_row": packing.per_row,
-                "features": encrypted.to_wire(),
-            },
+            {"public_key_n": public_key.n, "per_row": packing.per_row, "features": encrypted},
         )
         del encrypted  # sent: the guest keeps it for the whole training, the host need not
         w = np.zeros(x.shape[1])

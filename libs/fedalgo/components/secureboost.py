@@ -57,15 +57,15 @@ from fedalgo import paillier
 from fedalgo.alignment import check_hosts, host_feature_name, host_info
 from fedalgo.bin_edges import Binning, fit_binning
 from fedalgo.components.registry import component
+from fedalgo.computing import Rows
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import GradientPacking, bin_sums
+from fedalgo.histogram import GradientPacking, limb_rows, node_bin_sums
 from fedalgo.logistic import log_loss_sum, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
     LABEL_COLUMN,
     Dataset,
-    dataset_of,
     format_floats,
     write_table,
 )
@@ -267,8 +267,10 @@ class _Guest:
         g, h = p - self.y, p * (1 - p)
         g[~sampled] = 0.0
         h[~sampled] = 0.0
-        packed = encryptor.encrypt_ints(self.packing.pack(g[rows], h[rows]), 0, pool=ctx.computing)
-        ctx.send("host", f"{TAG}/{t}/gh", {"rows": rows.astype(np.int64), "gh": packed.to_wire()})
+        packed = encryptor.encrypt_to_wire(
+            self.packing.pack(g[rows], h[rows]), 0, pool=ctx.computing
+        )
+        ctx.send("host", f"{TAG}/{t}/gh", {"rows": rows.astype(np.int64), "gh": packed})
         del packed  # a ciphertext per row, not needed once sent
 
         node_of_row = np.zeros(n, dtype=np.int32)
@@ -456,10 +458,7 @@ class _Guest:
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        table = ctx.read_table("data")
-        if LABEL_COLUMN in table.header:
-            ctx.logger.warning("ignoring the label column %r in the host's data", LABEL_COLUMN)
-        self.data: Dataset = dataset_of(table, ctx.input_location("data"), with_label=False)
+        self.data: Dataset = ctx.read_dataset("data", with_label=False)
         self.splits: dict[str, dict[str, Any]] = {}
 
     def _setup(self) -> tuple[BoostConfig, paillier.PublicKey, GradientPacking]:
@@ -527,26 +526,40 @@ class _Host:
             or (np.diff(rows) <= 0).any()
         ):
             raise ProtocolError("the sampled rows must be increasing row numbers")
-        gh = paillier.EncryptedVector.from_wire(public_key, message["gh"], expected_len=len(rows))
-        del message  # the received integers; gh holds them converted
-        by_row: list[Any] = [None] * n
-        for r, c in zip(rows.tolist(), gh.ciphertexts, strict=True):
-            by_row[r] = c
-        sampled = np.zeros(n, dtype=bool)
-        sampled[rows] = True
-        flat = binning.flat()
-        total = sum(binning.bin_counts)
+        cts, _ = paillier.check_wire(public_key, message["gh"], expected_len=len(rows))
+        del message
         nsq = public_key.nsquare
+        # The ciphertexts live where the engine keeps rows (Spark: the executors), as limbs
+        # beside their rows' bins; every level's histograms are one pass over them.
+        received = ctx.computing.distribute([rows, cts, binning.flat()[rows]])
+        del cts
+        gh = received.map(limb_rows, nsq)
+        received.release()
+        try:
+            self._levels(t, cfg, packing, binning, gh, rerandomiser)
+        finally:
+            gh.release()
+
+    def _levels(
+        self,
+        t: int,
+        cfg: BoostConfig,
+        packing: GradientPacking,
+        binning: Binning,
+        gh: Rows,
+        rerandomiser: paillier.Encryptor,
+    ) -> None:
+        ctx, n = self.ctx, self.data.n_samples
+        public_key = rerandomiser.public_key
+        nsq = public_key.nsquare
+        total = sum(binning.bin_counts)
         for depth in range(cfg.max_depth):
             nodes = ctx.recv("guest", _tag(t, depth, "nodes"))
             if nodes is None:
                 break
             node_of_row, compute = self._check_nodes(nodes, n)
             folded: list[Any] = []
-            for node in compute:
-                members = _node_rows(node_of_row, node, sampled)
-                cts = [by_row[i] for i in members.tolist()]
-                sums = bin_sums(cts, flat[members], total, nsq, ctx.computing)
+            for sums in node_bin_sums(gh, node_of_row, compute, total, nsq):
                 folded += packing.compress(sums, nsq)
             reply = rerandomiser.rerandomise(paillier.EncryptedVector(public_key, folded, 0))
             ctx.send("guest", _tag(t, depth, "hist"), reply.to_wire())

@@ -8,7 +8,7 @@ A step gets its engine from :func:`fedalgo.computing.choice.open_computing` (wha
 for, within what this party offers); components reach it as ``ctx.computing``.
 """
 
-from fedalgo.computing.base import Computing, chunk_bounds
+from fedalgo.computing.base import Computing, Rows, chunk_bounds
 from fedalgo.computing.local import LocalComputing
 
-__all__ = ["Computing", "LocalComputing", "chunk_bounds"]
+__all__ = ["Computing", "LocalComputing", "Rows", "chunk_bounds"]

@@ -61,3 +61,9 @@ class LocalComputing(Computing):
             for a, b in chunk_bounds(len(sliced[0]), self.max_workers)
         ]
         return [f.result() for f in futures]
+
+    def map_parts(
+        self, fn: Callable[[tuple[Any, ...]], T], parts: list[tuple[Any, ...]]
+    ) -> list[T]:
+        pool = self._pool()
+        return [f.result() for f in [pool.submit(fn, part) for part in parts]]

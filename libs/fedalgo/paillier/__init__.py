@@ -46,7 +46,13 @@ from fedalgo.paillier.keys import (
     generate_keypair,
 )
 from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
-from fedalgo.paillier.vector import EncryptedVector, decrypt, decrypt_ints, multi_exp
+from fedalgo.paillier.vector import (
+    EncryptedVector,
+    check_wire,
+    decrypt,
+    decrypt_ints,
+    multi_exp,
+)
 
 __all__ = [
     "BASE",
@@ -62,6 +68,7 @@ __all__ = [
     "PublicKey",
     "Randomness",
     "check_key_bits",
+    "check_wire",
     "decode",
     "decrypt",
     "decrypt_ints",

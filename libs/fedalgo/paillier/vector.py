@@ -61,35 +61,9 @@ class EncryptedVector:
     def from_wire(
         cls, public_key: PublicKey, wire: Any, *, expected_len: int | None = None
     ) -> EncryptedVector:
-        """Rebuild a vector received from a peer, checking every field."""
-        if not isinstance(wire, dict) or set(wire) != {"ciphertexts", "exponent"}:
-            raise ProtocolError("an encrypted vector must be {ciphertexts, exponent}")
-        cts, exponent = wire["ciphertexts"], wire["exponent"]
-        if (
-            not isinstance(exponent, int)
-            or isinstance(exponent, bool)
-            or abs(exponent) > MAX_EXPONENT
-        ):
-            raise ProtocolError(f"bad exponent {exponent!r}")
-        if not isinstance(cts, list):
-            raise ProtocolError("ciphertexts must be a list")
-        if expected_len is not None and len(cts) != expected_len:
-            raise ProtocolError(f"expected {expected_len} ciphertexts, got {len(cts)}")
-        nsq = int(public_key.nsquare)
-        n = public_key.n
-        for c in cts:
-            if not isinstance(c, int) or isinstance(c, bool) or not 0 < c < nsq:
-                raise ProtocolError("a ciphertext is not an integer in (0, n^2)")
-        out = [mpz(c) for c in cts]
-        # A ciphertext sharing a factor with n would reveal the factorisation (and cannot come
-        # from encryption). n's factors are prime, so one shares a factor with the product of
-        # all of them mod n exactly when it divides one of them: one gcd for the whole vector.
-        product = mpz(1)
-        for c in out:
-            product = product * c % n
-        if gmpy2.gcd(product, n) != 1:
-            raise ProtocolError("a ciphertext is not invertible modulo n^2")
-        return cls(public_key, out, exponent)
+        """Rebuild a vector received from a peer, checking every field (:func:`check_wire`)."""
+        cts, exponent = check_wire(public_key, wire, expected_len=expected_len)
+        return cls(public_key, [mpz(c) for c in cts], exponent)
 
     # -- homomorphisms -----------------------------------------------------------------------
 
@@ -220,3 +194,34 @@ def multi_exp(bases: Sequence[Any], exps: np.ndarray, modulus: Any) -> Any:
         if acc is not None:
             result = acc if result is None else result * acc % modulus
     return mpz(1) if result is None else result
+
+
+def check_wire(
+    public_key: PublicKey, wire: Any, *, expected_len: int | None = None
+) -> tuple[list[int], int]:
+    """The ciphertexts (as received) and exponent of an encrypted vector from a peer, every
+    field checked: what :meth:`EncryptedVector.from_wire` builds on, and what a party uses that
+    hands the ciphertexts to its computing engine instead of holding them."""
+    if not isinstance(wire, dict) or set(wire) != {"ciphertexts", "exponent"}:
+        raise ProtocolError("an encrypted vector must be {ciphertexts, exponent}")
+    cts, exponent = wire["ciphertexts"], wire["exponent"]
+    if not isinstance(exponent, int) or isinstance(exponent, bool) or abs(exponent) > MAX_EXPONENT:
+        raise ProtocolError(f"bad exponent {exponent!r}")
+    if not isinstance(cts, list):
+        raise ProtocolError("ciphertexts must be a list")
+    if expected_len is not None and len(cts) != expected_len:
+        raise ProtocolError(f"expected {expected_len} ciphertexts, got {len(cts)}")
+    nsq = int(public_key.nsquare)
+    n = public_key.n_mpz
+    for c in cts:
+        if not isinstance(c, int) or isinstance(c, bool) or not 0 < c < nsq:
+            raise ProtocolError("a ciphertext is not an integer in (0, n^2)")
+    # A ciphertext sharing a factor with n would reveal the factorisation (and cannot come
+    # from encryption). n's factors are prime, so one shares a factor with the product of
+    # all of them mod n exactly when it divides one of them: one gcd for the whole vector.
+    product = mpz(1)
+    for c in cts:
+        product = product * c % n
+    if gmpy2.gcd(product, n) != 1:
+        raise ProtocolError("a ciphertext is not invertible modulo n^2")
+    return cts, exponent
