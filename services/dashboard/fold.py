@@ -42,6 +42,11 @@ SCALAR, SERIES, CURVE = "scalar", "series", "curve"
 # shown (a master URL from a party's own settings, but bounded all the same).
 COMPUTING_METRIC: Final = "computing"
 MAX_ENGINE_TEXT: Final = 120
+# The metric a Spark step reports its stages' timings with, per kind of work (task_engine.step):
+# {label: {seconds, jobs, stages, tasks}}; kept bounded, a malformed entry left out.
+STAGES_METRIC: Final = "spark_stages"
+MAX_STAGE_LABELS: Final = 32
+MAX_STAGE_LABEL: Final = 60
 MAX_DECISION: Final = 32  # the decision column: "pending_approval" and its like
 
 Row = TypeVar("Row", bound=Base)
@@ -57,6 +62,29 @@ def _number(value: Any) -> float | None:
 
 def _is_number(value: Any) -> bool:
     return not isinstance(value, bool) and isinstance(value, int | float)
+
+
+def stage_timings(value: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    """The well-formed entries of a ``spark_stages`` metric as rows ``{label, seconds, jobs,
+    stages, tasks}``, longest first, at most MAX_STAGE_LABELS; a malformed entry is left out."""
+    timings: list[tuple[float, str, int, int, int]] = []
+    for label, entry in list(value.items())[: 4 * MAX_STAGE_LABELS]:
+        if not isinstance(label, str) or not isinstance(entry, Mapping):
+            continue
+        seconds = _number(entry.get("seconds"))
+        counts = [entry.get(k) for k in ("jobs", "stages", "tasks")]
+        if seconds is None or seconds < 0:
+            continue
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            continue
+        jobs, stages, tasks = (int(c or 0) for c in counts)
+        timings.append((seconds, label[:MAX_STAGE_LABEL], jobs, stages, tasks))
+    timings.sort(key=lambda t: -t[0])
+    out = [
+        {"label": label, "seconds": seconds, "jobs": jobs, "stages": stages, "tasks": tasks}
+        for seconds, label, jobs, stages, tasks in timings
+    ]
+    return out[:MAX_STAGE_LABELS]
 
 
 def _text(value: Any) -> str | None:
@@ -156,7 +184,7 @@ class Batch:
     def step(self, job: JobRow, name: str) -> StepRow:
         step = self.get(StepRow, job.job_id, name)
         if step is None:
-            step = StepRow(job_id=job.job_id, name=name, depends=[], engines={})
+            step = StepRow(job_id=job.job_id, name=name, depends=[], engines={}, stages={})
             self.add(step, job.job_id, name)
         if name not in job.step_order:
             job.step_order = [*job.step_order, name]
@@ -247,6 +275,8 @@ def _apply_metric(batch: Batch, job: JobRow, env: Envelope, *, dry_run: bool) ->
             if engine is not None:
                 where = f"{engine} ({master})" if engine != "local" and master else engine
                 step.engines = {**step.engines, party: where[:MAX_ENGINE_TEXT]}
+        if name == STAGES_METRIC and isinstance(value, Mapping):
+            step.stages = {**step.stages, party: stage_timings(value)}
     if not _is_number(value):
         kind, at, stored = CURVE, 0, to_jsonable(value)
     elif iteration is None:

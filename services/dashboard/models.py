@@ -58,6 +58,8 @@ class StepRow(Base):
     run_args: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     run_inputs: Mapped[dict[str, str] | None] = mapped_column(JSON)
     engines: Mapped[dict[str, str]] = mapped_column(JSON)  # party -> where it computed
+    # party -> its Spark step's stage timings, longest first (fold.stage_timings)
+    stages: Mapped[dict[str, list[dict[str, Any]]]] = mapped_column(JSON)
 
 
 class TaskRow(Base):

@@ -23,6 +23,7 @@ from dashboard.schemas import (
     JobMetrics,
     JobSummary,
     Pipelines,
+    StageOut,
     StepOut,
 )
 
@@ -301,6 +302,24 @@ def _args(step: StepOut) -> str:
     return f"<details><summary>{len(step.args)} parameters</summary><ul>{items}</ul></details>"
 
 
+def _stages(stages: list[StageOut]) -> str:
+    """A Spark step's stage timings, per kind of work, folded under its task's state."""
+    if not stages:
+        return ""
+    rows = "".join(
+        f'<tr><th scope="row"><code>{escape(s.label)}</code></th>'
+        f"<td>{s.seconds:.2f} s</td><td>{s.jobs}</td><td>{s.stages}</td><td>{s.tasks}</td></tr>"
+        for s in stages
+    )
+    total = sum(s.seconds for s in stages)
+    return (
+        f'<details class="stages"><summary>Spark stages: {total:.1f} s</summary>'
+        '<table><thead><tr><th scope="col">work</th><th scope="col">time</th>'
+        '<th scope="col">jobs</th><th scope="col">stages</th><th scope="col">tasks</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table></details>"
+    )
+
+
 def steps_table(detail: JobDetail) -> str:
     if not detail.steps:
         return '<p class="muted">No steps reported yet.</p>'
@@ -320,7 +339,8 @@ def steps_table(detail: JobDetail) -> str:
             if task.engine:
                 engine = f' <span class="engine muted">on {escape(task.engine)}</span>'
             cells.append(
-                f'<td data-party="{escape(party)}">{state_badge(task.state)}{engine}{reason}</td>'
+                f'<td data-party="{escape(party)}">{state_badge(task.state)}{engine}{reason}'
+                f"{_stages(task.stages)}</td>"
             )
         rows.append(
             f'<tr data-step="{escape(step.name)}" data-state="{escape(step.state)}">'

@@ -15,12 +15,23 @@ from dashboard import analysis
 from dashboard.views import LOSS, JobView, MetricKey, StepView
 
 
+class StageOut(BaseModel):
+    """One kind of a Spark step's work: its wall seconds and how many jobs, stages, tasks."""
+
+    label: str
+    seconds: float
+    jobs: int
+    stages: int
+    tasks: int
+
+
 class TaskOut(BaseModel):
     party: str
     state: str
     reason: str | None
     updated_at: float
     engine: str | None = None  # "local", or "spark (<master>)": the step's computing metric
+    stages: list[StageOut] = []  # a Spark step's stage timings (its spark_stages metric)
 
 
 class StepOut(BaseModel):
@@ -41,6 +52,7 @@ class StepOut(BaseModel):
                 reason=t.reason,
                 updated_at=t.updated_at,
                 engine=step.engines.get(party),
+                stages=[StageOut.model_validate(s) for s in step.stages.get(party, [])],
             )
             for party, t in sorted(step.tasks.items())
         ]

@@ -175,6 +175,7 @@ def _views(session: Session, rows: Sequence[JobRow]) -> list[JobView]:
             component=s.component,
             depends=list(s.depends),
             engines=dict(s.engines),
+            stages=dict(s.stages),
         )
     for t in session.scalars(select(TaskRow).where(TaskRow.job_id.in_(ids))):
         step = views[t.job_id].steps.setdefault(t.step, StepView(t.step))

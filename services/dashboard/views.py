@@ -81,6 +81,8 @@ class StepView:
     # party id -> where its step computed ("local", or "spark" and the master), from the
     # step's ``computing`` metric (fedalgo.computing)
     engines: dict[str, str] = field(default_factory=dict)
+    # party id -> its Spark step's stage timings ({label, seconds, jobs, stages, tasks})
+    stages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def state(self) -> str:

@@ -93,6 +93,7 @@ def upgrade() -> None:
         sa.Column("run_args", sa.JSON(), nullable=True),
         sa.Column("run_inputs", sa.JSON(), nullable=True),
         sa.Column("engines", sa.JSON(), nullable=False),
+        sa.Column("stages", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["dashboard_jobs.job_id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("job_id", "name"),
     )
