@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
@@ -35,3 +37,22 @@ def make_engine(url: str) -> Engine:
         cur.close()
 
     return engine
+
+
+def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
+    """Alembic's configuration for the migrations in ``migrations`` (on ``engine``'s URL)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations))
+    if engine is not None:
+        cfg.set_main_option(
+            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        )
+    return cfg
+
+
+def upgrade_to_head(migrations: Path, engine: Engine) -> None:
+    """Run the migrations in ``migrations`` up to their head, in one transaction on ``engine``."""
+    cfg = alembic_config(migrations, engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

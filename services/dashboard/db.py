@@ -7,27 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
+
+from fedcore import dburl
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent / "migrations"
 VERSION_TABLE: Final = "dashboard_alembic_version"
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        cfg.set_main_option(
-            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
-        )
-    return cfg
+    return dburl.alembic_config(MIGRATIONS_DIR, engine)
 
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the dashboard's tables to the newest migration (the only way they are created)."""
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    dburl.upgrade_to_head(MIGRATIONS_DIR, engine)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from fedcore import dburl
 
 # re-exported: the engine is made in fedcore, as the dashboard has a database too
 from fedcore.dburl import make_engine as make_engine
@@ -25,18 +26,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def alembic_config(engine: Engine | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if engine is not None:
-        cfg.set_main_option(
-            "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
-        )
-    return cfg
+    return dburl.alembic_config(MIGRATIONS_DIR, engine)
 
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the newest migration (the only way tables are created)."""
-    cfg = alembic_config(engine)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    dburl.upgrade_to_head(MIGRATIONS_DIR, engine)
