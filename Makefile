@@ -61,8 +61,9 @@ test: install $(TOOLS) ## the whole test suite (what CI runs: .ci/run is `make t
 	  || rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
-lint: install ## ruff and mypy
+lint: install ## ruff (lint and format) and mypy
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy libs services bench
 
 .PHONY: bench bench-large

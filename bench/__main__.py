@@ -1,6 +1,6 @@
 """``python -m bench <name> [--dataset NAME] [--data-dir DIR] [--out FILE]
 [--engine local|spark] [--spark-master URL] [--spark-submit-args ARGS]
-[--database sqlite|postgresql]``."""
+[--database sqlite|postgresql] [--against DIR] [--rounds N]``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 from bench import (
     binning,
     bridge,
+    bridge_compare,
     dashboard_start,
     datasets,
     hetero_lr,
@@ -26,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Options], None]] = {
     "paillier": paillier.run,
     "hetero_lr": hetero_lr.run,
     "bridge": bridge.run,
+    "bridge_compare": bridge_compare.run,
     "hetero_secureboost": secureboost.run,
     "intersect": intersect.run,
     "binning": binning.run,
@@ -68,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         default="sqlite",
         help="dashboard_start: the dashboard's database (postgresql: a throwaway cluster)",
     )
+    parser.add_argument(
+        "--against", type=Path, help="bridge_compare: another checkout whose bridges to compare"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=12, help="bridge_compare: rounds (both pairs in each)"
+    )
     args = parser.parse_args(argv)
     options = Options(
         dataset=args.dataset,
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         spark_master=args.spark_master,
         spark_submit_args=args.spark_submit_args,
         database=args.database,
+        against=args.against,
+        rounds=args.rounds,
     )
     BENCHMARKS[args.name](options)
 

@@ -50,8 +50,14 @@ TARGET_P99_MS = 50.0
 
 
 class _Party:
-    def __init__(self, root: Path, party: str, peer: str, ports: dict[str, int]) -> None:
+    """One party's broker and bridge; the bridge runs from ``tree`` (this checkout unless
+    another is given, see :mod:`bench.bridge_compare`)."""
+
+    def __init__(
+        self, root: Path, party: str, peer: str, ports: dict[str, int], tree: Path = ROOT
+    ) -> None:
         self.party = party
+        self.tree = tree
         self.dir = root / party
         self.kafka_port, self.ctrl_port = ports[f"kafka-{party}"], ports[f"ctrl-{party}"]
         self.bridge_port = ports[f"bridge-{party}"]
@@ -87,18 +93,24 @@ class _Party:
 
     def start_bridge(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PARTY_", "BRIDGE_"))}
+        if self.tree != ROOT:  # the other checkout's code, with this virtualenv's packages
+            t = self.tree
+            env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (t / "libs", t / "services", t))
         cmd = [sys.executable, "-m", "federation_bridge", "--env-file", str(self.env_file)]
         with (self.dir / "bridge.log").open("ab") as log:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(cmd, cwd=self.tree, env=env, stdout=log, stderr=log)
         deadline = time.monotonic() + 60
+        # an older bridge serves /health on the peers' port
+        health = [f"http://127.0.0.1:{p}/health" for p in (self.internal_port, self.bridge_port)]
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise SystemExit(f"bench: bridge {self.party} exited; see {self.dir}/bridge.log")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.internal_port}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            for url in health:
+                try:
+                    if httpx.get(url).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
             time.sleep(0.2)
         raise SystemExit(f"bench: bridge {self.party} did not come up")
 
@@ -206,22 +218,37 @@ async def _measure(a: _Party, b: _Party) -> dict[str, Any]:
     return {"throughput": throughput, "latency": latency, "warm_up": warm_up}
 
 
-def run(options: Options) -> None:
-    root = Path(tempfile.mkdtemp(prefix="tessera-bench-bridge-"))
+def start_pair(root: Path, tree: Path = ROOT) -> tuple[_Party, _Party]:
+    """Parties A and B under ``root``, brokers and bridges (from ``tree``) up; on failure,
+    whatever started is stopped."""
     names = [f"{kind}-{p}" for p in (A, B) for kind in ("kafka", "ctrl", "bridge", "internal")]
     ports = dict(zip(names, free_ports(len(names)), strict=True))
-    a, b = _Party(root, A, B, ports), _Party(root, B, A, ports)
+    a, b = _Party(root, A, B, ports, tree), _Party(root, B, A, ports, tree)
     try:
         for party in (a, b):
             party.keygen()
             party.start_broker()
         b.start_bridge()
         a.start_bridge()
+    except BaseException:
+        stop_pair(a, b)
+        raise
+    return a, b
+
+
+def stop_pair(a: _Party, b: _Party) -> None:
+    for party in (a, b):
+        party.stop_bridge()
+        party.stop_broker()
+
+
+def run(options: Options) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tessera-bench-bridge-"))
+    a, b = start_pair(root)
+    try:
         figures = asyncio.run(_measure(a, b))
     finally:
-        for party in (a, b):
-            party.stop_bridge()
-            party.stop_broker()
+        stop_pair(a, b)
     emit(
         {
             "bench": "bridge",

@@ -19,6 +19,8 @@ class Options:
     spark_master: str = "local[*]"
     spark_submit_args: str = ""  # every party's (its operator's SPARK_SUBMIT_ARGS)
     database: str = "sqlite"  # dashboard_start: the dashboard's database, sqlite or postgresql
+    against: Path | None = None  # bridge_compare: the other checkout
+    rounds: int = 12  # bridge_compare: rounds of both pairs
 
 
 def emit(result: dict[str, Any], options: Options) -> None:

@@ -7,8 +7,9 @@ verifies over the exact body (401), the body is a batch within its bounds (400,
 ``dst`` and is younger than the de-duplication window (403), and every record targets an inbound
 topic and passes :func:`~federation_bridge.wire.record_problem`: headers ``src`` = the signer,
 ``dst`` = this party, a well-formed ``id`` (and ``chunk``), and an unchunked record's envelope
-naming the same ``id``, ``src`` and ``dst`` (4xx). Verifying and decoding run in a worker thread,
-so a large batch does not hold up the event loop (the sender's consumer heartbeats, other peers).
+naming the same ``id``, ``src`` and ``dst`` (4xx). Verifying and decoding a large batch run in a
+worker thread, so it does not hold up the event loop (the sender's consumer heartbeats, other
+peers); a small one is checked in place (:data:`INLINE_ADMIT_BYTES`).
 Each refused request is logged in one line of at most ~1 KB.
 
 A sender keeps several batches in flight; they are taken in their stream's order
@@ -47,6 +48,10 @@ from federation_bridge.wire import MAX_STR_CHARS, Batch, WireError, WireRecord, 
 log = logging.getLogger(__name__)
 
 INBOUND_TOPICS = frozenset(topics.OUTBOUND_TO_INBOUND.values())
+# a body up to this size is checked on the event loop: a trip to a worker thread and back would
+# cost more than its check (tens of microseconds), and on a busy machine each trip waits for the
+# scheduler; a larger body is hashed and decoded in a worker thread
+INLINE_ADMIT_BYTES = 64 * 1024
 
 
 class Publisher(Protocol):
@@ -123,7 +128,10 @@ class Receiver:
 
     async def receive(self, party: str | None, signature: str | None, body: bytes) -> Accepted:
         """Produce a batch's new records; :class:`Rejected` (for the caller to :meth:`reject`)."""
-        batch = await asyncio.to_thread(self._admit, party, signature, body)
+        if len(body) <= INLINE_ADMIT_BYTES:
+            batch = self._admit(party, signature, body)
+        else:
+            batch = await asyncio.to_thread(self._admit, party, signature, body)
         try:
             await self._order.turn(batch.src, batch.stream, batch.seq, batch.base)
         except OutOfTurn as exc:

@@ -133,9 +133,10 @@ def test_a_step_on_spark_on_kubernetes_is_its_driver(tools: Tools, tmp_path: Pat
     local = dataclasses.replace(launch(tmp_path), spark_master="local[*]")
     pod = render_job(cfg, local, image="x:1", labels={})["spec"]["template"]["spec"]
     assert pod["automountServiceAccountToken"] is False and "serviceAccountName" not in pod
-    assert "tessera.io/spark" not in render_job(cfg, local, image="x:1", labels={})["metadata"][
-        "labels"
-    ]
+    assert (
+        "tessera.io/spark"
+        not in render_job(cfg, local, image="x:1", labels={})["metadata"]["labels"]
+    )
     assert pod["containers"][0]["resources"]["limits"]["memory"] == "6144Mi"
 
 
