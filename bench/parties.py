@@ -42,6 +42,7 @@ from fedalgo.errors import FederationTimeout
 from fedalgo.federation import roles_of
 
 _SAMPLE_S = 0.1
+_PIECE_BYTES = 1 << 24
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
@@ -98,7 +99,7 @@ class _PipeFederation:
     ) -> None:
         self._outbound = dict(outbound)
         self._recv_timeout_s = recv_timeout_s
-        self._stash: dict[tuple[str, str], deque[bytes]] = defaultdict(deque)
+        self._stash: dict[tuple[str, str], deque[bytearray]] = defaultdict(deque)
         self._closed: set[str] = set()
         self._arrived = threading.Condition()
         self.bytes_sent = 0
@@ -114,7 +115,10 @@ class _PipeFederation:
                 src = src_of[conn]
                 try:
                     tag = conn.recv_bytes().decode()
-                    data = conn.recv_bytes()
+                    data = bytearray(int.from_bytes(conn.recv_bytes(), "big"))
+                    got = 0
+                    while got < len(data):
+                        got += conn.recv_bytes_into(data, got)
                 except (EOFError, OSError):
                     del src_of[conn]
                     with self._arrived:
@@ -128,11 +132,18 @@ class _PipeFederation:
     def send(self, dst_party: str, tag: str, value: Any) -> None:
         from fedcore import codec
 
-        data = codec.packb(value)
+        # In pieces (an encoded array's are its workers' bytes, not copied), each cut small:
+        # the receiving end reads a pipe message whole before copying it into place.
+        pieces = codec.pack_pieces(value)
+        size = sum(len(p) for p in pieces)
         conn = self._outbound[str(dst_party)]
         conn.send_bytes(tag.encode())
-        conn.send_bytes(data)
-        self.bytes_sent += len(data)
+        conn.send_bytes(size.to_bytes(8, "big"))
+        for piece in pieces:
+            view = memoryview(piece)
+            for start in range(0, len(view), _PIECE_BYTES):
+                conn.send_bytes(view[start : start + _PIECE_BYTES])
+        self.bytes_sent += size
 
     def recv(self, src_party: str, tag: str) -> Any:
         from fedcore import codec
@@ -150,7 +161,7 @@ class _PipeFederation:
                     )
                 self._arrived.wait(remaining)
             data = self._stash[(src, tag)].popleft()
-        return codec.unpackb(data)
+        return codec.unpackb(data, int_arrays=True)  # as a step's channel delivers it
 
     def close(self) -> None:
         for conn in self._outbound.values():

@@ -2,7 +2,7 @@
 of two (one core each), started here from the pyspark distribution's own ``spark-class``.
 
 Each phase is what SecureBoost does with a tree's rows: the guest's Paillier encryption of one
-packed gradient per row (``Computing.encrypt_to_ints``, 2048-bit key) and the host's encrypted
+packed gradient per row (``Computing.encrypt_encoded``, 2048-bit key) and the host's encrypted
 histogram of the root (``fedalgo.histogram.node_bin_sums`` over rows distributed to the
 executors: 20 columns of 32 bins). One line per cluster size: ``workers``, ``executors``,
 ``rows``, ``encrypt_s``, ``histogram_s`` (each the best of ``REPEATS``, after a warm-up that
@@ -112,6 +112,7 @@ def _phases(master: str, workers: int) -> dict[str, Any]:
     from fedalgo import paillier
     from fedalgo.computing.spark import SparkComputing
     from fedalgo.histogram import limb_rows, node_bin_sums
+    from fedcore import codec
 
     public_key, private_key = paillier.generate_keypair(2048)
     encryptor = paillier.Encryptor(public_key, private_key=private_key)
@@ -122,9 +123,10 @@ def _phases(master: str, workers: int) -> dict[str, Any]:
     conf = {"spark.cores.max": str(workers), "spark.executor.memory": "1g"}
     with SparkComputing.start(master, conf) as computing:
         spec = encryptor.spec()
-        computing.encrypt_to_ints(spec, plaintexts[: 4 * computing.executors])  # warm-up
-        cts = computing.encrypt_to_ints(spec, plaintexts)
-        encrypt_s = _best(lambda: computing.encrypt_to_ints(spec, plaintexts))
+        computing.encrypt_encoded(spec, plaintexts[: 4 * computing.executors])  # warm-up
+        encoded = computing.encrypt_encoded(spec, plaintexts)
+        encrypt_s = _best(lambda: computing.encrypt_encoded(spec, plaintexts))
+        cts = codec.unpackb(codec.packb(encoded), int_arrays=True)  # as the host receives them
         rows = np.arange(ROWS)
         gh = computing.distribute([rows, cts, flat]).map(limb_rows, nsq)
         root = np.zeros(ROWS, dtype=np.int32)

@@ -15,6 +15,7 @@ import numpy as np
 
 from fedalgo.errors import ArgumentError
 from fedalgo.tables import LABEL_COLUMN, Dataset, Table
+from fedcore import codec
 from fedcore.floors import NO_FLOORS, SecurityFloors
 from fedcore.params import InvalidArguments, Params
 
@@ -30,6 +31,8 @@ class Federation(Protocol):
 
     Values must be encodable by :mod:`fedcore.codec`; ``recv`` blocks until the next value with
     that tag from that party arrives (messages with the same tag are delivered in send order).
+    A federation may deliver long arrays of big integers still encoded (``codec.unpackb(...,
+    int_arrays=True)``): :meth:`Context.recv` decodes them unless the component asks not to.
     """
 
     def send(self, dst_party: str, tag: str, value: Any) -> None: ...
@@ -115,20 +118,31 @@ class Context:
         for dst in self._targets(to):
             self.federation.send(dst, tag, value)
 
-    def recv(self, frm: str, tag: str) -> Any:
-        """Receive from a party id, or from the single party playing role ``frm``."""
+    def recv(self, frm: str, tag: str, *, int_arrays: bool = False) -> Any:
+        """Receive from a party id, or from the single party playing role ``frm``.
+
+        Long arrays of big integers come as lists of ints, or with ``int_arrays`` as the
+        federation delivered them: possibly still encoded (:class:`fedcore.codec.IntArray`),
+        for a component that hands them to its engine without building them here.
+        """
         if frm in self.parties:
             ids = [p for p in self.parties[frm] if p != self.party_id]
             if len(ids) != 1:
                 raise ValueError(f"role {frm!r} has {len(ids)} other parties; use recv_all")
-            return self.federation.recv(ids[0], tag)
-        if frm in self._role_of:
-            return self.federation.recv(frm, tag)
-        raise ValueError(f"{frm!r} is neither a role nor a party id of this job ({self.parties})")
+            value = self.federation.recv(ids[0], tag)
+        elif frm in self._role_of:
+            value = self.federation.recv(frm, tag)
+        else:
+            raise ValueError(
+                f"{frm!r} is neither a role nor a party id of this job ({self.parties})"
+            )
+        return value if int_arrays else codec.materialise(value)
 
     def recv_all(self, role: str, tag: str) -> dict[str, Any]:
         """Receive ``tag`` from every party playing ``role``, in the order they are listed."""
-        return {pid: self.federation.recv(pid, tag) for pid in self._targets(role)}
+        return {
+            pid: codec.materialise(self.federation.recv(pid, tag)) for pid in self._targets(role)
+        }
 
     # -- arguments and files -----------------------------------------------------------------
 

@@ -26,6 +26,7 @@ import numpy as np
 from fedalgo import paillier
 from fedalgo.errors import ProtocolError
 from fedalgo.paillier.montgomery import Modulus, bin_products
+from fedcore.codec import IntArray
 
 if TYPE_CHECKING:
     from fedalgo.computing import Computing, Rows
@@ -56,12 +57,28 @@ def bin_sums(
     return modulus.residues_of(bin_products(values, flat_bins, total_bins, modulus))
 
 
+def _ints(ciphertexts: Sequence[Any] | IntArray) -> Sequence[Any]:
+    return ciphertexts.ints() if isinstance(ciphertexts, IntArray) else ciphertexts
+
+
+def part_product(
+    rows: np.ndarray, ciphertexts: Sequence[Any] | IntArray, flat_bins: np.ndarray, n: int
+) -> int | str:
+    """One partition of a peer's ciphertexts (:func:`limb_rows`' input), checked where it is
+    decoded: their product mod n for :func:`fedalgo.paillier.check_product`, or what is wrong
+    (a string: the driver raises it as a ProtocolError)."""
+    try:
+        return paillier.ciphertext_product(_ints(ciphertexts), n)
+    except ProtocolError as exc:
+        return str(exc)
+
+
 def limb_rows(
-    rows: np.ndarray, ciphertexts: Sequence[Any], flat_bins: np.ndarray, nsquare: Any
+    rows: np.ndarray, ciphertexts: Sequence[Any] | IntArray, flat_bins: np.ndarray, nsquare: Any
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One partition of :func:`node_bin_sums`' rows: its ciphertexts as limbs (half the memory
-    of Python ints, and what the C loops read)."""
-    return rows, Modulus(nsquare).limbs_of(ciphertexts), flat_bins
+    """One partition of :func:`node_bin_sums`' rows: its ciphertexts (ints, or still encoded as
+    received) as limbs (half the memory of Python ints, and what the C loops read)."""
+    return rows, Modulus(nsquare).limbs_of(_ints(ciphertexts)), flat_bins
 
 
 def _node_products(

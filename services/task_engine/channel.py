@@ -48,9 +48,10 @@ class StepChannel:
     # -- outbound --------------------------------------------------------------------------
 
     def write(self, frame: frames.Frame) -> None:
-        data = frames.encode(frame)
+        pieces = frames.encode_pieces(frame)  # an encoded array goes out as it is, not copied
         with self._write_lock:
-            self._sock.sendall(data)
+            for piece in pieces:
+                self._sock.sendall(piece)
 
     def send(self, dst: str, tag: str, value: Any) -> None:
         self.write({"kind": frames.SEND, "dst": str(dst), "tag": tag, "value": value})
@@ -107,7 +108,9 @@ class StepChannel:
     def _read_loop(self) -> None:
         try:
             while True:
-                self.deliver(frames.recv_frame(self._sock))
+                # Long arrays of big ints stay encoded (Context.recv decodes them unless the
+                # component hands them to its engine as they are).
+                self.deliver(frames.recv_frame(self._sock, int_arrays=True))
         except (OSError, frames.FrameError) as exc:  # ChannelClosed is an OSError
             with self._cond:
                 self._closed = exc

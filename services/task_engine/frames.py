@@ -59,19 +59,27 @@ class ChannelClosed(ConnectionError):
     """The other end of the step socket has gone away."""
 
 
+def encode_pieces(frame: Frame) -> list[bytes | memoryview]:
+    """One frame as pieces to write in order: length prefix, then the codec's pieces (an
+    encoded array's are not copied: :func:`fedcore.codec.pack_pieces`). Validates first."""
+    validate(frame)
+    pieces = codec.pack_pieces(frame)
+    size = sum(len(p) for p in pieces)
+    if size > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+    return [size.to_bytes(HEADER_BYTES, "big"), *pieces]
+
+
 def encode(frame: Frame) -> bytes:
     """One frame: length prefix + codec bytes. Validates the frame's shape first."""
-    validate(frame)
-    payload = codec.packb(frame)
-    if len(payload) > MAX_FRAME_BYTES:
-        raise FrameError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
-    return len(payload).to_bytes(HEADER_BYTES, "big") + payload
+    return b"".join(encode_pieces(frame))
 
 
-def decode(payload: bytes) -> Frame:
-    """The frame in ``payload`` (without its length prefix)."""
+def decode(payload: bytes | bytearray, *, int_arrays: bool = False) -> Frame:
+    """The frame in ``payload`` (without its length prefix); ``int_arrays``: see
+    :func:`fedcore.codec.unpackb` (values may hold views of ``payload``)."""
     try:
-        frame = codec.unpackb(payload)
+        frame = codec.unpackb(payload, int_arrays=int_arrays)
     except codec.CodecError as exc:
         raise FrameError(str(exc)) from exc
     validate(frame)
@@ -89,7 +97,7 @@ def validate(frame: Any) -> None:
         raise FrameError(f"{kind} frame is missing {missing}")
 
 
-def _length(header: bytes) -> int:
+def _length(header: bytes | bytearray) -> int:
     size = int.from_bytes(header, "big")
     if size > MAX_FRAME_BYTES:
         raise FrameError(f"frame length {size} exceeds {MAX_FRAME_BYTES}")
@@ -116,28 +124,32 @@ async def write_frame(writer: asyncio.StreamWriter, frame: Frame) -> None:
     await writer.drain()
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < size:
-        chunk = sock.recv(min(size - len(buf), 1 << 20))
-        if not chunk:
-            if buf:
+def _recv_exactly(sock: socket.socket, size: int) -> bytearray:
+    buf = bytearray(size)  # read in place: a frame may be most of a party's memory
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        count = sock.recv_into(view[got:], min(size - got, 1 << 20))
+        if not count:
+            if got:
                 raise FrameError("socket closed inside a frame")
             raise ChannelClosed("peer closed the step socket")
-        buf += chunk
-    return bytes(buf)
+        got += count
+    return buf
 
 
-def recv_frame(sock: socket.socket) -> Frame:
-    """The next frame from a blocking socket; :class:`ChannelClosed` at a clean end of stream."""
+def recv_frame(sock: socket.socket, *, int_arrays: bool = False) -> Frame:
+    """The next frame from a blocking socket; :class:`ChannelClosed` at a clean end of stream.
+    ``int_arrays``: see :func:`decode`."""
     header = _recv_exactly(sock, HEADER_BYTES)
     size = _length(header)
     try:
         payload = _recv_exactly(sock, size)
     except ChannelClosed as exc:
         raise FrameError("socket closed inside a frame") from exc
-    return decode(payload)
+    return decode(payload, int_arrays=int_arrays)
 
 
 def send_frame(sock: socket.socket, frame: Frame) -> None:
-    sock.sendall(encode(frame))
+    for piece in encode_pieces(frame):
+        sock.sendall(piece)

@@ -18,14 +18,17 @@ from fedalgo_helpers import GUEST, HOST, party, read_rows, write_rows
 
 from fedalgo import blinding, paillier
 from fedalgo.bin_edges import fit_binning
+from fedalgo.components import secureboost
 from fedalgo.components.scale import fit_scaling
-from fedalgo.computing import Computing, LocalComputing
+from fedalgo.computing import Computing, LocalComputing, Rows
 from fedalgo.computing.spark import SparkComputing
-from fedalgo.errors import DataError
-from fedalgo.federation import run_parties
+from fedalgo.errors import DataError, ProtocolError
+from fedalgo.federation import InMemoryFederation, run_parties
 from fedalgo.histogram import bin_sums
 from fedalgo.logistic import linear
 from fedalgo.tables import read_dataset
+from fedcore import codec
+from fedcore.codec import IntArray
 from hdfs_cluster import hdfs
 
 ROWS = 120
@@ -209,6 +212,70 @@ def test_secureboost_grows_identical_trees_on_both_engines(
     assert on_spark[GUEST]["trees"] == on_local[GUEST]["trees"]
     assert on_spark[HOST]["splits"] == on_local[HOST]["splits"]
     assert on_spark[GUEST]["trees"]  # something was learnt
+
+
+class _Recording(SparkComputing):
+    """The real engine, noting the types a component hands it and gets back from its chunks."""
+
+    def __init__(self, session: Any) -> None:
+        super().__init__(session, min_items=1)
+        self.distributed: list[list[type]] = []
+        self.chunk_results: dict[str, set[type]] = {}
+
+    def distribute(self, sliced: Any) -> Rows:
+        self.distributed.append([type(s) for s in sliced])
+        return super().distribute(sliced)
+
+    def map_chunks(self, fn: Any, sliced: Any, *shared: Any, min_chunks: int = 1) -> list[Any]:
+        results = super().map_chunks(fn, sliced, *shared, min_chunks=min_chunks)
+        self.chunk_results.setdefault(fn.__name__, set()).update(type(r) for r in results)
+        return results
+
+
+def test_secureboost_drivers_hold_the_gradients_encoded_never_as_ints(
+    tmp_path: Path, breast: dict[str, Path], spark_session: Any
+) -> None:
+    """On Spark the guest's executors encode the ciphertexts they encrypt and the host hands
+    the bytes it received to its executors: neither driver builds a list of ints for them."""
+    guest, host = _Recording(spark_session), _Recording(spark_session)
+    outputs = ("model", "predictions")
+    args = {"key-bits": 1024, "num-trees": 2, "max-depth": 2, "random-seed": 7}
+    specs = {
+        GUEST: party("guest", tmp_path / "g", outputs, args, data=breast["guest"]),
+        HOST: party("host", tmp_path / "h", outputs, data=breast["host"]),
+    }
+    specs[GUEST]["computing"], specs[HOST]["computing"] = guest, host
+    hub = InMemoryFederation(recv_timeout_s=300, record=True)
+    run_parties("hetero_secureboost", specs, timeout_s=300, federation=hub)
+
+    encrypting = {k: v for k, v in guest.chunk_results.items() if "encrypt" in k}
+    assert encrypting == {"_encrypt_chunk_encoded": {bytes}}
+    assert host.distributed == [[np.ndarray, IntArray, np.ndarray]] * 2  # one per tree
+    # What crossed is the wire's list of ints, a ciphertext per row, as before.
+    sent = [m.value for m in hub.received_by(HOST) if m.tag.endswith("/gh")]
+    assert len(sent) == 2
+    for message in sent:
+        cts = message["gh"]["ciphertexts"]
+        assert len(cts) == ROWS and all(isinstance(c, int) and c > 2**64 for c in cts)
+
+
+@pytest.mark.parametrize("engine", ["local", "spark"])
+def test_received_ciphertexts_are_checked_where_they_are_decoded(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    computing: Computing = request.getfixturevalue(engine)
+    public_key, private_key = paillier.generate_keypair(1024)
+    n = public_key.n
+    good = paillier.Encryptor(public_key).encrypt_raw(list(range(40)))
+    bins = np.zeros((40, 1), dtype=np.int64)
+    for bad, problem in [(n * n + 1, "not an integer in"), (private_key.p, "not invertible")]:
+        wire = {"ciphertexts": [int(c) for c in good[:-1]] + [bad], "exponent": 0}
+        received = codec.unpackb(codec.packb(wire), int_arrays=True)["ciphertexts"]
+        assert isinstance(received, IntArray)
+        held = computing.distribute([np.arange(40), received, bins])
+        with pytest.raises(ProtocolError, match=problem):
+            secureboost._check_ciphertexts(held, n)
+        held.release()
 
 
 def test_hetero_lr_weights_agree_on_both_engines(

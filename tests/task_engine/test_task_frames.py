@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from fedcore import codec
 from task_engine import frames
 from task_engine.channel import FrameLogHandler, StepChannel, StepFederation
 
@@ -23,6 +24,21 @@ def test_frames_round_trip_with_arrays_and_big_integers() -> None:
     out = frames.decode(data[4:])
     assert out["tag"] == "g" and out["value"][1] == 2**300
     np.testing.assert_array_equal(out["value"][0], np.arange(5.0))
+
+
+def test_encoded_ciphertexts_go_out_as_they_are_and_come_in_undecoded() -> None:
+    """A step sends an encoded array without copying it and receives one as a view (the
+    ciphertexts of a SecureBoost tree pass through a Spark driver once, as bytes)."""
+    cts = [2**2000 + k for k in range(3000)]
+    piece = codec.encode_items(cts)
+    value = {"gh": {"ciphertexts": codec.EncodedArray(len(cts), [piece]), "exponent": 0}}
+    pieces = frames.encode_pieces({"kind": "fed", "src": "10000", "tag": "gh", "value": value})
+    assert any(p is piece for p in pieces)
+    a, b = socket.socketpair()
+    with a, b:
+        threading.Thread(target=lambda: [a.sendall(p) for p in pieces], daemon=True).start()
+        got = frames.recv_frame(b, int_arrays=True)["value"]["gh"]["ciphertexts"]
+    assert isinstance(got, codec.IntArray) and got.ints() == cts
 
 
 @pytest.mark.parametrize(

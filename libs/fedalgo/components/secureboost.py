@@ -60,7 +60,7 @@ from fedalgo.components.registry import component
 from fedalgo.computing import Rows
 from fedalgo.context import Context
 from fedalgo.errors import ArgumentError, DataError, ProtocolError
-from fedalgo.histogram import GradientPacking, limb_rows, node_bin_sums
+from fedalgo.histogram import GradientPacking, limb_rows, node_bin_sums, part_product
 from fedalgo.logistic import log_loss_sum, sigmoid
 from fedalgo.tables import (
     ID_COLUMN,
@@ -455,6 +455,17 @@ class _Guest:
         )
 
 
+def _check_ciphertexts(received: Rows, n: int) -> None:
+    """Every ciphertext of :func:`limb_rows`' partitions checked where it is decoded, as
+    :func:`fedalgo.paillier.check_wire` checks them (in range, invertible)."""
+    product = 1
+    for part in received.collect(part_product, n):
+        if isinstance(part, str):
+            raise ProtocolError(f"the encrypted gradients: {part}")
+        product = product * part % n
+    paillier.check_product(product, n)
+
+
 class _Host:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -512,7 +523,9 @@ class _Host:
         rerandomiser: paillier.Encryptor,
     ) -> None:
         ctx, n = self.ctx, self.data.n_samples
-        message = ctx.recv("guest", f"{TAG}/{t}/gh")
+        # Still encoded: the ciphertexts go to the engine as the bytes received, and are
+        # decoded (and checked) where the engine keeps them.
+        message = ctx.recv("guest", f"{TAG}/{t}/gh", int_arrays=True)
         if not isinstance(message, dict) or set(message) != {"rows", "gh"}:
             raise ProtocolError("the encrypted gradients must be {rows, gh}")
         rows = message["rows"]
@@ -526,15 +539,18 @@ class _Host:
             or (np.diff(rows) <= 0).any()
         ):
             raise ProtocolError("the sampled rows must be increasing row numbers")
-        cts, _ = paillier.check_wire(public_key, message["gh"], expected_len=len(rows))
+        cts, _ = paillier.wire_parts(public_key, message["gh"], expected_len=len(rows))
         del message
         nsq = public_key.nsquare
         # The ciphertexts live where the engine keeps rows (Spark: the executors), as limbs
         # beside their rows' bins; every level's histograms are one pass over them.
         received = ctx.computing.distribute([rows, cts, binning.flat()[rows]])
         del cts
-        gh = received.map(limb_rows, nsq)
-        received.release()
+        try:
+            _check_ciphertexts(received, public_key.n)
+            gh = received.map(limb_rows, nsq)
+        finally:
+            received.release()
         try:
             self._levels(t, cfg, packing, binning, gh, rerandomiser)
         finally:

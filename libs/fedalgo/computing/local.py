@@ -54,11 +54,13 @@ class LocalComputing(Computing):
             )
         return self._executor
 
-    def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
+    def map_chunks(
+        self, fn: Callable[..., T], sliced: Sliced, *shared: Any, min_chunks: int = 1
+    ) -> list[T]:
         pool = self._pool()
         futures = [
             pool.submit(fn, *(s[a:b] for s in sliced), *shared)
-            for a, b in chunk_bounds(len(sliced[0]), self.max_workers)
+            for a, b in chunk_bounds(len(sliced[0]), max(min_chunks, self.max_workers))
         ]
         return [f.result() for f in futures]
 

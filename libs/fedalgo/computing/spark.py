@@ -263,9 +263,11 @@ class SparkComputing(Computing):
         the step's ``spark_stages`` metric (the dashboard shows it with the task)."""
         return self._timings.snapshot()
 
-    def map_chunks(self, fn: Callable[..., T], sliced: Sliced, *shared: Any) -> list[T]:
+    def map_chunks(
+        self, fn: Callable[..., T], sliced: Sliced, *shared: Any, min_chunks: int = 1
+    ) -> list[T]:
         with self._timings.action(fn):
-            mapped = self._rdd(sliced).map(functools.partial(apply_chunk, fn, shared))
+            mapped = self._rdd(sliced, min_chunks).map(functools.partial(apply_chunk, fn, shared))
             return list(mapped.collect())
 
     def reduce_chunks(

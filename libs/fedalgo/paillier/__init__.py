@@ -48,10 +48,13 @@ from fedalgo.paillier.keys import (
 from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
 from fedalgo.paillier.vector import (
     EncryptedVector,
+    check_product,
     check_wire,
+    ciphertext_product,
     decrypt,
     decrypt_ints,
     multi_exp,
+    wire_parts,
 )
 
 __all__ = [
@@ -68,7 +71,9 @@ __all__ = [
     "PublicKey",
     "Randomness",
     "check_key_bits",
+    "check_product",
     "check_wire",
+    "ciphertext_product",
     "decode",
     "decrypt",
     "decrypt_ints",
@@ -78,4 +83,5 @@ __all__ = [
     "pack",
     "slots_per_plaintext",
     "unpack",
+    "wire_parts",
 ]

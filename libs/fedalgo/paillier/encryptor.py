@@ -174,14 +174,15 @@ class Encryptor:
     def encrypt_to_wire(
         self, mantissas: Sequence[int], exponent: int = 0, *, pool: Computing | None = None
     ) -> dict[str, Any]:
-        """``encrypt_ints(...).to_wire()`` without holding the ciphertexts twice: the workers
-        return them as the wire's ints (what a party does that encrypts only to send)."""
+        """``encrypt_ints(...).to_wire()``, the same bytes once encoded, without holding the
+        ciphertexts as ints: the workers return them encoded (:meth:`Computing.encrypt_encoded`;
+        what a party does that encrypts only to send)."""
         if pool is None or not pool.splits(len(mantissas)):
             return self.encrypt_ints(mantissas, exponent).to_wire()
         max_int = self.public_key.max_int
         if any(abs(int(m)) > max_int for m in mantissas):
             raise OverflowError("a plaintext is larger than the key's max_int")
-        cts = pool.encrypt_to_ints(self.spec(), [int(m) for m in mantissas])
+        cts = pool.encrypt_encoded(self.spec(), [int(m) for m in mantissas])
         return {"ciphertexts": cts, "exponent": exponent}
 
     def encrypt(

@@ -21,6 +21,7 @@ import numpy as np
 from fedalgo.errors import ProtocolError
 from fedalgo.paillier.encoding import MAX_EXPONENT, decode, encode
 from fedalgo.paillier.keys import PrivateKey, PublicKey
+from fedcore.codec import IntArray
 
 if TYPE_CHECKING:
     from fedalgo.computing.base import Computing
@@ -196,32 +197,55 @@ def multi_exp(bases: Sequence[Any], exps: np.ndarray, modulus: Any) -> Any:
     return mpz(1) if result is None else result
 
 
-def check_wire(
+def wire_parts(
     public_key: PublicKey, wire: Any, *, expected_len: int | None = None
-) -> tuple[list[int], int]:
-    """The ciphertexts (as received) and exponent of an encrypted vector from a peer, every
-    field checked: what :meth:`EncryptedVector.from_wire` builds on, and what a party uses that
-    hands the ciphertexts to its computing engine instead of holding them."""
+) -> tuple[list[Any] | IntArray, int]:
+    """The ciphertexts (as received: a list, or a :class:`fedcore.codec.IntArray` still
+    encoded) and exponent of an encrypted vector from a peer, its shape and exponent checked but
+    NOT its ciphertexts: the caller checks those where it decodes them (:func:`ciphertext_product`
+    and :func:`check_product`). :func:`check_wire` does both."""
     if not isinstance(wire, dict) or set(wire) != {"ciphertexts", "exponent"}:
         raise ProtocolError("an encrypted vector must be {ciphertexts, exponent}")
     cts, exponent = wire["ciphertexts"], wire["exponent"]
     if not isinstance(exponent, int) or isinstance(exponent, bool) or abs(exponent) > MAX_EXPONENT:
         raise ProtocolError(f"bad exponent {exponent!r}")
-    if not isinstance(cts, list):
+    if not isinstance(cts, list | IntArray):
         raise ProtocolError("ciphertexts must be a list")
     if expected_len is not None and len(cts) != expected_len:
         raise ProtocolError(f"expected {expected_len} ciphertexts, got {len(cts)}")
-    nsq = int(public_key.nsquare)
-    n = public_key.n_mpz
+    return cts, exponent
+
+
+def ciphertext_product(cts: Sequence[Any], n: int) -> int:
+    """The product mod n of ciphertexts from a peer, each checked to be an integer in
+    (0, n^2) (ProtocolError if one is not): what :func:`check_product` then checks."""
+    nsq = n * n
     for c in cts:
         if not isinstance(c, int) or isinstance(c, bool) or not 0 < c < nsq:
             raise ProtocolError("a ciphertext is not an integer in (0, n^2)")
-    # A ciphertext sharing a factor with n would reveal the factorisation (and cannot come
-    # from encryption). n's factors are prime, so one shares a factor with the product of
-    # all of them mod n exactly when it divides one of them: one gcd for the whole vector.
     product = mpz(1)
     for c in cts:
         product = product * c % n
+    return int(product)
+
+
+def check_product(product: int, n: int) -> None:
+    """Refuse ciphertexts whose product mod n (:func:`ciphertext_product`, of all of them or
+    of the products of their parts) shares a factor with n.
+
+    A ciphertext sharing a factor with n would reveal the factorisation (and cannot come from
+    encryption). n's factors are prime, so one shares a factor with the product of all of them
+    mod n exactly when it divides one of them: one gcd for the whole vector."""
     if gmpy2.gcd(product, n) != 1:
         raise ProtocolError("a ciphertext is not invertible modulo n^2")
-    return cts, exponent
+
+
+def check_wire(
+    public_key: PublicKey, wire: Any, *, expected_len: int | None = None
+) -> tuple[list[int], int]:
+    """The ciphertexts (as ints, in this process) and exponent of an encrypted vector from a
+    peer, every field checked: what :meth:`EncryptedVector.from_wire` builds on."""
+    cts, exponent = wire_parts(public_key, wire, expected_len=expected_len)
+    ints = cts.ints() if isinstance(cts, IntArray) else cts
+    check_product(ciphertext_product(ints, public_key.n), public_key.n)
+    return ints, exponent
