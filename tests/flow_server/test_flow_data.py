@@ -152,6 +152,7 @@ async def test_deleting_an_upload_removes_its_file(env: Any) -> None:
         ({"files": {"file": ("a.csv", b"id,id\n1,2\n")}}, 422, "bad_table"),
         ({"files": {"file": ("a.csv", b"id,x\n\xff\xfe,1\n")}}, 422, "bad_table"),
         ({"files": {"file": ("a.csv", b"id\n1\n")}, "data": {"name": "table:x"}}, 422, "bad_name"),
+        ({"files": {"file": ("a.csv", b"id\n1\n")}, "data": {"name": "a\x00b"}}, 422, "bad_name"),
     ],
 )
 async def test_bad_input_is_a_4xx_json_error(

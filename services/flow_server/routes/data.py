@@ -54,9 +54,16 @@ _REQUEST_BODY: dict[str, Any] = {
 
 def _check_name(name: str | None, default: str) -> str:
     chosen = (name or "").strip() or default
-    if len(chosen) > _MAX_NAME or chosen.startswith(("table:", "model:")):
+    if (
+        len(chosen) > _MAX_NAME
+        or chosen.startswith(("table:", "model:"))
+        or any(ord(c) < 32 or ord(c) == 127 for c in chosen)
+    ):
         raise ApiError(
-            422, "bad_name", f"a table name is 1-{_MAX_NAME} characters, not a reference", "name"
+            422,
+            "bad_name",
+            f"a table name is 1-{_MAX_NAME} characters, none a control character, not a reference",
+            "name",
         )
     return chosen
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from flow_server import decisions, schemas
-from flow_server.deps import SessionDep
+from flow_server.deps import IdFilter, SessionDep
 
 router = APIRouter(tags=["decisions"])
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["decisions"])
 @router.get("/decisions", response_model=schemas.DecisionList)
 def list_decisions(
     session: SessionDep,
-    job_id: Annotated[str | None, Query(max_length=64)] = None,
+    job_id: IdFilter = None,
     initiator: Annotated[str | None, Query(pattern=r"^\d{1,32}$")] = None,
     decision: Literal["accepted", "rejected", "pending_approval", "approved", "expired"]
     | None = None,

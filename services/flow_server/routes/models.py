@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 
 from flow_server import models_registry, schemas
-from flow_server.deps import Offset, ServerDep, SessionDep
+from flow_server.deps import IdFilter, NameFilter, Offset, ServerDep, SessionDep
 from flow_server.openapi import error_responses
 
 router = APIRouter(tags=["models"])
@@ -27,8 +27,8 @@ def _models_dir(server: ServerDep) -> Path:
 @router.get("/models", response_model=schemas.ModelList)
 def list_models(
     session: SessionDep,
-    job_id: str | None = None,
-    component: str | None = None,
+    job_id: IdFilter = None,
+    component: NameFilter = None,
     source: Literal["job", "import"] | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
