@@ -78,7 +78,13 @@ class IntArray:
         return EncodedArray(len(self), [self.data])
 
 
+class _Encoded(Exception):
+    """Raised by msgpack's ``default`` hook at an already-encoded array: pack in pieces."""
+
+
 def _default(obj: Any) -> Any:
+    if isinstance(obj, EncodedArray | IntArray):
+        raise _Encoded
     if isinstance(obj, int):  # only reached for ints outside msgpack's 64-bit range
         sign = b"-" if obj < 0 else b"+"
         mag = abs(obj)
@@ -123,14 +129,22 @@ def _plain_packb(value: Any) -> bytes:
         raise CodecError(str(exc)) from exc
 
 
+_NESTED = (EncodedArray, IntArray, dict, list, tuple)
+
+
 def _holds_encoded(value: Any) -> bool:
     if isinstance(value, EncodedArray | IntArray):
         return True
     if isinstance(value, dict):
-        return any(_holds_encoded(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_holds_encoded(v) for v in value)
-    return False
+        items: Any = value.values()
+    elif isinstance(value, list | tuple):
+        items = value
+    else:
+        return False
+    # only containers can hold one, and a long list of scalars is ruled out by its few types
+    if not any(issubclass(t, _NESTED) for t in set(map(type, items))):
+        return False
+    return any(_holds_encoded(v) for v in items if isinstance(v, _NESTED))
 
 
 def _pack_into(value: Any, out: list[bytes | memoryview]) -> None:
@@ -162,9 +176,10 @@ def pack_pieces(value: Any) -> list[bytes | memoryview]:
 
 def packb(value: Any) -> bytes:
     """Encode a value for the wire."""
-    if not _holds_encoded(value):
-        return _plain_packb(value)
-    return b"".join(pack_pieces(value))
+    try:
+        return _plain_packb(value)  # the common case, without walking the value first
+    except _Encoded:
+        return b"".join(pack_pieces(value))
 
 
 def encode_items(values: Sequence[Any]) -> bytes:
