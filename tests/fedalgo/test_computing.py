@@ -6,7 +6,9 @@ One Spark session serves the module (its JVM takes seconds to start); every engi
 
 from __future__ import annotations
 
+import gc
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,6 +144,53 @@ def test_reading_a_dataset_gives_the_same_numbers_on_both_engines(
     bad = write_rows(tmp_path / "bad.csv", ["id", "x"], [["a", "1.5"], ["b", "oops"]])
     with pytest.raises(DataError, match=r"column 'x' has non-numeric value 'oops'"):
         computing.read_dataset(str(bad), with_label=False)
+
+
+def _jvm_weakref(spark: SparkComputing, rows: Rows) -> Any:
+    """A JVM weak reference to the RDD behind ``rows``, holding no py4j proxy of it."""
+    proxy = rows._rdd._jrdd.rdd()  # type: ignore[attr-defined]
+    weak = spark._sc._jvm.java.lang.ref.WeakReference(proxy)
+    spark._sc._gateway.detach(proxy)
+    return weak
+
+
+def _collected(spark: SparkComputing, weak: Any) -> bool:
+    """Whether the JVM lets ``weak``'s RDD go within 20 s (py4j tells the JVM which proxies
+    Python dropped from a thread of its own, about once a second)."""
+    deadline = time.monotonic() + 20
+    while True:
+        spark._sc._jvm.System.gc()
+        if weak.get() is None:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def test_spark_lets_the_jvm_drop_released_rows(spark: SparkComputing) -> None:
+    """Released rows, and what parallelize copied into the driver's heap for them, are garbage
+    in the JVM at once, while the rows mapped from them live on: not whenever Python's cycle
+    collector next runs (a 1M-row tree's 0.6 GB outlived the tree that way)."""
+    n = 3000
+    big = [int(i) << 600 for i in range(n)]
+    gc.disable()  # so that only release() may collect the proxies' cycles
+    try:
+        received = spark.distribute([np.arange(n), big, np.ones((n, 2))])
+        parallelized = _jvm_weakref(spark, received)
+        squared = received.map(chunk_functions.square)
+        mapped = _jvm_weakref(spark, squared)
+        received.release()
+        received.release()  # idempotent
+        assert _collected(spark, parallelized)
+        assert mapped.get() is not None
+        assert (
+            squared.reduce(chunk_functions.sum_rows, chunk_functions.add, 1)
+            == sum(range(n)) + sum(b * b for b in big) + 4 * n
+        )
+        squared.release()
+        assert _collected(spark, mapped)
+    finally:
+        gc.enable()
 
 
 def test_spark_times_its_work_per_kind(spark: SparkComputing) -> None:
