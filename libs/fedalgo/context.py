@@ -138,11 +138,13 @@ class Context:
             )
         return value if int_arrays else codec.materialise(value)
 
-    def recv_all(self, role: str, tag: str) -> dict[str, Any]:
-        """Receive ``tag`` from every party playing ``role``, in the order they are listed."""
-        return {
-            pid: codec.materialise(self.federation.recv(pid, tag)) for pid in self._targets(role)
-        }
+    def recv_all(self, role: str, tag: str, *, int_arrays: bool = False) -> dict[str, Any]:
+        """Receive ``tag`` from every party playing ``role``, in the order they are listed
+        (``int_arrays`` as for :meth:`recv`)."""
+        values = {pid: self.federation.recv(pid, tag) for pid in self._targets(role)}
+        if int_arrays:
+            return values
+        return {pid: codec.materialise(value) for pid, value in values.items()}
 
     # -- arguments and files -----------------------------------------------------------------
 

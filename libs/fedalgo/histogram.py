@@ -65,12 +65,8 @@ def part_product(
     rows: np.ndarray, ciphertexts: Sequence[Any] | IntArray, flat_bins: np.ndarray, n: int
 ) -> int | str:
     """One partition of a peer's ciphertexts (:func:`limb_rows`' input), checked where it is
-    decoded: their product mod n for :func:`fedalgo.paillier.check_product`, or what is wrong
-    (a string: the driver raises it as a ProtocolError)."""
-    try:
-        return paillier.ciphertext_product(_ints(ciphertexts), n)
-    except ProtocolError as exc:
-        return str(exc)
+    decoded (:func:`fedalgo.paillier.product_or_error`)."""
+    return paillier.product_or_error(_ints(ciphertexts), n)
 
 
 def limb_rows(

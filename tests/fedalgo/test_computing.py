@@ -20,7 +20,7 @@ from fedalgo_helpers import GUEST, HOST, party, read_rows, write_rows
 
 from fedalgo import blinding, paillier
 from fedalgo.bin_edges import fit_binning
-from fedalgo.components import secureboost
+from fedalgo.components import hetero_lr, secureboost
 from fedalgo.components.scale import fit_scaling
 from fedalgo.computing import Computing, LocalComputing, Rows
 from fedalgo.computing.spark import SparkComputing
@@ -269,10 +269,12 @@ class _Recording(SparkComputing):
     def __init__(self, session: Any) -> None:
         super().__init__(session, min_items=1)
         self.distributed: list[list[type]] = []
+        self.sliced: list[Any] = []
         self.chunk_results: dict[str, set[type]] = {}
 
     def distribute(self, sliced: Any) -> Rows:
         self.distributed.append([type(s) for s in sliced])
+        self.sliced.append(sliced)
         return super().distribute(sliced)
 
     def map_chunks(self, fn: Any, sliced: Any, *shared: Any, min_chunks: int = 1) -> list[Any]:
@@ -308,6 +310,30 @@ def test_secureboost_drivers_hold_the_gradients_encoded_never_as_ints(
         assert len(cts) == ROWS and all(isinstance(c, int) and c > 2**64 for c in cts)
 
 
+def test_hetero_lr_guest_hands_the_hosts_features_to_its_executors_encoded(
+    tmp_path: Path, breast: dict[str, Path], spark_session: Any
+) -> None:
+    """On Spark the guest's driver distributes [[X_h]] as the bytes it received; its executors
+    decode and check them. What crossed is the wire's list of ints, as before."""
+    guest, host = _Recording(spark_session), _Recording(spark_session)
+    outputs = ("model", "predictions")
+    args = {"key-bits": 1024, "max-iter": 1, "tol": 0, "batch-size": 64}
+    specs = {
+        GUEST: party("guest", tmp_path / "g", outputs, args, data=breast["guest"]),
+        HOST: party("host", tmp_path / "h", outputs, data=breast["host"]),
+    }
+    specs[GUEST]["computing"], specs[HOST]["computing"] = guest, host
+    hub = InMemoryFederation(recv_timeout_s=300, record=True)
+    run_parties("hetero_lr", specs, timeout_s=300, federation=hub)
+
+    assert guest.distributed == [[np.ndarray, hetero_lr._RowCiphertexts]]
+    assert isinstance(guest.sliced[0][1].flat, IntArray)
+    (sent,) = [m.value for m in hub.received_by(GUEST) if m.tag == "hetero_lr/host_key"]
+    cts = sent["features"]["ciphertexts"]
+    assert len(cts) == ROWS * sent["per_row"]
+    assert all(isinstance(c, int) and c > 2**64 for c in cts)
+
+
 @pytest.mark.parametrize("engine", ["local", "spark"])
 def test_received_ciphertexts_are_checked_where_they_are_decoded(
     engine: str, request: pytest.FixtureRequest
@@ -315,16 +341,25 @@ def test_received_ciphertexts_are_checked_where_they_are_decoded(
     computing: Computing = request.getfixturevalue(engine)
     public_key, private_key = paillier.generate_keypair(1024)
     n = public_key.n
-    good = paillier.Encryptor(public_key).encrypt_raw(list(range(40)))
+    good = [int(c) for c in paillier.Encryptor(public_key).encrypt_raw(list(range(40)))]
     bins = np.zeros((40, 1), dtype=np.int64)
     for bad, problem in [(n * n + 1, "not an integer in"), (private_key.p, "not invertible")]:
-        wire = {"ciphertexts": [int(c) for c in good[:-1]] + [bad], "exponent": 0}
+        wire = {"ciphertexts": [*good[:-1], bad], "exponent": 0}
         received = codec.unpackb(codec.packb(wire), int_arrays=True)["ciphertexts"]
         assert isinstance(received, IntArray)
         held = computing.distribute([np.arange(40), received, bins])
-        with pytest.raises(ProtocolError, match=problem):
+        with pytest.raises(ProtocolError, match=f"the encrypted gradients: .*{problem}"):
             secureboost._check_ciphertexts(held, n)
         held.release()
+        # hetero_lr's [[X_h]], two ciphertexts a row
+        by_row = hetero_lr._RowCiphertexts(received, 2)
+        with pytest.raises(ProtocolError, match=f"the host's encrypted features: .*{problem}"):
+            hetero_lr._kept_features(computing, by_row, n)
+    kept = hetero_lr._kept_features(computing, hetero_lr._RowCiphertexts(good, 2), n)
+    assert kept.collect(chunk_functions.second) == [
+        [good[i : i + 2] for i in range(a, b, 2)] for a, b in [(0, 20), (20, 40)]
+    ]
+    kept.release()
 
 
 def test_hetero_lr_weights_agree_on_both_engines(

@@ -64,6 +64,7 @@ from fedalgo.tables import (
     write_table,
 )
 from fedcore import floors
+from fedcore.codec import IntArray
 from fedcore.params import InvalidArguments, Params, hyphenate
 
 RESIDUAL_EXPONENT = -8  # residuals in (-1, 1) at 16**-8 = 2**-32
@@ -191,6 +192,52 @@ class _HostKey:
     per_row: int
 
 
+@dataclass(frozen=True)
+class _RowCiphertexts:
+    """A host's [[X_h]] as received, by row: row i's ``per_row`` ciphertexts are elements
+    ``i * per_row`` onwards of ``flat`` (still encoded, if the federation delivered it so).
+    Sliced by rows, as an engine cuts what it distributes."""
+
+    flat: IntArray | list[Any]
+    per_row: int
+
+    def __len__(self) -> int:
+        return len(self.flat) // self.per_row
+
+    def __getitem__(self, rows: slice) -> _RowCiphertexts:
+        start, stop, _ = rows.indices(len(self))
+        return _RowCiphertexts(self.flat[start * self.per_row : stop * self.per_row], self.per_row)
+
+
+def _decoded_rows(rows: np.ndarray, cts: _RowCiphertexts) -> tuple[np.ndarray, list[list[Any]]]:
+    """One partition of [[X_h]] decoded where the engine keeps it: each row's ciphertexts."""
+    flat = cts.flat.ints() if isinstance(cts.flat, IntArray) else cts.flat
+    p = cts.per_row
+    return rows, [flat[i * p : (i + 1) * p] for i in range(len(rows))]
+
+
+def _rows_product(rows: np.ndarray, cts: list[list[Any]], n: int) -> int | str:
+    """One partition's share of checking [[X_h]] (:func:`fedalgo.paillier.product_or_error`)."""
+    return paillier.product_or_error([c for row in cts for c in row], n)
+
+
+def _kept_features(computing: Computing, cts: _RowCiphertexts, n: int) -> Rows:
+    """A host's [[X_h]] as rows the engine keeps, each ciphertext decoded and checked there
+    (as :func:`fedalgo.paillier.check_wire` checks them: in range, invertible)."""
+    received = computing.distribute([np.arange(len(cts)), cts])
+    try:
+        features = received.map(_decoded_rows)
+    finally:
+        received.release()
+    try:
+        parts = features.collect(_rows_product, n)
+        paillier.check_parts(parts, n, "the host's encrypted features")
+    except BaseException:
+        features.release()
+        raise
+    return features
+
+
 def _fold_rows(
     rows: np.ndarray, cts: list[list[int]], idx: np.ndarray, weights: np.ndarray, nsquare: Any
 ) -> list[Any]:
@@ -239,7 +286,10 @@ class _Guest:
 
     def _host_keys(self, host_features: dict[str, int]) -> dict[str, _HostKey]:
         keys: dict[str, _HostKey] = {}
-        for host, value in self.ctx.recv_all("host", "hetero_lr/host_key").items():
+        # [[X_h]] still encoded: the engine's workers decode and check it where they keep it.
+        received = self.ctx.recv_all("host", "hetero_lr/host_key", int_arrays=True)
+        for host in list(received):
+            value = received.pop(host)  # held once: by the engine, after it is distributed
             if not isinstance(value, dict) or set(value) != {"public_key_n", "per_row", "features"}:
                 raise ProtocolError(f"host {host}'s key message must be a map of three fields")
             try:
@@ -252,15 +302,14 @@ class _Guest:
             if not isinstance(per_row, int) or not 1 <= per_row <= host_features[host]:
                 raise ProtocolError(f"host {host} sent a bad packing ({per_row!r} per row)")
             n = self.data.n_samples
-            cts, exponent = paillier.check_wire(
+            cts, exponent = paillier.wire_parts(
                 public_key, value["features"], expected_len=n * per_row
             )
             del value
             if exponent != FEATURE_EXPONENT:
                 raise ProtocolError(f"host features must have exponent {FEATURE_EXPONENT}")
-            by_row = [cts[i * per_row : (i + 1) * per_row] for i in range(n)]
-            del cts
-            features = self.ctx.computing.distribute([np.arange(n), by_row])
+            by_row = _RowCiphertexts(cts, per_row)
+            features = _kept_features(self.ctx.computing, by_row, public_key.n)
             # Standard randomness: the folded result goes back to the key holder, who knows the
             # factorisation, and DJN's h_s^a hides nothing from it (e.g. quadratic characters).
             encryptor = paillier.Encryptor(public_key, randomness="standard")

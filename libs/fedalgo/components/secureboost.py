@@ -458,12 +458,7 @@ class _Guest:
 def _check_ciphertexts(received: Rows, n: int) -> None:
     """Every ciphertext of :func:`limb_rows`' partitions checked where it is decoded, as
     :func:`fedalgo.paillier.check_wire` checks them (in range, invertible)."""
-    product = 1
-    for part in received.collect(part_product, n):
-        if isinstance(part, str):
-            raise ProtocolError(f"the encrypted gradients: {part}")
-        product = product * part % n
-    paillier.check_product(product, n)
+    paillier.check_parts(received.collect(part_product, n), n, "the encrypted gradients")
 
 
 class _Host:

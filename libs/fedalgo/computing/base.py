@@ -33,7 +33,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import numpy as np
 
@@ -44,7 +44,18 @@ from fedalgo.tables import Dataset, Table, dataset_of, read_table
 from fedcore import codec
 
 T = TypeVar("T")
-Sliced = Sequence[Sequence[Any] | np.ndarray | codec.IntArray]  # IntArray: sliced as received
+
+
+class Sliceable(Protocol):
+    """Per-row values an engine cuts into chunks: a list, an array, a received
+    :class:`fedcore.codec.IntArray` (sliced as received), or any view sliced by rows."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: slice, /) -> Any: ...
+
+
+Sliced = Sequence[Sliceable]
 
 # Rows per chunk whose result comes back encoded: the caller receives a few MiB at a time (a
 # partition's 500,000 ciphertexts in one result were 260 MB, read whole and then unpickled).

@@ -48,12 +48,14 @@ from fedalgo.paillier.keys import (
 from fedalgo.paillier.montgomery import FixedBaseTable, Modulus
 from fedalgo.paillier.vector import (
     EncryptedVector,
+    check_parts,
     check_product,
     check_wire,
     ciphertext_product,
     decrypt,
     decrypt_ints,
     multi_exp,
+    product_or_error,
     wire_parts,
 )
 
@@ -71,6 +73,7 @@ __all__ = [
     "PublicKey",
     "Randomness",
     "check_key_bits",
+    "check_parts",
     "check_product",
     "check_wire",
     "ciphertext_product",
@@ -81,6 +84,7 @@ __all__ = [
     "generate_keypair",
     "multi_exp",
     "pack",
+    "product_or_error",
     "slots_per_plaintext",
     "unpack",
     "wire_parts",

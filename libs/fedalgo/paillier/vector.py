@@ -11,7 +11,7 @@ ciphertexts must go through :meth:`Encryptor.rerandomise` before it is sent back
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -227,6 +227,29 @@ def ciphertext_product(cts: Sequence[Any], n: int) -> int:
     for c in cts:
         product = product * c % n
     return int(product)
+
+
+def product_or_error(cts: Sequence[Any], n: int) -> int | str:
+    """:func:`ciphertext_product`, or what is wrong with a ciphertext as a string: an engine's
+    worker checks its share of a peer's ciphertexts with it, and :func:`check_parts` raises."""
+    try:
+        return ciphertext_product(cts, n)
+    except ProtocolError as exc:
+        return str(exc)
+
+
+def check_parts(parts: Iterable[int | str], n: int, what: str) -> None:
+    """Refuse a peer's ciphertexts (``what`` they are) from the :func:`product_or_error` of
+    each part: every ciphertext in range, and their product checked by :func:`check_product`."""
+    product = 1
+    for part in parts:
+        if isinstance(part, str):
+            raise ProtocolError(f"{what}: {part}")
+        product = product * part % n
+    try:
+        check_product(product, n)
+    except ProtocolError as exc:
+        raise ProtocolError(f"{what}: {exc}") from None
 
 
 def check_product(product: int, n: int) -> None:
