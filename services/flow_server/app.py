@@ -21,6 +21,7 @@ from flow_server.auth import TokenDep
 from flow_server.catalog import Catalog, component_catalog
 from flow_server.db import make_engine, make_sessionmaker, upgrade_to_head
 from flow_server.deadlines import AcceptanceDeadlines
+from flow_server.deps import CleanParamsDep
 from flow_server.events import EventConsumer
 from flow_server.heartbeats import (
     HEARTBEAT,
@@ -212,7 +213,10 @@ def create_app(
         components.router,
     ):
         app.include_router(
-            router, prefix=PREFIX, dependencies=[TokenDep], responses=error_responses(401, 422)
+            router,
+            prefix=PREFIX,
+            dependencies=[TokenDep, CleanParamsDep],
+            responses=error_responses(401, 422),
         )
     app.include_router(health.router, prefix=PREFIX, responses=error_responses(503))
     app.include_router(metrics.router)

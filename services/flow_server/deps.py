@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,6 +10,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from fedcore.messages import STEP_NAME
+from flow_server.errors import ApiError
 
 if TYPE_CHECKING:
     from flow_server.app import FlowServer
@@ -38,3 +40,24 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 # NUL in text, so a filter with one would otherwise end in a 500)
 IdFilter = Annotated[str | None, Query(pattern=r"^[0-9A-Za-z_.:-]{1,64}$")]
 NameFilter = Annotated[str | None, Query(pattern=STEP_NAME.pattern)]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def refuse_control_characters(request: Request) -> None:
+    """No path or query parameter holds a control character: no id, name or filter has one,
+    and PostgreSQL refuses a NUL in text (a 500 rather than the 404 or 422 it should be)."""
+    params = [("path", k, v) for k, v in request.path_params.items()]
+    params += [("query", k, v) for k, v in request.query_params.multi_items()]
+    for where, name, value in params:
+        if isinstance(value, str) and _CONTROL.search(value):
+            name = _CONTROL.sub("?", name)  # a query's names are the client's too
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{where} parameter {name!r} holds a control character",
+                where=f"{where}.{name}",
+            )
+
+
+CleanParamsDep = Depends(refuse_control_characters)

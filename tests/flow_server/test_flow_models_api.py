@@ -166,6 +166,27 @@ async def test_bad_requests(env: Any) -> None:
     for params in bad:
         r = await client.get("/models", params=params)
         assert r.status_code == 422 and r.json()["code"] == "invalid_request"
+    # and in a path parameter, on every route that has one (the ids of every kind)
+    for method, url, name in (
+        ("GET", "/models/a%00b", "model_id"),
+        ("GET", "/models/%07/export", "model_id"),
+        ("DELETE", "/models/a%00", "model_id"),
+        ("GET", "/jobs/a%00", "job_id"),
+        ("POST", "/jobs/a%1b/stop", "job_id"),
+        ("DELETE", "/jobs/%00", "job_id"),
+        ("GET", "/data/a%00", "table_id"),
+        ("GET", "/grants/a%7f", "grant_id"),
+        ("GET", "/components/a%c2%85", "name"),
+    ):
+        r = await client.request(method, url)
+        assert r.status_code == 422, (url, r.text)
+        assert r.json() == {
+            "code": "invalid_request",
+            "message": f"path parameter '{name}' holds a control character",
+            "where": f"path.{name}",
+        }
+    r = await client.get("/jobs", params={"state": ["running", "\x00"]})
+    assert r.status_code == 422 and r.json()["where"] == "query.state"
     path = _add_model(server, root, "gone")
     path.unlink()
     r = await client.get("/models/gone/export")
