@@ -283,21 +283,34 @@ class _Recording(SparkComputing):
         return results
 
 
-def test_secureboost_drivers_hold_the_gradients_encoded_never_as_ints(
-    tmp_path: Path, breast: dict[str, Path], spark_session: Any
-) -> None:
-    """On Spark the guest's executors encode the ciphertexts they encrypt and the host hands
-    the bytes it received to its executors: neither driver builds a list of ints for them."""
+def _run_recorded(
+    algorithm: str,
+    args: dict[str, Any],
+    tmp_path: Path,
+    breast: dict[str, Path],
+    spark_session: Any,
+) -> tuple[_Recording, _Recording, InMemoryFederation]:
+    """``algorithm`` between a guest and a host on Spark, recording what each distributes and
+    what crosses between them."""
     guest, host = _Recording(spark_session), _Recording(spark_session)
     outputs = ("model", "predictions")
-    args = {"key-bits": 1024, "num-trees": 2, "max-depth": 2, "random-seed": 7}
     specs = {
         GUEST: party("guest", tmp_path / "g", outputs, args, data=breast["guest"]),
         HOST: party("host", tmp_path / "h", outputs, data=breast["host"]),
     }
     specs[GUEST]["computing"], specs[HOST]["computing"] = guest, host
     hub = InMemoryFederation(recv_timeout_s=300, record=True)
-    run_parties("hetero_secureboost", specs, timeout_s=300, federation=hub)
+    run_parties(algorithm, specs, timeout_s=300, federation=hub)
+    return guest, host, hub
+
+
+def test_secureboost_drivers_hold_the_gradients_encoded_never_as_ints(
+    tmp_path: Path, breast: dict[str, Path], spark_session: Any
+) -> None:
+    """On Spark the guest's executors encode the ciphertexts they encrypt and the host hands
+    the bytes it received to its executors: neither driver builds a list of ints for them."""
+    args = {"key-bits": 1024, "num-trees": 2, "max-depth": 2, "random-seed": 7}
+    guest, host, hub = _run_recorded("hetero_secureboost", args, tmp_path, breast, spark_session)
 
     encrypting = {k: v for k, v in guest.chunk_results.items() if "encrypt" in k}
     assert encrypting == {"_encrypt_chunk_encoded": {bytes}}
@@ -315,16 +328,8 @@ def test_hetero_lr_guest_hands_the_hosts_features_to_its_executors_encoded(
 ) -> None:
     """On Spark the guest's driver distributes [[X_h]] as the bytes it received; its executors
     decode and check them. What crossed is the wire's list of ints, as before."""
-    guest, host = _Recording(spark_session), _Recording(spark_session)
-    outputs = ("model", "predictions")
     args = {"key-bits": 1024, "max-iter": 1, "tol": 0, "batch-size": 64}
-    specs = {
-        GUEST: party("guest", tmp_path / "g", outputs, args, data=breast["guest"]),
-        HOST: party("host", tmp_path / "h", outputs, data=breast["host"]),
-    }
-    specs[GUEST]["computing"], specs[HOST]["computing"] = guest, host
-    hub = InMemoryFederation(recv_timeout_s=300, record=True)
-    run_parties("hetero_lr", specs, timeout_s=300, federation=hub)
+    guest, _, hub = _run_recorded("hetero_lr", args, tmp_path, breast, spark_session)
 
     assert guest.distributed == [[np.ndarray, hetero_lr._RowCiphertexts]]
     assert isinstance(guest.sliced[0][1].flat, IntArray)
