@@ -104,6 +104,24 @@ def test_spark_runs_every_primitive_as_the_process_does(spark: SparkComputing) -
 
 
 @pytest.mark.parametrize("engine", ["local", "spark"])
+def test_many_chunks_come_back_whole_and_in_order(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """``min_chunks`` above one: Spark receives the results a partition at a time (a job's
+    results are bounded by spark.driver.maxResultSize), in the same order as a single chunk."""
+    computing: Computing = request.getfixturevalue(engine)
+    count = 53
+    sliced = [np.arange(count), [2**300 + i for i in range(count)], np.arange(count) * 3]
+    whole = chunk_functions.square(*sliced)
+    for min_chunks in (1, 5, count):
+        parts = computing.map_chunks(chunk_functions.square, sliced, min_chunks=min_chunks)
+        assert len(parts) == max(min_chunks, computing.executors)
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+        assert [v for p in parts for v in p[1]] == whole[1]
+        assert np.array_equal(np.concatenate([p[2] for p in parts]), whole[2])
+
+
+@pytest.mark.parametrize("engine", ["local", "spark"])
 def test_rows_stay_with_the_engine_and_regroup(engine: str, request: pytest.FixtureRequest) -> None:
     computing: Computing = request.getfixturevalue(engine)
     count = 50

@@ -142,6 +142,20 @@ class _Timings:
             }
 
 
+def _received_in_parts(rdd: Any) -> list[Any]:
+    """``rdd``'s elements in order, computed in parallel, then received one partition at a time:
+    no job's results pass ``spark.driver.maxResultSize`` (1 GiB by default, and 5M ciphertexts
+    are 2.6 GB) and the driver's JVM never holds them all at once beside the copy it serves."""
+    from pyspark import StorageLevel
+
+    rdd.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        rdd.count()
+        return list(rdd.toLocalIterator())
+    finally:
+        rdd.unpersist()
+
+
 def _kept(rdd: Any) -> Any:
     """``rdd`` persisted and locally checkpointed (computed now), as a plain RDD: pyspark's
     mapped RDD keeps its parent (and so the parent's JVM RDD, with whatever ``parallelize``
@@ -286,7 +300,12 @@ class SparkComputing(Computing):
     ) -> list[T]:
         with self._timings.action(fn):
             mapped = self._rdd(sliced, min_chunks).map(functools.partial(apply_chunk, fn, shared))
-            return list(mapped.collect())
+            if min_chunks <= 1:
+                return list(mapped.collect())
+            results = _received_in_parts(mapped)
+        del mapped
+        gc.collect()  # the input parallelize copied into the JVM may go now (SparkRows.release)
+        return results
 
     def reduce_chunks(
         self, fn: Callable[..., T], combine: Callable[[T, T], T], sliced: Sliced, *shared: Any
