@@ -162,6 +162,11 @@ def test_reading_a_dataset_gives_the_same_numbers_on_both_engines(
     bad = write_rows(tmp_path / "bad.csv", ["id", "x"], [["a", "1.5"], ["b", "oops"]])
     with pytest.raises(DataError, match=r"column 'x' has non-numeric value 'oops'"):
         computing.read_dataset(str(bad), with_label=False)
+    # a path is read as it is, not as a pattern (Hadoop globs []{}*? and backslashes)
+    for name in ("out-local[*]", "a{1,2}?", "back\\slash"):
+        (tmp_path / name).mkdir()
+        path = write_rows(tmp_path / name / "t.csv", ["id", "x"], [["a", "1.5"]])
+        assert computing.read_dataset(str(path), with_label=False).x.tolist() == [[1.5]]
 
 
 def _jvm_weakref(spark: SparkComputing, rows: Rows) -> Any:

@@ -25,6 +25,7 @@ import functools
 import gc
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -140,6 +141,12 @@ class _Timings:
                 }
                 for label, t in self.by_label.items()
             }
+
+
+def _file_uri(path: str) -> str:
+    """A local path as the URI Spark reads it by, literally: Hadoop takes ``[]{}*?`` and ``\\``
+    in a path for a glob (a directory named ``out-local[*]`` was "not found")."""
+    return "file://" + re.sub(r"([\[\]{}*?\\])", r"\\\1", os.path.abspath(path))
 
 
 def _received_in_parts(rdd: Any) -> list[Any]:
@@ -318,9 +325,12 @@ class SparkComputing(Computing):
         count = len(sliced[0])
         # Partitions of at most DISTRIBUTE_ROWS rows: a parallelized partition travels inside
         # its task, and the driver JVM serialises each task whole (a 1M-row tree's ciphertexts
-        # in two tasks of 330 MB ran a 2 GiB driver heap out of memory).
+        # in two tasks of 330 MB ran a 2 GiB driver heap out of memory). Not cached: the driver's
+        # JVM holds what parallelize copied for as long as the RDD lives anyway, so a cached copy
+        # would be a second one (in the same heap, on local[N]); a pass over them ships each
+        # partition with its task, and what is kept is what components map them to.
         with self._timings.action(self.distribute):
-            rdd = _kept(self._rdd(sliced, math.ceil(count / DISTRIBUTE_ROWS)))
+            rdd = self._rdd(sliced, math.ceil(count / DISTRIBUTE_ROWS))
         return SparkRows(rdd, count, self._timings)
 
     def _frame(self, location: str) -> tuple[Any, list[str]]:
@@ -350,7 +360,7 @@ class SparkComputing(Computing):
         """Parsed on the executors: the driver gets ids and numbers, never the text."""
         if not self._reads(location):
             return super().read_dataset(location, with_label=with_label)
-        uri = location if "://" in location else f"file://{os.path.abspath(location)}"
+        uri = location if "://" in location else _file_uri(location)
         frame, header = self._frame(uri)
         parse = functools.partial(
             _parse_part, header=header, location=location, with_label=with_label
