@@ -23,6 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from fedalgo import paillier
+from fedalgo.components import hetero_lr
 from fedalgo.errors import ArgumentError, DataError
 from fedalgo.federation import RunResult, run_parties
 from fedalgo.logistic import batches
@@ -266,3 +268,17 @@ def test_penalty_none_and_unknown_penalty(tmp_path: Path, tiny) -> None:
     assert weights({"alpha": 5.0}) != pytest.approx(unpenalised, abs=1e-6)
     with pytest.raises(ArgumentError, match="'penalty' should be 'L2' or 'none'"):
         run_lr(tmp_path, *tiny, args={"penalty": "L1"})
+
+
+def test_packing_is_the_same_across_blocks_of_rows() -> None:
+    """The host packs its rows a block at a time: every row's plaintexts are its slots, in
+    order, whichever block it falls in."""
+    public_key, _ = paillier.generate_keypair(1024)
+    rng = np.random.default_rng(4)
+    x = paillier.encode(rng.normal(size=(hetero_lr.PACK_BLOCK_ROWS + 3, 7)), -6)
+    packing = hetero_lr._Packing.for_data(x, public_key)
+    packed = packing.pack_rows(x)
+    assert len(packed) == len(x) * packing.per_row
+    for i in (0, hetero_lr.PACK_BLOCK_ROWS - 1, hetero_lr.PACK_BLOCK_ROWS, len(x) - 1):
+        row = packed[i * packing.per_row : (i + 1) * packing.per_row]
+        assert packing.unpack(row, x.shape[1]) == x[i].tolist()
