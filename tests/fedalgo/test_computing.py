@@ -23,7 +23,7 @@ from fedalgo.bin_edges import fit_binning
 from fedalgo.components import hetero_lr, secureboost
 from fedalgo.components.scale import fit_scaling
 from fedalgo.computing import Computing, LocalComputing, Rows
-from fedalgo.computing.spark import SparkComputing
+from fedalgo.computing.spark import PERIODIC_GC, SparkComputing
 from fedalgo.errors import DataError, ProtocolError
 from fedalgo.federation import InMemoryFederation, run_parties
 from fedalgo.histogram import bin_sums
@@ -214,6 +214,13 @@ def test_spark_lets_the_jvm_drop_released_rows(spark: SparkComputing) -> None:
         assert _collected(spark, mapped)
     finally:
         gc.enable()
+
+
+def test_an_idle_spark_driver_returns_its_free_heap(spark: SparkComputing) -> None:
+    """The driver's JVM runs with periodic collections that give free heap back (a party
+    waiting on its peer would otherwise hold its largest heap to the end of the step)."""
+    runtime = spark._sc._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    assert set(PERIODIC_GC.split()) <= set(runtime.getInputArguments())
 
 
 def test_spark_times_its_work_per_kind(spark: SparkComputing) -> None:

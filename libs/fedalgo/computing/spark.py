@@ -52,6 +52,7 @@ from fedalgo.tables import ID_COLUMN, LABEL_COLUMN, Dataset, Table, dataset_of
 APP_NAME = "tessera-step"
 MAX_LABEL = 60
 DISTRIBUTE_ROWS = 16_384
+PERIODIC_GC = "-XX:G1PeriodicGCInterval=30000 -XX:MinHeapFreeRatio=10 -XX:MaxHeapFreeRatio=30"
 
 
 def _parse_part(
@@ -241,6 +242,11 @@ def session_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
         # Executors run this interpreter, so they import the same Tessera and C extension.
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
+        # A JVM keeps the heap it once grew to: an idle one (a party waiting on its peer) is
+        # collected every 30 s, and G1 then returns what is free (JEP 346). A 5M-row host's
+        # driver held 8.8 GB through the guest's training, 0.7 GB after one collection.
+        "spark.driver.extraJavaOptions": PERIODIC_GC,
+        "spark.executor.extraJavaOptions": PERIODIC_GC,
     }
     if master.startswith("local"):
         # In a sandbox only loopback exists and the host name does not resolve.
