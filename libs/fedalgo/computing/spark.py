@@ -179,7 +179,8 @@ def _kept(rdd: Any) -> Any:
 
 
 class SparkRows(Rows):
-    """Rows as a cached RDD of partitions on the executors (one chunk tuple per partition)."""
+    """Rows as an RDD of partitions (one chunk tuple each): as distributed, the parallelised
+    RDD; as mapped or regrouped, cached and locally checkpointed on the executors."""
 
     def __init__(self, rdd: Any, count: int, timings: _Timings) -> None:
         super().__init__(count)
