@@ -36,12 +36,16 @@ SessionDep = Annotated[Session, Depends(get_session)]
 # a list's offset: any larger one is no row anyway, and the database's integers end somewhere
 # (SQLite refuses an offset beyond 64 bits with an OverflowError)
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-# a list's filters by id or name: the characters ids and names are made of (PostgreSQL refuses a
-# NUL in text, so a filter with one would otherwise end in a 500)
+# a list's filters by id or name: the characters ids and names are made of
 IdFilter = Annotated[str | None, Query(pattern=r"^[0-9A-Za-z_.:-]{1,64}$")]
 NameFilter = Annotated[str | None, Query(pattern=STEP_NAME.pattern)]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def holds_control_character(text: str) -> bool:
+    """Whether ``text`` holds a C0 or C1 control character (PostgreSQL refuses a NUL in text)."""
+    return _CONTROL.search(text) is not None
 
 
 def refuse_control_characters(request: Request) -> None:
@@ -50,7 +54,7 @@ def refuse_control_characters(request: Request) -> None:
     params = [("path", k, v) for k, v in request.path_params.items()]
     params += [("query", k, v) for k, v in request.query_params.multi_items()]
     for where, name, value in params:
-        if isinstance(value, str) and _CONTROL.search(value):
+        if isinstance(value, str) and holds_control_character(value):
             name = _CONTROL.sub("?", name)  # a query's names are the client's too
             raise ApiError(
                 422,

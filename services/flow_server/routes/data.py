@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from flow_server import datasets, schemas
-from flow_server.deps import Offset, ServerDep, SessionDep
+from flow_server.deps import Offset, ServerDep, SessionDep, holds_control_character
 from flow_server.errors import ApiError
 from flow_server.openapi import error_responses
 
@@ -57,7 +57,7 @@ def _check_name(name: str | None, default: str) -> str:
     if (
         len(chosen) > _MAX_NAME
         or chosen.startswith(("table:", "model:"))
-        or any(ord(c) < 32 or ord(c) == 127 for c in chosen)
+        or holds_control_character(chosen)
     ):
         raise ApiError(
             422,
